@@ -1,0 +1,80 @@
+"""Atomic output and hashing: nothing partial is ever left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ensemble.errors import OutputExistsError
+
+
+def check_writable(paths: Sequence[str | os.PathLike], *, force: bool) -> None:
+    """Raise `OutputExistsError` for the first existing path unless `force`."""
+    if force:
+        return
+    for p in map(Path, paths):
+        if p.exists():
+            raise OutputExistsError(f"{p} exists; pass --force (force=True) to overwrite it or choose another output")
+
+
+@contextmanager
+def atomic_outputs(paths: Sequence[str | os.PathLike], *, force: bool = False) -> Iterator[list[Path]]:
+    """Write several files all-or-nothing.
+
+    Yields one temporary path per output, in the same folder (so the rename is atomic). When the
+    block ends without error, each temporary is renamed onto its output in the order given (put the
+    file readers look for first last); on any error, every temporary is removed and no output is
+    touched.
+
+    Args:
+        paths: the final output paths.
+        force: overwrite existing outputs; otherwise `OutputExistsError` before anything is written.
+    """
+    finals = [Path(p) for p in paths]
+    check_writable(finals, force=force)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temps = []
+    for p in finals:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        temps.append(p.with_name(f".{p.name}.{tag}.tmp"))
+    try:
+        yield temps
+        for tmp, final in zip(temps, finals):
+            os.replace(tmp, final)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, force: bool = False) -> None:
+    """Atomically write `obj` as indented JSON."""
+    with atomic_outputs([path], force=force) as (tmp,):
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, Paths: the usual things that end up in recipes and reports
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import ensemble
+from ensemble.cli import app
+from tests.conftest import write_csv_table
+
+runner = CliRunner()
+
+
+def test_version_and_help():
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"ens {ensemble.__version__}"
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0 and "check" in r.stdout
+
+
+def test_library_error_is_one_red_line_and_exit_2(tmp_path):
+    bad = write_csv_table(tmp_path / "bad.csv", ["1", "2"], ["a", "b"], [[0.5, 0.5], [0.2, 0.9]])
+    r = runner.invoke(app, ["check", str(bad)])
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: ") and "bad.csv: 1 rows do not sum to 1" in lines[0]
+    assert "pass --from-logits" in lines[0]
+    assert "Traceback" not in r.output and r.stdout == ""
+
+
+def test_long_error_is_not_wrapped(tmp_path):
+    deep = tmp_path / ("x" * 120) / "missing.csv"
+    r = runner.invoke(app, ["check", str(deep)])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENS_DEBUG", "1")
+    r = runner.invoke(app, ["check", str(tmp_path / "missing.csv")])
+    assert r.exit_code != 0 and isinstance(r.exception, ensemble.EnsembleError)
+
+
+def test_check_reports_valid_tables_and_labels(tmp_path):
+    t = write_csv_table(tmp_path / "m1" / "oof.csv", ["01", "02"], ["a", "b"], [[0.5, 0.5], [0.1, 0.9]])
+    (tmp_path / "train.csv").write_text("id,label\n02,b\n01,a\n")
+    r = runner.invoke(app, ["check", str(t.parent), "--labels", str(tmp_path / "train.csv"), "--json", "-"])
+    assert r.exit_code == 0, r.output
+    assert '"model": "m1"' in r.stdout and '"rows": 2' in r.stdout
+    (tmp_path / "short.csv").write_text("id,label\n01,a\n")
+    r = runner.invoke(app, ["check", str(t), "--labels", str(tmp_path / "short.csv")])
+    assert r.exit_code == 2 and '1 ids are not in' in r.stderr and '"02"' in r.stderr
+
+
+@pytest.mark.parametrize("argv", [["-m", "ensemble", "--version"]])
+def test_python_dash_m(argv):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == f"ens {ensemble.__version__}"

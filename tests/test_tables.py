@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ensemble
+from ensemble import make_table, read_table, write_table
+from ensemble.errors import AlignmentError, ClassMismatchError, OutputExistsError, TableError
+from ensemble.tables import align, conform_classes, sidecar_path, views_path
+from tests.conftest import random_probs, write_csv_table
+
+# Class names: unicode, no leading/trailing spaces, not a number-looking or empty string that a CSV
+# reader could reinterpret, and unique.
+class_name = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"), blacklist_characters=',"\r\n'),
+    min_size=1, max_size=8,
+).filter(lambda s: s != "id" and not s.startswith("Unnamed"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 30),
+    classes=st.lists(class_name, min_size=1, max_size=50, unique=True),
+    width=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+)
+def test_round_trip_keeps_ids_classes_and_exact_probs(n, classes, width, seed):
+    rng = np.random.default_rng(seed)
+    ids = [str(i).zfill(width) for i in rng.choice(10**width, size=min(n, 10**width), replace=False)]
+    probs = random_probs(rng, len(ids), len(classes))
+    t = make_table(ids, classes, probs, meta={"model": "m", "family": "f"})
+    with tempfile.TemporaryDirectory() as d:
+        write_table(t, Path(d) / "oof.csv")
+        back = read_table(Path(d) / "oof.csv")
+    assert list(back.ids) == ids  # "00042" stays "00042"
+    assert back.classes == list(classes)
+    np.testing.assert_array_equal(back.probs, probs)  # float32 survives exactly
+    assert back.probs.dtype == np.float32
+    assert back.meta["model"] == "m" and back.meta["family"] == "f"
+    assert back.meta["classes"] == list(classes)
+
+
+def test_leading_zero_ids_read_from_a_hand_written_csv(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("id,a,b\n00042,0.25,0.75\n007,1,0\nNA,0.5,0.5\n")
+    t = read_table(path)
+    assert list(t.ids) == ["00042", "007", "NA"]
+    assert t.probs.shape == (3, 2)
+
+
+def test_views_round_trip(tmp_path, rng):
+    probs = random_probs(rng, 5, 3)
+    views = {"identity": random_probs(rng, 5, 3), "hflip": random_probs(rng, 5, 3)}
+    t = make_table([f"{i:03d}" for i in range(5)], ["a", "b", "c"], probs, views=views)
+    write_table(t, tmp_path / "oof.csv")
+    back = read_table(tmp_path)  # a folder holding oof.csv
+    assert set(back.views) == {"identity", "hflip"}
+    np.testing.assert_array_equal(back.views["hflip"], views["hflip"])
+    assert json.loads(sidecar_path(tmp_path / "oof.csv").read_text())["views_file"] == "oof.views.npz"
+    # rows selected together with their views
+    sub = back.take(np.array([4, 0]))
+    np.testing.assert_array_equal(sub.views["identity"], views["identity"][[4, 0]])
+
+
+def test_from_logits_applies_softmax(tmp_path):
+    logits = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
+    path = write_csv_table(tmp_path / "l.csv", ["1", "2"], ["a", "b", "c"], logits)
+    with pytest.raises(TableError, match="pass --from-logits"):
+        read_table(path)
+    t = read_table(path, from_logits=True)
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(t.probs, expected, rtol=1e-6)
+
+
+def test_name_comes_from_sidecar_then_folder(tmp_path, rng):
+    t = make_table(["1"], ["a", "b"], random_probs(rng, 1, 2))
+    write_table(t, tmp_path / "convnext_s0" / "oof.csv")
+    assert read_table(tmp_path / "convnext_s0").name == "convnext_s0"
+    write_csv_table(tmp_path / "plain.csv", ["1"], ["a", "b"], [[0.5, 0.5]])
+    assert read_table(tmp_path / "plain.csv").name == "plain"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("id,a,b\n1,0.5,0.5\n1,0.5,0.5\n", r'duplicate ids "1"; each id must appear once — drop the repeated rows'),
+        ("id,a,b\n,0.5,0.5\n", r"1 rows have an empty id \(rows \"0\"\); every row needs an id"),
+        ("id,a,b\n1,nan,0.5\n", r"1 rows hold NaN or inf \(first: row 0, column 'a'\); fix the model output"),
+        ("id,a,b\n1,inf,0.5\n", r"rows hold NaN or inf"),
+        ("id,a,b\n1,-0.5,1.5\n", r"1 rows hold negative values \(first: row 0\); probabilities must be >= 0"),
+        ("id,a,b\n1,0.5,0.4\n2,0.5,0.5\n", r"1 rows do not sum to 1 \(first: row 0 sums to 0.9\); rows must sum to 1 within 0.0001"),
+        ("id,a,b\n1,x,0.5\n", r"a class column holds a non-numeric value .*; fix that cell"),
+        ("name,a,b\n1,0.5,0.5\n", r"first column is 'name', expected 'id' followed by one column per class"),
+        ("id\n1\n", r"no class columns; a table needs `id` then one column per class"),
+        ("id,a,a\n1,0.5,0.5\n", r"class column\(s\) \"a\" appear twice; rename them"),
+        ("", r"not a readable CSV"),
+    ],
+)
+def test_validation_errors_name_what_where_and_fix(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(TableError, match=message) as exc:
+        read_table(path)
+    assert str(path) in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_missing_table_and_folder_without_oof(tmp_path):
+    with pytest.raises(TableError, match="no such prediction table; give a CSV or a folder holding oof.csv"):
+        read_table(tmp_path)
+    with pytest.raises(TableError, match="folder holding test.csv"):
+        read_table(tmp_path, kind="test")
+
+
+def test_sidecar_classes_must_match_columns(tmp_path):
+    path = write_csv_table(tmp_path / "oof.csv", ["1"], ["a", "b"], [[0.5, 0.5]])
+    sidecar_path(path).write_text(json.dumps({"classes": ["b", "a"]}))
+    with pytest.raises(ClassMismatchError, match=r'disagree with the sidecar\'s classes "b", "a"; rewrite the table or delete oof.json'):
+        read_table(path)
+    sidecar_path(path).write_text("{not json")
+    with pytest.raises(TableError, match="sidecar is not valid JSON"):
+        read_table(path)
+
+
+def test_make_table_checks_shape(rng):
+    with pytest.raises(TableError, match=r"probabilities have shape \(3, 2\), expected \(3, 3\)"):
+        make_table(["1", "2", "3"], ["a", "b", "c"], random_probs(rng, 3, 2))
+
+
+def test_write_refuses_to_overwrite_without_force(tmp_path, rng):
+    t = make_table(["1"], ["a", "b"], random_probs(rng, 1, 2))
+    path = write_table(t, tmp_path / "oof.csv")
+    before = path.read_bytes()
+    t2 = make_table(["1"], ["a", "b"], np.array([[0.1, 0.9]]))
+    with pytest.raises(OutputExistsError, match=r"oof.(json|csv) exists; pass --force"):
+        write_table(t2, path)
+    assert path.read_bytes() == before
+    write_table(t2, path, force=True)
+    np.testing.assert_allclose(read_table(path).probs, [[0.1, 0.9]], rtol=1e-7)
+
+
+def test_overwriting_a_table_with_views_by_one_without_drops_stale_views(tmp_path, rng):
+    t = make_table(["1"], ["a", "b"], random_probs(rng, 1, 2), views={"hflip": random_probs(rng, 1, 2)})
+    write_table(t, tmp_path / "oof.csv")
+    write_table(make_table(["1"], ["a", "b"], random_probs(rng, 1, 2)), tmp_path / "oof.csv", force=True)
+    assert not views_path(tmp_path / "oof.csv").exists()
+    assert read_table(tmp_path / "oof.csv").views is None
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, rng, monkeypatch):
+    t = make_table(["1", "2"], ["a", "b"], random_probs(rng, 2, 2), views={"hflip": random_probs(rng, 2, 2)})
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt  # the user hits Ctrl-C while the CSV is being written
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_table(t, tmp_path / "out" / "oof.csv")
+    assert sorted(os.listdir(tmp_path / "out")) == []
+
+
+def test_interrupted_overwrite_keeps_the_old_table(tmp_path, rng, monkeypatch):
+    old = make_table(["1"], ["a", "b"], np.array([[0.25, 0.75]]))
+    path = write_table(old, tmp_path / "oof.csv")
+    monkeypatch.setattr(pd.DataFrame, "to_csv", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write_table(make_table(["1"], ["a", "b"], np.array([[0.5, 0.5]])), path, force=True)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(read_table(path).probs, [[0.25, 0.75]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["oof.csv", "oof.json"]
+
+
+def test_align_reorders_rows_and_classes(rng):
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    p = random_probs(rng, 4, 3)
+    ref = make_table(ids, ["x", "y", "z"], p)
+    perm = np.array([2, 0, 3, 1])
+    other = make_table(ids[perm], ["z", "x", "y"], p[perm][:, [2, 0, 1]])
+    a, b = align([ref, other])
+    assert list(b.ids) == list(ids) and b.classes == ["x", "y", "z"]
+    np.testing.assert_array_equal(b.probs, p)
+
+
+def test_align_error_lists_a_few_ids_and_counts(rng):
+    ref_ids = [f"{i:05d}" for i in range(20)]
+    ref = make_table(ref_ids, ["x", "y"], random_probs(rng, 20, 2))
+    other = make_table(ref_ids[:12] + ["zz1", "zz2"], ["x", "y"], random_probs(rng, 14, 2))
+    with pytest.raises(AlignmentError) as exc:
+        align([ref, other])
+    msg = str(exc.value)
+    assert '8 ids of table \'table\' are missing ("00012", "00013", "00014", "00015", "00016" and 3 more (8 in all))' in msg
+    assert '2 ids are not in' in msg and '"zz1", "zz2"' in msg
+    assert msg.endswith("predict on exactly the rows of table 'table'")
+
+
+def test_class_mismatch_between_tables(rng):
+    a = make_table(["1"], ["x", "y"], random_probs(rng, 1, 2))
+    b = make_table(["1"], ["x", "w"], random_probs(rng, 1, 2))
+    with pytest.raises(ClassMismatchError, match=r'classes differ from the reference \(lacks "y" and has extra "w"\)'):
+        conform_classes([a, b])
+
+
+def test_public_api_names_resolve():
+    assert callable(ensemble.read_table) and callable(ensemble.write_table)
+    assert ensemble.__version__
+    with pytest.raises(AttributeError):
+        ensemble.no_such_name  # noqa: B018
