@@ -1,0 +1,73 @@
+"""The competition's submission CSV: one row per test id, the predicted class by name or index."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensemble._io import atomic_outputs
+from ensemble.errors import ConfigError, LabelError, unknown_name
+from ensemble.tables import PredTable, check_ids
+
+TARGET_FORMATS = ("name", "index")
+
+
+@dataclass(frozen=True)
+class SubmissionFormat:
+    """How the competition wants the file (`--id-col`, `--target-col`, `--target-format`)."""
+
+    id_col: str = "id"
+    target_col: str = "label"
+    target_format: str = "name"
+
+    def __post_init__(self) -> None:
+        if self.target_format not in TARGET_FORMATS:
+            raise unknown_name("target format", self.target_format, TARGET_FORMATS)
+        if self.id_col == self.target_col:
+            raise ConfigError(f"--id-col and --target-col are both {self.id_col!r}; give two different column names")
+
+
+def predicted_labels(table: PredTable, fmt: SubmissionFormat) -> np.ndarray:
+    """Argmax of each row as class names or indices (strings), shape (n_samples,)."""
+    pred = table.probs.argmax(axis=1)
+    if fmt.target_format == "index":
+        return pred.astype(str).astype(object)
+    return np.asarray(table.classes, dtype=object)[pred]
+
+
+def write_submission(
+    table: PredTable, path: str | os.PathLike, fmt: SubmissionFormat = SubmissionFormat(), *, force: bool = False
+) -> Path:
+    """Atomically write the submission CSV for `table` (argmax per row), ids in the table's order."""
+    df = pd.DataFrame({fmt.id_col: table.ids, fmt.target_col: predicted_labels(table, fmt)})
+    with atomic_outputs([path], force=force) as (tmp,):
+        df.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def read_submission(path: str | os.PathLike, fmt: SubmissionFormat = SubmissionFormat()) -> pd.DataFrame:
+    """Read a submission CSV as strings: columns `id` and `target`, sorted by id.
+
+    Raises:
+        LabelError: missing file or columns, empty or duplicate ids, empty targets.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise LabelError(f"{p}: no such submission file")
+    try:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise LabelError(f"{p}: not a readable CSV ({str(e).strip().splitlines()[0]})") from None
+    for col, flag in ((fmt.id_col, "--id-col"), (fmt.target_col, "--target-col")):
+        if col not in df.columns:
+            raise LabelError(f"{p}: no column {col!r} (columns: {', '.join(df.columns)}); name it with {flag}")
+    ids = check_ids(df[fmt.id_col].to_numpy(dtype=object), str(p))
+    target = df[fmt.target_col].to_numpy(dtype=object)
+    if (target == "").any():
+        raise LabelError(f"{p}: {int((target == '').sum())} rows have an empty {fmt.target_col!r}; every id needs a prediction")
+    out = pd.DataFrame({"id": ids, "target": target}).sort_values("id", kind="stable").reset_index(drop=True)
+    return out
