@@ -76,3 +76,7 @@ def preview(items: Iterable[object], total: int | None = None, k: int = 5) -> st
 def unknown_name(kind: str, name: str, choices: Sequence[str]) -> UnknownNameError:
     """Build the error for a name that is not one of `choices`."""
     return UnknownNameError(f"unknown {kind} {name!r}; choose one of: {', '.join(choices)}")
+
+
+class DuplicateSubmissionError(LedgerError):
+    """A submission's predictions are identical to an earlier one and duplicates were refused."""
