@@ -1,0 +1,157 @@
+"""The ledger's SQLite file: opening, recognising ours, the schema, and write transactions.
+
+Safety rules:
+- A file that SQLite cannot read (not a database, corrupt) or an SQLite database of another
+  application is refused with a `LedgerError` and never written to: we only ever read it.
+- Our databases carry `PRAGMA application_id = APP_ID` and a `meta` table with the schema version.
+- WAL journal + a busy timeout + `BEGIN IMMEDIATE` for every write, so concurrent `ens` processes
+  queue instead of failing, and a read never sees half a write.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ensemble.errors import LedgerError
+
+DEFAULT_LEDGER = Path(".ens") / "ledger.db"
+APP_ID = 0x454E534C  # "ENSL"
+APP_NAME = "ens-ledger"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE submissions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        path TEXT NOT NULL,
+        file_sha256 TEXT NOT NULL,
+        pred_sha256 TEXT NOT NULL,
+        ids_sha256 TEXT NOT NULL,
+        n_rows INTEGER NOT NULL,
+        labels_as TEXT NOT NULL,
+        classes TEXT,
+        preds BLOB NOT NULL,
+        recipe_path TEXT,
+        recipe_sha256 TEXT,
+        method TEXT,
+        members TEXT,
+        oof_macro_f1 REAL,
+        nested_macro_f1 REAL,
+        ci_lo REAL,
+        ci_hi REAL,
+        created TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        public_score REAL,
+        private_score REAL,
+        scored TEXT
+    )""",
+    "CREATE INDEX submissions_pred ON submissions (pred_sha256)",
+    "CREATE INDEX submissions_ids ON submissions (ids_sha256)",
+)
+
+
+def ledger_path(ledger: str | os.PathLike | None) -> Path:
+    """The ledger file: `ledger`, or `.ens/ledger.db` under the current directory."""
+    return Path(ledger) if ledger is not None else DEFAULT_LEDGER
+
+
+@contextmanager
+def connect(ledger: str | os.PathLike | None, *, create: bool) -> Iterator[sqlite3.Connection]:
+    """Open the ledger, checking that it is ours; create it when `create` and absent.
+
+    Any SQLite error raised inside the block (corruption found mid-read, a lock held past the
+    timeout) becomes a `LedgerError` naming the file.
+
+    Raises:
+        LedgerError: no ledger (and not `create`), not a database, another application's database,
+            a newer schema, or a corrupt file.
+    """
+    p = ledger_path(ledger)
+    if p.is_dir():
+        raise LedgerError(f"{p}: is a folder, not a ledger file; give --ledger a file path such as .ens/ledger.db")
+    if not p.exists():
+        if not create:
+            raise LedgerError(
+                f"{p}: no ledger here; record a submission first (`ens submissions add FILE`) or give --ledger PATH"
+            )
+        p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = sqlite3.connect(p, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error as e:
+        raise LedgerError(f"{p}: cannot open the ledger ({e}); check the path and its permissions") from None
+    con.row_factory = sqlite3.Row
+    try:
+        _check_or_init(con, p, create=create)
+        yield con
+    except sqlite3.DatabaseError as e:
+        raise LedgerError(
+            f"{p}: the ledger is unreadable ({e}); it was left as is — restore it from a copy or use another --ledger"
+        ) from None
+    finally:
+        con.close()
+
+
+@contextmanager
+def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """All-or-nothing write; `BEGIN IMMEDIATE` takes the write lock up front so readers of the
+    block's own queries see exactly what it then writes on (no lost update between processes)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _state(con: sqlite3.Connection) -> tuple[set[str], int]:
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    (app_id,) = con.execute("PRAGMA application_id").fetchone()
+    return tables, int(app_id)
+
+
+def _check_or_init(con: sqlite3.Connection, p: Path, *, create: bool) -> None:
+    try:
+        tables, app_id = _state(con)  # reading only: SQLite refuses a foreign file before writing
+    except sqlite3.DatabaseError as e:
+        raise LedgerError(
+            f"{p}: not an ens ledger ({e}); it was left untouched — move it away or give another --ledger path"
+        ) from None
+    if not tables and app_id == 0:
+        if not create:
+            raise LedgerError(f"{p}: the ledger is empty; record a submission first with `ens submissions add FILE`")
+        _init(con)
+        tables, app_id = _state(con)
+    if app_id != APP_ID or "meta" not in tables:
+        shown = ", ".join(sorted(tables)) or "none"
+        raise LedgerError(
+            f"{p}: not an ens ledger (an SQLite database of another application; tables: {shown}); "
+            "it was left untouched — give another --ledger path"
+        )
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = int(row[0]) if row else -1
+    if version > SCHEMA_VERSION:
+        raise LedgerError(f"{p}: ledger schema {version} was written by a newer ens (this one reads {SCHEMA_VERSION}); upgrade ens")
+    if version < 1:
+        raise LedgerError(f"{p}: ledger has no schema version; it was left untouched — give another --ledger path")
+
+
+def _init(con: sqlite3.Connection) -> None:
+    # WAL lets readers run while a writer commits; the mode is stored in the file, set once.
+    con.execute("PRAGMA journal_mode = WAL")
+    with write_transaction(con):
+        tables, _ = _state(con)  # another process may have created it while we waited for the lock
+        if tables:
+            return
+        for stmt in _SCHEMA:
+            con.execute(stmt)
+        con.execute(f"PRAGMA application_id = {APP_ID}")
+        con.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [("app", APP_NAME), ("schema_version", str(SCHEMA_VERSION))],
+        )

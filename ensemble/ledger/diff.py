@@ -1,0 +1,85 @@
+"""`ens submissions diff A B`: how two recorded submissions differ."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ensemble.errors import LedgerError
+from ensemble.ledger._db import connect
+from ensemble.ledger.entries import Entry, _get, _predictions
+from ensemble.ledger.normalise import agreement, reconcile
+
+
+@dataclass(frozen=True)
+class SubmissionDiff:
+    """Two submissions compared on their common ids.
+
+    Attributes:
+        a, b: the entries.
+        n_common: ids in both.
+        only_a, only_b: ids in one only.
+        agreement: share of common ids with the same label.
+        per_class: one dict per label: `label`, `a` and `b` counts (common ids), `change` (b - a).
+        flipped: the common ids whose label differs: columns `id`, `a`, `b`, in id order.
+    """
+
+    a: Entry
+    b: Entry
+    n_common: int
+    only_a: int
+    only_b: int
+    agreement: float
+    per_class: list[dict[str, Any]]
+    flipped: pd.DataFrame
+
+    def to_dict(self, limit: int | None = None) -> dict[str, Any]:
+        """JSON-ready; `limit` caps the flipped rows (None: all)."""
+        rows = self.flipped if limit is None else self.flipped.head(limit)
+        return {
+            "a": self.a.id,
+            "b": self.b.id,
+            "n_common": self.n_common,
+            "only_a": self.only_a,
+            "only_b": self.only_b,
+            "agreement": self.agreement,
+            "n_flipped": len(self.flipped),
+            "per_class": self.per_class,
+            "flipped": rows.to_dict(orient="records"),
+        }
+
+
+def diff_submissions(a: int, b: int, *, ledger: str | os.PathLike | None = None) -> SubmissionDiff:
+    """Compare two entries: agreement, per-class count changes, and the rows that flipped.
+
+    Raises:
+        LedgerError: an entry does not exist, or the two share no id.
+    """
+    with connect(ledger, create=False) as con:
+        ea, eb = _get(con, a, ledger), _get(con, b, ledger)
+        pa, pb = reconcile(_predictions(con, a), _predictions(con, b))
+    rate, ia, ib = agreement(pa, pb)
+    if rate is None:
+        raise LedgerError(
+            f"submissions #{a} and #{b} share no id ({ea.n_rows} and {eb.n_rows} rows); "
+            "they predict different test sets and cannot be compared"
+        )
+    la, lb = pa.labels[ia], pb.labels[ib]
+    ca, cb = pd.Series(la).value_counts(), pd.Series(lb).value_counts()
+    classes = pa.classes if pa.classes is not None and pa.classes == pb.classes else None
+    seen = set(ca.index) | set(cb.index)
+    order = [c for c in classes if c in seen] if classes else sorted(seen)
+    per_class = [
+        {"label": str(c), "a": int(ca.get(c, 0)), "b": int(cb.get(c, 0)), "change": int(cb.get(c, 0) - ca.get(c, 0))}
+        for c in order
+    ]
+    flip = np.flatnonzero(la != lb)
+    flipped = pd.DataFrame({"id": pa.ids[ia][flip], "a": la[flip], "b": lb[flip]})
+    return SubmissionDiff(
+        a=ea, b=eb, n_common=len(ia), only_a=len(pa) - len(ia), only_b=len(pb) - len(ib),
+        agreement=rate, per_class=per_class, flipped=flipped,
+    )

@@ -1,0 +1,296 @@
+"""Recording, listing and scoring submissions in the ledger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ensemble._io import sha256_file
+from ensemble.errors import DuplicateSubmissionError, LedgerError
+from ensemble.ledger._db import connect, ledger_path, write_transaction
+from ensemble.ledger.normalise import Predictions, agreement, normalise
+from ensemble.ledger.recipe import RecipeInfo, read_recipe
+from ensemble.submission import SubmissionFormat, read_submission
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One recorded submission (a ledger row, without its stored predictions).
+
+    Attributes:
+        id: the entry number (1, 2, ...), never reused.
+        path: the submission CSV (absolute, as it was when recorded).
+        file_sha256: hash of the CSV's bytes.
+        pred_sha256: hash of the normalised predictions (see `ensemble.ledger.normalise`).
+        ids_sha256: hash of the id set.
+        n_rows: number of predictions.
+        labels_as: how targets were normalised ("class names" or "as written").
+        classes: the classes used to normalise, or None.
+        recipe_path, recipe_sha256, method, members: the blend that made it, when known.
+        oof_macro_f1, nested_macro_f1, ci95: the blend's scores from its recipe.
+        created: UTC time recorded (ISO 8601).
+        note: the user's note.
+        public_score, private_score: leaderboard scores, once recorded.
+        scored: UTC time the scores were last recorded.
+    """
+
+    id: int
+    path: str
+    file_sha256: str
+    pred_sha256: str
+    ids_sha256: str
+    n_rows: int
+    labels_as: str
+    classes: list[str] | None
+    recipe_path: str | None
+    recipe_sha256: str | None
+    method: str | None
+    members: list[dict[str, Any]] | None
+    oof_macro_f1: float | None
+    nested_macro_f1: float | None
+    ci95: tuple[float, float] | None
+    created: str
+    note: str
+    public_score: float | None
+    private_score: float | None
+    scored: str | None
+
+    @property
+    def honest(self) -> float | None:
+        """Nested OOF macro-F1 when recorded, else the in-sample one."""
+        return self.nested_macro_f1 if self.nested_macro_f1 is not None else self.oof_macro_f1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ci95"] = list(self.ci95) if self.ci95 else None
+        return d
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Entry:
+        d = dict(row)
+        ci = (d.pop("ci_lo"), d.pop("ci_hi"))
+        d.pop("preds", None)
+        return cls(
+            **d | {
+                "classes": json.loads(d["classes"]) if d["classes"] else None,
+                "members": json.loads(d["members"]) if d["members"] else None,
+                "ci95": ci if None not in ci else None,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What recording a submission found.
+
+    Attributes:
+        entry: the new entry.
+        duplicate_of: the earliest entry with identical predictions, or None.
+        closest: the earlier entry (same ids) agreeing most with the new one, or None.
+        agreement: share of rows where `closest` predicts the same (1.0 for a duplicate).
+    """
+
+    entry: Entry
+    duplicate_of: Entry | None
+    closest: Entry | None
+    agreement: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry": self.entry.to_dict(),
+            "duplicate_of": self.duplicate_of.id if self.duplicate_of else None,
+            "closest": self.closest.id if self.closest else None,
+            "agreement": self.agreement,
+        }
+
+
+_COLUMNS = [f.name for f in Entry.__dataclass_fields__.values() if f.name not in ("id", "ci95")] + ["ci_lo", "ci_hi", "preds"]
+
+
+def record_submission(
+    submission_path: str | os.PathLike,
+    *,
+    ledger: str | os.PathLike | None = None,
+    fmt: SubmissionFormat = SubmissionFormat(),
+    recipe_path: str | os.PathLike | None = None,
+    note: str = "",
+    strict: bool = False,
+    classes: Sequence[str] | None = None,
+) -> AddResult:
+    """Record a submission CSV in the ledger, flagging identical earlier predictions.
+
+    Args:
+        submission_path: the competition CSV.
+        ledger: the ledger file (default `.ens/ledger.db`); created when absent.
+        fmt: the CSV's id and target columns.
+        recipe_path: the blend's recipe.json (scores, member hashes, classes to normalise with).
+        note: free text shown in `ens submissions list`.
+        strict: refuse (and record nothing) when the predictions equal an earlier entry's.
+        classes: class names to normalise targets with; default the recipe's.
+
+    Returns:
+        The new entry, the duplicate if any, and the closest earlier entry with its agreement rate.
+
+    Raises:
+        DuplicateSubmissionError: `strict` and identical to an earlier entry.
+        LedgerError: the ledger is not ours or is unreadable; a bad recipe.
+        LabelError, ClassMismatchError: the CSV is malformed or its targets are not classes.
+    """
+    sub = Path(submission_path)
+    preds_frame = read_submission(sub, fmt)
+    recipe: RecipeInfo | None = read_recipe(recipe_path) if recipe_path is not None else None
+    if classes is None and recipe is not None:
+        classes = recipe.classes
+    preds = normalise(preds_frame, classes, sub)
+    record = {
+        "path": str(sub.resolve()),
+        "file_sha256": sha256_file(sub),
+        "pred_sha256": preds.sha256,
+        "ids_sha256": preds.ids_sha256,
+        "n_rows": len(preds),
+        "labels_as": preds.labels_as,
+        "classes": json.dumps(preds.classes) if preds.classes is not None else None,
+        "recipe_path": str(recipe.path) if recipe else None,
+        "recipe_sha256": recipe.sha256 if recipe else None,
+        "method": recipe.method if recipe else None,
+        "members": json.dumps(recipe.members) if recipe else None,
+        "oof_macro_f1": recipe.oof_macro_f1 if recipe else None,
+        "nested_macro_f1": recipe.nested_macro_f1 if recipe else None,
+        "ci_lo": recipe.ci95[0] if recipe and recipe.ci95 else None,
+        "ci_hi": recipe.ci95[1] if recipe and recipe.ci95 else None,
+        "created": _now(),
+        "note": note,
+        "public_score": None,
+        "private_score": None,
+        "scored": None,
+        "preds": preds.to_blob(),
+    }
+    with connect(ledger, create=True) as con, write_transaction(con):
+        # one transaction: a concurrent `add` of the same file sees this one, or this one sees it
+        row = con.execute("SELECT * FROM submissions WHERE pred_sha256 = ? ORDER BY id LIMIT 1", (preds.sha256,)).fetchone()
+        duplicate = Entry.from_row(row) if row else None
+        closest, rate = (duplicate, 1.0) if duplicate is not None else _closest(con, preds)
+        if duplicate is None and rate == 1.0 and closest is not None and closest.n_rows == len(preds):
+            duplicate = closest  # same ids, same labels once names and indices are reconciled
+        if duplicate is not None and strict:
+            raise DuplicateSubmissionError(
+                f"{sub}: predictions are identical to submission #{duplicate.id} ({duplicate.path}"
+                f"{', ' + repr(duplicate.note) if duplicate.note else ''}); nothing recorded — "
+                "submit something new, or drop --strict to record it anyway"
+            )
+        cur = con.execute(
+            f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            [record[c] for c in _COLUMNS],
+        )
+        entry = _get(con, int(cur.lastrowid), ledger)
+    if duplicate is not None:
+        logger.warning(
+            "DUPLICATE: %s has predictions IDENTICAL to submission #%d (%s%s, %s); recorded as #%d anyway — "
+            "submitting it again wastes a slot (--strict refuses duplicates)",
+            sub, duplicate.id, duplicate.path, f", {duplicate.note!r}" if duplicate.note else "",
+            duplicate.created, entry.id,
+        )
+    return AddResult(entry, duplicate, closest, rate)
+
+
+def list_submissions(ledger: str | os.PathLike | None = None) -> list[Entry]:
+    """Every entry, oldest first.
+
+    Raises:
+        LedgerError: no ledger at the path, or not ours.
+    """
+    with connect(ledger, create=False) as con:
+        return [Entry.from_row(r) for r in con.execute("SELECT * FROM submissions ORDER BY id")]
+
+
+def get_submission(entry_id: int, ledger: str | os.PathLike | None = None) -> Entry:
+    """One entry by number.
+
+    Raises:
+        LedgerError: no such entry (the message gives the valid range).
+    """
+    with connect(ledger, create=False) as con:
+        return _get(con, entry_id, ledger)
+
+
+def load_predictions(entry_id: int, ledger: str | os.PathLike | None = None) -> tuple[Entry, Predictions]:
+    """An entry and its stored normalised predictions."""
+    with connect(ledger, create=False) as con:
+        entry = _get(con, entry_id, ledger)
+        return entry, _predictions(con, entry_id)
+
+
+def score_submission(
+    entry_id: int,
+    *,
+    public: float | None = None,
+    private: float | None = None,
+    ledger: str | os.PathLike | None = None,
+) -> Entry:
+    """Record leaderboard scores for an entry (a score not given is left as it was).
+
+    Raises:
+        LedgerError: neither score given, a score that is not a finite number, or no such entry.
+    """
+    if public is None and private is None:
+        raise LedgerError(f"submission #{entry_id}: no score given; pass --public X and/or --private Y")
+    for name, v in (("public", public), ("private", private)):
+        if v is not None and not math.isfinite(v):
+            raise LedgerError(f"submission #{entry_id}: --{name} {v} is not a finite number; give the leaderboard score")
+    with connect(ledger, create=False) as con, write_transaction(con):
+        _get(con, entry_id, ledger)
+        con.execute(
+            "UPDATE submissions SET public_score = COALESCE(?, public_score), "
+            "private_score = COALESCE(?, private_score), scored = ? WHERE id = ?",
+            (public, private, _now(), entry_id),
+        )
+        return _get(con, entry_id, ledger)
+
+
+def _get(con: sqlite3.Connection, entry_id: int, ledger: str | os.PathLike | None) -> Entry:
+    row = con.execute("SELECT * FROM submissions WHERE id = ?", (int(entry_id),)).fetchone()
+    if row is None:
+        lo, hi = con.execute("SELECT MIN(id), MAX(id) FROM submissions").fetchone()
+        held = f"#{lo}..#{hi}" if lo is not None else "no submissions"
+        raise LedgerError(
+            f"{ledger_path(ledger)}: no submission #{entry_id} (the ledger holds {held}); see `ens submissions list`"
+        )
+    return Entry.from_row(row)
+
+
+def _predictions(con: sqlite3.Connection, entry_id: int) -> Predictions:
+    blob, labels_as, classes = con.execute(
+        "SELECT preds, labels_as, classes FROM submissions WHERE id = ?", (entry_id,)
+    ).fetchone()
+    return Predictions.from_blob(blob, labels_as, json.loads(classes) if classes else None)
+
+
+def _closest(con: sqlite3.Connection, preds: Predictions) -> tuple[Entry | None, float | None]:
+    """The earlier entry over the same ids with the highest agreement (latest on ties)."""
+    best: tuple[float, int] | None = None
+    rows = con.execute(
+        "SELECT id, preds, labels_as, classes FROM submissions WHERE ids_sha256 = ? ORDER BY id", (preds.ids_sha256,)
+    ).fetchall()
+    for entry_id, blob, labels_as, classes in rows:
+        other = Predictions.from_blob(blob, labels_as, json.loads(classes) if classes else None)
+        rate, _, _ = agreement(preds, other)
+        if rate is not None and (best is None or rate >= best[0]):
+            best = (rate, entry_id)
+    if best is None:
+        return None, None
+    row = con.execute("SELECT * FROM submissions WHERE id = ?", (best[1],)).fetchone()
+    return Entry.from_row(row), best[0]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
