@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -36,6 +36,8 @@ class ModelConfig:
         ema: load the EMA weights of a checkpoint that holds both.
         trust_checkpoint: allow unpickling arbitrary objects (runs code from the file).
         card_path: the model card this came from, if any.
+        model_kwargs: extra keyword arguments for `timm.create_model` (e.g. `global_pool`,
+            `drop_path_rate`); models with a fixed input size get `img_size` automatically.
     """
 
     name: str
@@ -53,6 +55,7 @@ class ModelConfig:
     ema: bool = False
     trust_checkpoint: bool = False
     card_path: Path | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
