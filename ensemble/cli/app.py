@@ -63,9 +63,9 @@ def _root(
 
 def _register() -> None:
     # One line per command module, in the order of DESIGN.md's flow.
-    from ensemble.cli import check
+    from ensemble.cli import check, select, submissions
 
-    for module in (check,):
+    for module in (check, submissions, select):
         module.register(app)
 
 

@@ -1,0 +1,91 @@
+"""`ens select`: choose the final submissions on a simulated private leaderboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ensemble.cli import _render
+from ensemble.cli.submissions import LedgerOpt
+
+
+def select(
+    labels: Annotated[Path, typer.Option("--labels", help="Labels CSV the blends' OOF tables cover.")],
+    more: Annotated[
+        Optional[list[Path]], typer.Argument(help="Recipes (recipe.json or blend folders), as after --recipes.", show_default=False)
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="How many finals to choose.")] = 2,
+    recipes: Annotated[
+        Optional[list[Path]],
+        typer.Option("--recipes", help="Candidate recipes; default: every blend recorded in the ledger."),
+    ] = None,
+    ledger: LedgerOpt = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples of the OOF rows.")] = 2000,
+    seed: _render.SeedOpt = 42,
+    id_col: Annotated[str, typer.Option("--id-col")] = "id",
+    label_col: Annotated[str, typer.Option("--label-col")] = "label",
+    all_classes: Annotated[
+        bool, typer.Option("--all-classes", help="Macro-F1 over all classes (default: classes present, as Kaggle).")
+    ] = False,
+    json_out: _render.JsonOpt = None,
+    quiet: _render.QuietOpt = False,
+) -> None:
+    """Pick N finals: the best honest (nested) OOF estimate, then hedges that raise the expected best-of-N.
+
+    Candidates are scored on paired bootstrap resamples of the OOF rows (a simulated private
+    leaderboard), each centred on its honest estimate; each later pick maximises the expected
+    best-of-N macro-F1, so it hedges instead of duplicating the first.
+    """
+    from ensemble.labels import Columns
+    from ensemble.select import select_submissions
+
+    _render.setup_logging(quiet)
+    sel = select_submissions(
+        labels, ledger=ledger, recipes=[*(recipes or []), *(more or [])] or None, n=n, n_boot=n_boot,
+        seed=seed, columns=Columns(id=id_col, label=label_col), all_classes=all_classes,
+    )
+    con = _render.out()
+    rows = [
+        [
+            c.pick, c.name, f"#{c.entry_id}" if c.entry_id is not None else None, c.oof_macro_f1, c.nested_macro_f1,
+            c.honest, c.p_best, f"{c.diff_to_leader:+.4f}", f"[{c.diff_ci95[0]:+.4f}, {c.diff_ci95[1]:+.4f}]",
+            c.p_beats_leader, c.public_score, c.private_score,
+        ]
+        for c in sel.candidates
+    ]
+    con.print(
+        _render.table(
+            f"candidates ({sel.n_rows} OOF rows, {sel.n_boot} paired resamples, seed {sel.seed})",
+            ["pick", "candidate", "entry", "OOF F1", "nested F1", "honest", "P(best)", "Δ leader", "95% CI",
+             "P(beats leader)", "public", "private"],
+            rows,
+        )
+    )
+    for i, p in enumerate(sel.picks, 1):
+        con.print(f"pick {i}: [bold]{p.name}[/] — {p.reason}")
+    names = [p.name for p in sel.picks]
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            test = sel.test_agreement[i][j]
+            con.print(
+                f"picks {i + 1} and {j + 1} agree on "
+                + (f"{test:.2%} of test rows" if test is not None else "? test rows (no test predictions)")
+                + f" ({sel.oof_agreement[i][j]:.2%} of OOF rows)"
+            )
+    scored = sum(c.public_score is not None for c in sel.candidates)
+    for d in sel.lb_disagreements:
+        con.print(
+            f"[yellow]public LB prefers {d.public_prefers} over {d.oof_prefers} (+{d.public_gap:.4f}) but the honest "
+            f"OOF estimate prefers {d.oof_prefers} (+{d.honest_gap:.4f}; better in {d.p_oof_right:.0%} of resamples)[/]"
+        )
+    if scored >= 2 and not sel.lb_disagreements:
+        con.print(f"public LB agrees with the OOF ranking on the {scored} scored candidates")
+    elif scored < 2:
+        con.print("fewer than 2 candidates have public LB scores (record them: ens submissions score ID --public X)")
+    _render.emit_json(sel.to_dict(), json_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("select")(select)

@@ -1,0 +1,145 @@
+"""`ens submissions add|list|score|diff`: the ledger of submitted files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ensemble.cli import _render
+
+LedgerOpt = Annotated[
+    Optional[Path], typer.Option("--ledger", help="Ledger file (default: .ens/ledger.db under the current folder).")
+]
+
+submissions = typer.Typer(
+    name="submissions",
+    help="The ledger of submissions: record, list, score and compare them; identical files are flagged.",
+    no_args_is_help=True,
+)
+
+
+@submissions.command("add")
+def add(
+    file: Annotated[Path, typer.Argument(help="The submission CSV.")],
+    note: Annotated[str, typer.Option("--note", "-m", help="What this submission is, shown in `list`.")] = "",
+    recipe: Annotated[
+        Optional[Path],
+        typer.Option("--recipe", help="The blend's recipe.json (or folder): its scores and classes are recorded."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse (exit 2, nothing recorded) when identical to an earlier one.")
+    ] = False,
+    ledger: LedgerOpt = None,
+    id_col: Annotated[str, typer.Option("--id-col", help="Id column of the submission.")] = "id",
+    target_col: Annotated[str, typer.Option("--target-col", help="Target column of the submission.")] = "label",
+    json_out: _render.JsonOpt = None,
+    quiet: _render.QuietOpt = False,
+) -> None:
+    """Record a submission; warn when its predictions equal an earlier one's, else show the closest.
+
+    Predictions are compared after sorting rows by id; with --recipe, targets written as class
+    indices or class names compare as the same labels.
+    """
+    from ensemble.ledger import record_submission
+    from ensemble.submission import SubmissionFormat
+
+    _render.setup_logging(quiet)
+    res = record_submission(
+        file, ledger=ledger, fmt=SubmissionFormat(id_col=id_col, target_col=target_col),
+        recipe_path=recipe, note=note, strict=strict,
+    )
+    con = _render.out()
+    e = res.entry
+    con.print(f"recorded submission #{e.id}: {e.path} ({e.n_rows} rows{', ' + repr(e.note) if e.note else ''})")
+    if res.duplicate_of is not None:
+        con.print(f"[bold yellow]identical to submission #{res.duplicate_of.id}[/] ({res.duplicate_of.path})")
+    elif res.closest is not None and res.agreement is not None:
+        differ = round((1 - res.agreement) * e.n_rows)
+        con.print(
+            f"closest earlier: #{res.closest.id} ({res.closest.path}): "
+            f"{res.agreement:.2%} of rows agree ({differ} differ)"
+        )
+    else:
+        con.print("no earlier submission over the same ids")
+    _render.emit_json(res.to_dict(), json_out)
+
+
+@submissions.command("list")
+def list_(ledger: LedgerOpt = None, json_out: _render.JsonOpt = None) -> None:
+    """Show every recorded submission, oldest first; `same as` marks identical predictions."""
+    from ensemble.ledger import list_submissions
+
+    entries = list_submissions(ledger)
+    first_of: dict[str, int] = {}
+    rows = []
+    for e in entries:
+        same = first_of.setdefault(e.pred_sha256, e.id)
+        rows.append([
+            e.id, e.created.replace("T", " ")[:16], Path(e.path).name, e.n_rows, e.note or "-", e.method,
+            e.oof_macro_f1, e.nested_macro_f1, f"[{e.ci95[0]:.4f}, {e.ci95[1]:.4f}]" if e.ci95 else None,
+            e.public_score, e.private_score, f"#{same}" if same != e.id else None,
+        ])
+    _render.out().print(
+        _render.table(
+            f"submissions ({len(entries)})",
+            ["#", "created (UTC)", "file", "rows", "note", "method", "OOF F1", "nested F1", "95% CI", "public", "private", "same as"],
+            rows,
+        )
+    )
+    _render.emit_json([e.to_dict() for e in entries], json_out)
+
+
+@submissions.command("score")
+def score(
+    entry: Annotated[int, typer.Argument(help="Submission number (see `ens submissions list`).")],
+    public: Annotated[Optional[float], typer.Option("--public", help="Public leaderboard score.")] = None,
+    private: Annotated[Optional[float], typer.Option("--private", help="Private leaderboard score.")] = None,
+    ledger: LedgerOpt = None,
+    json_out: _render.JsonOpt = None,
+) -> None:
+    """Record leaderboard scores for a submission."""
+    from ensemble.ledger import score_submission
+
+    e = score_submission(entry, public=public, private=private, ledger=ledger)
+    _render.out().print(
+        f"submission #{e.id} ({Path(e.path).name}): public {_render.fmt(e.public_score)}, "
+        f"private {_render.fmt(e.private_score)}"
+    )
+    _render.emit_json(e.to_dict(), json_out)
+
+
+@submissions.command("diff")
+def diff(
+    a: Annotated[int, typer.Argument(help="First submission number.")],
+    b: Annotated[int, typer.Argument(help="Second submission number.")],
+    rows: Annotated[int, typer.Option("--rows", help="How many flipped rows to show (--json writes all).")] = 20,
+    ledger: LedgerOpt = None,
+    json_out: _render.JsonOpt = None,
+) -> None:
+    """Compare two submissions: agreement, per-class count changes, and the rows that flipped."""
+    from ensemble.ledger import diff_submissions
+
+    d = diff_submissions(a, b, ledger=ledger)
+    con = _render.out()
+    con.print(
+        f"#{a} vs #{b}: {d.agreement:.2%} agree on {d.n_common} common ids ({len(d.flipped)} flipped)"
+        + (f"; {d.only_a} ids only in #{a}, {d.only_b} only in #{b}" if d.only_a or d.only_b else "")
+    )
+    con.print(
+        _render.table(
+            "per-class counts", ["label", f"#{a}", f"#{b}", "change"],
+            [[c["label"], c["a"], c["b"], f"{c['change']:+d}"] for c in d.per_class],
+        )
+    )
+    if len(d.flipped):
+        shown = d.flipped.head(max(rows, 0))
+        con.print(_render.table("flipped rows", ["id", f"#{a}", f"#{b}"], shown.values.tolist()))
+        if len(d.flipped) > len(shown):
+            con.print(f"... and {len(d.flipped) - len(shown)} more (--rows N, or --json FILE for all)")
+    _render.emit_json(d.to_dict(), json_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(submissions, name="submissions")
