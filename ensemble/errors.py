@@ -80,3 +80,7 @@ def unknown_name(kind: str, name: str, choices: Sequence[str]) -> UnknownNameErr
 
 class DuplicateSubmissionError(LedgerError):
     """A submission's predictions are identical to an earlier one and duplicates were refused."""
+
+
+class ExportError(EnsembleError):
+    """An ONNX export failed, or the exported model disagrees with torch beyond the tolerance."""
