@@ -119,9 +119,11 @@ def _check_or_init(con: sqlite3.Connection, p: Path, *, create: bool) -> None:
     try:
         tables, app_id = _state(con)  # reading only: SQLite refuses a foreign file before writing
     except sqlite3.DatabaseError as e:
-        raise LedgerError(
-            f"{p}: not an ens ledger ({e}); it was left untouched — move it away or give another --ledger path"
-        ) from None
+        if "not a database" in str(e):
+            raise LedgerError(
+                f"{p}: not an ens ledger ({e}); it was left untouched — move it away or give another --ledger path"
+            ) from None
+        raise  # an SQLite file that is damaged: `connect` reports it as unreadable
     if not tables and app_id == 0:
         if not create:
             raise LedgerError(f"{p}: the ledger is empty; record a submission first with `ens submissions add FILE`")
