@@ -1,0 +1,182 @@
+"""The data side of `ens predict`: the data CSV, image decoding and batching.
+
+Workers decode with PIL and resize/crop to the model input (timm's eval transform), then ship
+uint8 tensors; normalisation happens on the device (`normalise`), so the batches crossing process
+boundaries and the host-to-device copy are 4x smaller than float32. Models whose
+`ModelConfig.preprocess_key()` match share one decode of every image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TVF
+
+from ensemble.errors import ConfigError, DataError, preview
+from ensemble.labels import Columns, Labels, read_labels
+from ensemble.predict.config import ModelConfig
+
+RESIZE_MODES = ("crop", "squash")
+# The label column plays no part in prediction; reading it could only fail on values we never use.
+_NO_COLUMN = "\x00unused"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image file becomes a uint8 (3, H, W) tensor; models with equal ones share a decode.
+
+    Attributes:
+        img_size: output (height, width).
+        crop_pct: "crop" mode resizes to img_size / crop_pct, then center-crops img_size.
+        interpolation: PIL resampling name.
+        resize_mode: "crop" or "squash".
+    """
+
+    img_size: tuple[int, int]
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
+    resize_mode: str = "crop"
+
+    @classmethod
+    def of(cls, cfg: ModelConfig) -> Preprocess:
+        """The preprocessing of a model config (checked)."""
+        pre = cls(tuple(cfg.img_size), float(cfg.crop_pct), str(cfg.interpolation), str(cfg.resize_mode))
+        pre.check(cfg.name)
+        return pre
+
+    def check(self, model: str) -> None:
+        """Raise ConfigError for a resize mode, interpolation or crop fraction that cannot work."""
+        if self.resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"model {model!r}: unknown resize_mode {self.resize_mode!r}; choose one of: {', '.join(RESIZE_MODES)}")
+        modes = [m.value for m in InterpolationMode if m.value != "nearest-exact"]
+        if self.interpolation not in modes:
+            raise ConfigError(f"model {model!r}: unknown interpolation {self.interpolation!r}; choose one of: {', '.join(modes)}")
+        if not 0 < self.crop_pct <= 1:
+            raise ConfigError(f"model {model!r}: crop_pct {self.crop_pct:g} must be in (0, 1]; 1.0 means no crop")
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        """Resize/crop a PIL RGB image as timm's eval transform does; returns uint8 (3, H, W)."""
+        mode = InterpolationMode(self.interpolation)
+        if self.resize_mode == "squash":
+            img = TVF.resize(img, list(self.img_size), interpolation=mode)
+        else:
+            scale = [math.floor(s / self.crop_pct) for s in self.img_size]
+            # a square target resizes the shorter side (aspect kept), as timm does
+            size = [scale[0]] if scale[0] == scale[1] else scale
+            img = TVF.center_crop(TVF.resize(img, size, interpolation=mode), list(self.img_size))
+        return TVF.pil_to_tensor(img)
+
+
+def read_data(
+    path: str | os.PathLike,
+    *,
+    columns: Columns = Columns(),
+    root: str | os.PathLike | None = None,
+    need_folds: bool = False,
+) -> Labels:
+    """Read the data CSV: ids, image paths and (for OOF) folds.
+
+    Args:
+        path: the CSV (`id`, `path`, optionally `fold`, `label`).
+        columns: column names; the label column is ignored.
+        root: folder the image paths are relative to (default: the CSV's folder).
+        need_folds: require the fold column (OOF prediction); otherwise it is not read.
+
+    Raises:
+        LabelError: missing file or columns, empty/duplicate ids, empty paths, bad folds.
+    """
+    cols = Columns(
+        id=columns.id, path=columns.path, label=_NO_COLUMN, fold=columns.fold if need_folds else _NO_COLUMN
+    )
+    return read_labels(path, columns=cols, root=root, require=("path", "fold") if need_folds else ("path",))
+
+
+def check_files(data: Labels, rows: np.ndarray) -> np.ndarray:
+    """Indices (into `rows`) of rows whose image file does not exist (cheap; before any work)."""
+    return np.flatnonzero([not os.path.isfile(p) for p in data.paths[rows]])
+
+
+def missing_error(data: Labels, rows: np.ndarray) -> DataError:
+    """The error for rows whose image files are missing."""
+    first = rows[0]
+    return DataError(
+        f"{data.source}: {len(rows)} image files are missing, e.g. {data.paths[first]} (id {data.ids[first]!r}; "
+        f"ids {preview(data.ids[rows])}); fix the paths (relative to the CSV's folder unless --root) "
+        "or pass --skip-bad to predict without them"
+    )
+
+
+def decode_error(data: Labels, row: int, reason: str) -> DataError:
+    return DataError(
+        f"{data.paths[row]}: cannot decode the image of id {data.ids[row]!r} ({reason}); "
+        "replace the file or pass --skip-bad to predict without it"
+    )
+
+
+class ImageDataset(Dataset):
+    """Images of some rows of the data, decoded and resized; bad files reported, not raised.
+
+    Items are `(row, image, error)`: the row index into the data, uint8 (3, H, W), and "" or the
+    reason the file could not be read (the image is then zeros). Errors travel as values because
+    an exception raised in a DataLoader worker reaches the main process as a multi-line traceback.
+    """
+
+    def __init__(self, paths: Sequence[str], rows: np.ndarray, preprocess: Preprocess) -> None:
+        self.paths = paths
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str]:
+        row = int(self.rows[i])
+        try:
+            with Image.open(self.paths[row]) as img:
+                out = self.preprocess(img.convert("RGB"))
+            return row, out, ""
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            h, w = self.preprocess.img_size
+            return row, torch.zeros(3, h, w, dtype=torch.uint8), f"{type(e).__name__}: {e}".splitlines()[0]
+
+
+def make_loader(
+    data: Labels, rows: np.ndarray, preprocess: Preprocess, *, batch_size: int, workers: int, device: torch.device
+) -> DataLoader:
+    """A DataLoader over `rows` in the order given; yields (rows int64 (B,), images uint8 (B, 3, H, W), errors)."""
+    dataset = ImageDataset(list(data.paths), rows, preprocess)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], device: torch.device) -> torch.Tensor:
+    """uint8 (B, 3, H, W) on any device -> normalised float32 (B, 3, H, W) on `device`."""
+    x = images.to(device, non_blocking=True).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def rows_fingerprint(data: Labels, rows: np.ndarray, path_col: str) -> str:
+    """A hash of the ids and (as written in the CSV) paths of `rows`: what a resumable part depends on."""
+    raw = data.frame[path_col].to_numpy(dtype=object)[rows] if path_col in data.frame else data.paths[rows]
+    h = hashlib.sha256()
+    for i, p in zip(data.ids[rows], raw):
+        h.update(f"{i}\t{p}\n".encode())
+    return h.hexdigest()

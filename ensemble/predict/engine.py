@@ -1,0 +1,194 @@
+"""The prediction engine: run the work list, decoding each image once for every model that needs it.
+
+Items (model x fold x shard, see `plan.py`) are grouped by preprocessing; each group streams its
+rows through one DataLoader (decoding in workers, overlapped with compute). Every batch is moved
+to the device and normalised once per normalisation, its TTA views are stacked into one forward
+per fold model (chunked by `batch_size`), and per-view logits are merged into probabilities. An
+item's part is stored the moment its last row is done, so an interrupted run resumes from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ensemble._progress import NoProgress, Progress
+from ensemble.predict import resume
+from ensemble.predict.config import ModelConfig, Runner
+from ensemble.predict.data import Preprocess, decode_error, make_loader, normalise
+from ensemble.predict.plan import Plan
+from ensemble.predict.tta import View, merge_views
+
+log = logging.getLogger(__name__)
+
+
+def make_runner(cfg: ModelConfig, fold: int, *, device: torch.device, amp: str | None, channels_last: bool) -> Runner:
+    """The model side's runner factory (torch or ONNX Runtime); a seam for tests and distributed runs."""
+    from ensemble.predict.runners import make_runner as factory
+
+    return factory(cfg, fold, device=device, amp=amp, channels_last=channels_last)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """The model side's device resolution ("auto" -> CUDA when usable, else CPU)."""
+    from ensemble.predict.runners import resolve_device as resolve
+
+    return resolve(spec)
+
+
+@dataclass
+class RunStats:
+    """What happened to each item: reused from a stored part, or computed (and in how many seconds)."""
+
+    reused: set[int]
+    seconds: dict[int, float]
+    bad: dict[int, str]  # data row -> why it was skipped
+
+
+def forward_views(runner: Runner, x: torch.Tensor, views: Sequence[View], chunk: int) -> torch.Tensor:
+    """Logits of every view of a batch, the views stacked into as few forwards as possible.
+
+    Args:
+        runner: the fold model.
+        x: normalised images (B, 3, H, W) on the runner's device.
+        views: the TTA views; views giving the same shape share a forward.
+        chunk: most images per forward (bounds memory).
+
+    Returns:
+        Float32 logits of shape (V, B, C).
+    """
+    b = x.shape[0]
+    by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = defaultdict(list)
+    for i, view in enumerate(views):
+        t = view(x)
+        by_shape[tuple(t.shape[-2:])].append((i, t))
+    out: list[torch.Tensor | None] = [None] * len(views)
+    for members in by_shape.values():
+        stacked = torch.cat([t for _, t in members]) if len(members) > 1 else members[0][1]  # (v*B, 3, h, w)
+        logits = torch.cat([runner.logits(c).float() for c in stacked.split(chunk)])  # (v*B, C)
+        for j, (i, _) in enumerate(members):
+            out[i] = logits[j * b:(j + 1) * b]
+    return torch.stack(out)  # (V, B, C)
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    device: torch.device,
+    amp: str | None,
+    batch_size: int,
+    workers: int,
+    skip_bad: bool,
+    resume_parts: bool,
+    channels_last: bool = True,
+    progress: Progress | None = None,
+) -> tuple[dict[int, resume.Part], RunStats]:
+    """Reuse or compute the part of every item of the plan.
+
+    Returns:
+        item index -> its part, and what was reused/computed.
+
+    Raises:
+        DataError: an image cannot be read (without `skip_bad`); parts finished so far are kept.
+    """
+    parts: dict[int, resume.Part] = {}
+    stats = RunStats(set(), {}, {})
+    needed = {i for o in plan.outputs if o.state != "up to date" for i in o.items}
+    for i in sorted(needed):
+        item = plan.items[i]
+        if resume_parts and (part := resume.load_part(item.path, item.key, item.rows, allow_bad=skip_bad)) is not None:
+            parts[i] = part
+            stats.reused.add(i)
+            stats.bad.update(part.bad or {})
+    pending = sorted(needed - set(parts))
+    groups: dict[Preprocess, list[int]] = defaultdict(list)
+    for i in pending:
+        groups[Preprocess.of(plan.configs[plan.items[i].model])].append(i)
+    progress = progress or NoProgress()
+    progress.start("predicting", sum(len(plan.items[i].rows) for i in pending))
+    try:
+        with torch.inference_mode():
+            for pre, items in groups.items():
+                _run_group(plan, pre, items, parts, stats, device=device, amp=amp, batch_size=batch_size,
+                           workers=workers, skip_bad=skip_bad, channels_last=channels_last, progress=progress)
+    finally:
+        progress.stop()
+    return parts, stats
+
+
+def _run_group(
+    plan: Plan, pre: Preprocess, items: list[int], parts: dict[int, resume.Part], stats: RunStats, *,
+    device: torch.device, amp: str | None, batch_size: int, workers: int, skip_bad: bool, channels_last: bool,
+    progress: Progress,
+) -> None:
+    """Compute the items sharing one preprocessing: one decode of their rows for all of them."""
+    n = len(plan.data)
+    runners: dict[tuple[int, int], Runner] = {}
+    for i in items:
+        it = plan.items[i]
+        if (it.model, it.fold) not in runners:
+            runners[it.model, it.fold] = make_runner(
+                plan.configs[it.model], it.fold, device=device, amp=amp, channels_last=channels_last
+            )
+    # rows in item order (oof: fold by fold) so a fold model sees full batches and items finish early
+    order = np.array(list(dict.fromkeys(np.concatenate([plan.items[i].rows for i in items]).tolist())), dtype=np.int64)
+    pos, left, buffers = {}, {}, {}
+    for i in items:
+        it, c = plan.items[i], plan.configs[plan.items[i].model]
+        pos[i] = np.full(n, -1, dtype=np.int64)
+        pos[i][it.rows] = np.arange(len(it.rows))
+        left[i] = len(it.rows)
+        v = len(plan.views) if plan.save_views else 0
+        buffers[i] = (np.zeros((len(it.rows), c.num_classes), np.float32), np.zeros(len(it.rows), bool),
+                      np.zeros((v, len(it.rows), c.num_classes), np.float32) if v else None)
+        stats.seconds[i] = 0.0
+    norm_of = {i: plan.configs[plan.items[i].model].normalise_key() for i in items}
+    loader = make_loader(plan.data, order, pre, batch_size=batch_size, workers=workers, device=device)
+    t_wait = time.perf_counter()
+    for rows_b, images, errors in loader:
+        decode_s = time.perf_counter() - t_wait
+        rows_b = rows_b.numpy()
+        bad = [j for j, e in enumerate(errors) if e]
+        for j in bad:
+            if not skip_bad:
+                raise decode_error(plan.data, int(rows_b[j]), errors[j])
+            stats.bad[int(rows_b[j])] = errors[j]
+        keep = np.array([not e for e in errors])
+        xs = {key: normalise(images[torch.from_numpy(keep)] if bad else images, key[0], key[1], device)
+              for key in set(norm_of.values())}
+        good = rows_b[keep]
+        active = [i for i in items if left[i] > 0 and (pos[i][rows_b] >= 0).any()]
+        for i in active:
+            t0 = time.perf_counter()
+            it = plan.items[i]
+            sel = pos[i][good] >= 0
+            x = xs[norm_of[i]]
+            if not sel.all():
+                x = x[torch.from_numpy(sel).to(device)]
+            probs_buf, ok_buf, views_buf = buffers[i]
+            if sel.any():
+                logits = forward_views(runners[it.model, it.fold], x, plan.views, batch_size)  # (V, b, C)
+                at = pos[i][good[sel]]
+                probs_buf[at] = merge_views(logits, plan.merge).cpu().numpy()
+                ok_buf[at] = True
+                if views_buf is not None:
+                    views_buf[:, at] = logits.softmax(-1).cpu().numpy()
+            done = int((pos[i][rows_b] >= 0).sum())
+            left[i] -= done
+            progress.advance(done)
+            stats.seconds[i] += time.perf_counter() - t0 + decode_s / len(active)
+            if left[i] == 0:
+                bad_rows = {int(r): stats.bad[int(r)] for r in it.rows[~ok_buf] if int(r) in stats.bad}
+                parts[i] = resume.Part(it.key, it.rows, probs_buf, ok_buf, views_buf, bad_rows)
+                resume.save_part(it.path, parts[i])
+                del buffers[i]
+        t_wait = time.perf_counter()
+    unfinished = [i for i in items if left[i] > 0]
+    if unfinished:  # a bug, not a user error: the loader yields every row once
+        raise RuntimeError(f"{len(unfinished)} work items did not receive all their rows")
