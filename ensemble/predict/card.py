@@ -1,0 +1,469 @@
+"""Model cards (`models/<name>.toml`) and the one function that resolves a model's configuration.
+
+Precedence, in `resolve_config` only: flags > card > the model's own config (timm's
+`pretrained_cfg` for an arch, never downloaded; the input/output shape of an ONNX file) > defaults.
+Card paths (checkpoints, onnx, classes_file) are relative to the card; flag paths to the working
+directory. Weights are given as a list (index = fold), a table fold -> file, one file (fold 0), or a
+pattern with `{fold}` that expands to the files that exist (or to `folds`).
+
+Example card::
+
+    name = "effnet_b0_s1"
+    family = "effnet_b0"
+    arch = "efficientnet_b0"
+    classes = ["cat", "dog", "fox"]      # or classes_file = "classes.txt", or num_classes = 3
+    img_size = 384                       # or [h, w]
+    crop_pct = 1.0
+    checkpoints = "ckpt/fold{fold}/best.pth"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from glob import glob, escape
+from pathlib import Path
+from typing import Any
+
+from ensemble.errors import ConfigError, preview
+from ensemble.predict.config import ModelConfig
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+RESIZE_MODES = ("crop", "squash")
+# timm's crop_mode -> ours ("border" has no equivalent; it falls back to a center crop)
+_TIMM_CROP_MODES = {"center": "crop", "squash": "squash", "border": "crop"}
+DEFAULTS: dict[str, Any] = {
+    "img_size": (224, 224),
+    "mean": (0.485, 0.456, 0.406),  # ImageNet, as timm's IMAGENET_DEFAULT_MEAN
+    "std": (0.229, 0.224, 0.225),
+    "crop_pct": 1.0,
+    "interpolation": "bilinear",
+    "resize_mode": "crop",
+}
+
+
+def load_card(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a model card: TOML with known keys only. Paths stay as written (relative to the card).
+
+    Raises:
+        ConfigError: missing file, invalid TOML, unknown keys (the valid ones are listed).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such model card; give the path of a .toml card (see models/)")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML ({e}); fix the card's syntax") from None
+    if "trust_checkpoint" in data:
+        # A card may come from anywhere; running pickled code must be the user's explicit choice.
+        raise ConfigError(f"{p}: trust_checkpoint cannot be set in a card; pass --trust-checkpoint on the command line")
+    unknown = [k for k in data if k not in FIELDS]
+    if unknown:
+        raise ConfigError(f"{p}: unknown keys {preview(unknown)}; valid keys: {', '.join(FIELDS)}")
+    return data
+
+
+# ---- field checks: the same for card values and flags; `where` names the source in errors ----
+
+def _bad(where: str, what: str) -> ConfigError:
+    return ConfigError(f"{where}: {what}")
+
+
+def _split(v: Any) -> Any:
+    """Flags may arrive as 'a,b,c' strings; cards give lists."""
+    if isinstance(v, str) and "," in v:
+        return [s.strip() for s in v.split(",") if s.strip()]
+    return v
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise _bad(where, f"must be a non-empty string, got {v!r}")
+    return v.strip()
+
+
+def _name(v: Any, where: str) -> str:
+    s = _str(v, where)
+    if "/" in s or "\\" in s or s in (".", ".."):
+        raise _bad(where, f"{s!r} is used as a folder name (preds/<name>/); drop the path separators")
+    return s
+
+
+def _pos_int(v: Any, where: str) -> int:
+    if isinstance(v, str) and v.strip().isdigit():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise _bad(where, f"must be a positive integer, got {v!r}")
+    return v
+
+
+def _img_size(v: Any, where: str) -> tuple[int, int]:
+    v = _split(v.replace("x", ",") if isinstance(v, str) else v)
+    if isinstance(v, (list, tuple)):
+        if len(v) != 2:
+            raise _bad(where, f"must be one integer or [height, width], got {v!r}")
+        return (_pos_int(v[0], where), _pos_int(v[1], where))
+    s = _pos_int(v, where)
+    return (s, s)
+
+
+def _triple(v: Any, where: str, *, positive: bool = False) -> tuple[float, float, float]:
+    v = _split(v)
+    try:
+        vals = tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else ()
+    except (TypeError, ValueError):
+        vals = ()
+    if len(vals) != 3 or (positive and min(vals) <= 0):
+        need = "3 positive numbers" if positive else "3 numbers"
+        raise _bad(where, f"must be {need} (R, G, B on the 0..1 scale), got {v!r}")
+    return vals  # type: ignore[return-value]
+
+
+def _crop_pct(v: Any, where: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = -1.0
+    if isinstance(v, bool) or not 0.0 < f <= 1.0:
+        raise _bad(where, f"must be a number in (0, 1] (1.0 = no crop), got {v!r}")
+    return f
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def check(v: Any, where: str) -> str:
+        if v not in choices:
+            raise _bad(where, f"{v!r} is not one of: {', '.join(choices)}")
+        return v
+
+    return check
+
+
+def _classes(v: Any, where: str) -> tuple[str, ...]:
+    v = _split(v)
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not v or not all(isinstance(c, (str, int)) for c in v):
+        raise _bad(where, f"must be a non-empty list of class names, got {v!r}")
+    names = tuple(str(c).strip() for c in v)
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:
+        raise _bad(where, f"duplicate class names {preview(dup)}; each class once, in index order")
+    return names
+
+
+def _folds(v: Any, where: str) -> tuple[int, ...]:
+    v = _split(v)
+    v = [v] if isinstance(v, (int, str)) else v
+    try:
+        out = tuple(int(f) for f in v)
+    except (TypeError, ValueError):
+        raise _bad(where, f"must be a list of fold numbers, got {v!r}") from None
+    if not out or min(out) < 0:
+        raise _bad(where, f"must be a list of fold numbers >= 0, got {v!r}")
+    return out
+
+
+def _bool(v: Any, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise _bad(where, f"must be true or false, got {v!r}")
+    return v
+
+
+def _table(v: Any, where: str) -> dict[str, Any]:
+    if not isinstance(v, Mapping):
+        raise _bad(where, f"must be a table of keyword arguments, got {v!r}")
+    return dict(v)
+
+
+def _weights(v: Any, where: str) -> Any:
+    """list | {fold} pattern or single file | table fold -> file; checked, expanded later."""
+    if isinstance(v, str) and v.strip():
+        return v
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (str, os.PathLike)) for x in v):
+        return [os.fspath(x) for x in v]
+    if isinstance(v, Mapping) and v and all(isinstance(x, (str, os.PathLike)) for x in v.values()):
+        try:
+            return {int(k): os.fspath(x) for k, x in v.items()}
+        except ValueError:
+            raise _bad(where, f"table keys must be fold numbers, got {list(v)}") from None
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    raise _bad(where, f"must be a file, a list of files (one per fold), a table fold -> file, or a pattern with {{fold}}; got {v!r}")
+
+
+# Every card key and flag, with its check; the card's valid keys are listed from here.
+FIELDS: dict[str, Callable[[Any, str], Any]] = {
+    "name": _name,
+    "family": _name,
+    "arch": _str,
+    "onnx": _weights,
+    "checkpoints": _weights,
+    "folds": _folds,
+    "classes": _classes,
+    "classes_file": _str,
+    "num_classes": _pos_int,
+    "img_size": _img_size,
+    "mean": _triple,
+    "std": lambda v, w: _triple(v, w, positive=True),
+    "crop_pct": _crop_pct,
+    "interpolation": _choice(INTERPOLATIONS),
+    "resize_mode": _choice(RESIZE_MODES),
+    "ema": _bool,
+    "model_kwargs": _table,
+}
+FLAGS = (*FIELDS, "trust_checkpoint")
+
+
+class _Layer:
+    """One source of values: the flags or a card, with the folder its relative paths start from."""
+
+    def __init__(self, label: str, base: Path, raw: Mapping[str, Any], where: Callable[[str], str]) -> None:
+        self.label, self.base, self.where = label, base, where
+        self.values = {k: FIELDS[k](v, where(k)) for k, v in raw.items() if v is not None}
+
+
+def resolve_config(card: str | os.PathLike | None = None, **flags: Any) -> ModelConfig:
+    """Resolve one model's configuration: flags > card > the model's own config > defaults.
+
+    Args:
+        card: a model card (TOML), or None to use flags only.
+        **flags: card fields given on the command line (None = not given): name, family, arch,
+            onnx, checkpoints, folds, classes, classes_file, num_classes, img_size, mean, std,
+            crop_pct, interpolation, resize_mode, ema, model_kwargs, and trust_checkpoint (a flag
+            only). Lists may be given as comma-separated strings.
+
+    Returns:
+        The resolved `ModelConfig`; weight files are checked to exist.
+
+    Raises:
+        ConfigError: unknown card keys, bad values, neither arch nor onnx, no classes,
+            num_classes disagreeing with classes, missing weight files.
+    """
+    unknown = [k for k in flags if k not in FLAGS]
+    if unknown:
+        raise TypeError(f"resolve_config() got unknown flags {unknown}; valid: {', '.join(FLAGS)}")
+    trust = bool(flags.pop("trust_checkpoint", None))
+    layers = [_Layer("flags", Path("."), flags, lambda k: f"--{k.replace('_', '-')}")]
+    card_path = None
+    if card is not None:
+        card_path = Path(card)
+        layers.append(_Layer(str(card_path), card_path.parent, load_card(card_path), lambda k: f"{card_path}: {k}"))
+    src = layers[-1].label  # the card when there is one, for messages about what is missing
+
+    def get(key: str) -> tuple[Any, _Layer | None]:
+        for layer in layers:
+            if key in layer.values:
+                return layer.values[key], layer
+        return None, None
+
+    # -- backend: the higher-precedence of onnx / checkpoints wins; both in one source is ambiguous
+    (onnx_spec, onnx_l), (ck_spec, ck_l) = get("onnx"), get("checkpoints")
+    if onnx_l is not None and onnx_l is ck_l:
+        raise ConfigError(f"{onnx_l.label}: both onnx and checkpoints are given; give one (onnx files run in ONNX Runtime, checkpoints in timm)")
+    use_onnx = onnx_l is not None and (ck_l is None or layers.index(onnx_l) < layers.index(ck_l))
+    arch, _ = get("arch")
+    folds, _ = get("folds")
+    if use_onnx:
+        weights = _expand(onnx_spec, onnx_l, folds, "onnx")
+    else:
+        if arch is None:
+            raise ConfigError(f"{src}: neither arch nor onnx is given; set arch (a timm model name) and checkpoints, or onnx files")
+        if ck_l is None:
+            raise ConfigError(f"{src}: arch {arch!r} has no checkpoints; set checkpoints (a list, or a pattern with {{fold}})")
+        weights = _expand(ck_spec, ck_l, folds, "checkpoints")
+
+    # -- the model's own config: timm's pretrained_cfg, or the ONNX file's shapes
+    own: dict[str, Any] = _timm_defaults(arch, get("arch")[1]) if arch is not None else {}
+    onnx_size, onnx_classes = _onnx_shapes(weights[min(weights)]) if use_onnx else (None, None)
+    if onnx_size is not None:
+        own["img_size"] = onnx_size
+
+    def value(key: str) -> Any:
+        v, _ = get(key)
+        return v if v is not None else own.get(key, DEFAULTS.get(key))
+
+    classes = _resolve_classes(get, onnx_classes, src)
+    img_size = value("img_size")
+    if onnx_size is not None and tuple(img_size) != onnx_size:
+        raise ConfigError(
+            f"{weights[min(weights)]}: the ONNX model takes {onnx_size[0]}x{onnx_size[1]} images but img_size is "
+            f"{img_size[0]}x{img_size[1]}; set img_size = [{onnx_size[0]}, {onnx_size[1]}] or re-export at that size"
+        )
+    name, _ = get("name")
+    if name is None:
+        name = card_path.stem if card_path is not None else (arch or _onnx_name(onnx_spec))
+    family, _ = get("family")
+    return ModelConfig(
+        name=name,
+        family=family or name,
+        classes=classes,
+        img_size=tuple(img_size),
+        mean=tuple(value("mean")),
+        std=tuple(value("std")),
+        crop_pct=float(value("crop_pct")),
+        interpolation=value("interpolation"),
+        resize_mode=value("resize_mode"),
+        arch=None if use_onnx else arch,
+        checkpoints={} if use_onnx else weights,
+        onnx=weights if use_onnx else {},
+        ema=bool(get("ema")[0]),
+        trust_checkpoint=trust,
+        card_path=card_path,
+        model_kwargs=get("model_kwargs")[0] or {},
+    )
+
+
+def _expand(spec: Any, layer: _Layer, folds: tuple[int, ...] | None, key: str) -> dict[int, Path]:
+    """Weights spec -> fold -> existing file; every missing file named."""
+    where, base = layer.where(key), layer.base
+
+    def path(s: str) -> Path:
+        return base / os.path.expanduser(s)
+
+    if isinstance(spec, str) and "{fold}" in spec:
+        pattern = str(path(spec))
+        if folds is not None:
+            files = {f: Path(pattern.replace("{fold}", str(f))) for f in folds}
+        else:
+            parts = pattern.split("{fold}")
+            rx = re.compile(re.escape(parts[0]) + r"(?P<fold>\d+)" + r"(?P=fold)".join(re.escape(p) for p in parts[1:]))
+            files = {}
+            for hit in sorted(glob("*".join(escape(p) for p in parts))):
+                m = rx.fullmatch(hit)
+                if m:
+                    files[int(m["fold"])] = Path(hit)
+            if not files:
+                raise ConfigError(f"{where}: no file matches {pattern!r}; check the pattern ({{fold}} stands for the fold number) and the folder")
+    else:
+        if isinstance(spec, str):
+            files = {0: path(spec)}  # one model trained on everything: fold 0
+        elif isinstance(spec, list):
+            files = {i: path(s) for i, s in enumerate(spec)}
+        else:
+            files = {int(k): path(s) for k, s in spec.items()}
+        if folds is not None:
+            absent = [f for f in folds if f not in files]
+            if absent:
+                raise ConfigError(f"{where}: no file for folds {preview(absent)} (files given for folds {preview(sorted(files))}); fix folds or the list")
+            files = {f: files[f] for f in folds}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        rel = " (paths are relative to the card)" if layer.label != "flags" else ""
+        raise ConfigError(f"{where}: {len(missing)} {key} files missing: {preview(missing)}{rel}; fix the paths or choose folds")
+    return dict(sorted(files.items()))
+
+
+def _timm_defaults(arch: str, layer: _Layer | None) -> dict[str, Any]:
+    """Preprocessing from timm's pretrained_cfg of `arch` (a registry lookup, nothing downloaded)."""
+    import timm
+
+    if not timm.is_model(arch):
+        import difflib
+
+        close = difflib.get_close_matches(arch.split(".")[0], timm.list_models(), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        where = layer.where("arch") if layer is not None else "arch"
+        raise ConfigError(f"{where}: unknown timm architecture {arch!r}{hint}; see timm.list_models()")
+    pc = timm.models.get_pretrained_cfg(arch)
+    if pc is None:
+        return {}
+    out: dict[str, Any] = {}
+    if pc.mean and pc.std and len(pc.mean) == 3:
+        out["mean"], out["std"] = tuple(pc.mean), tuple(pc.std)
+    if pc.crop_pct:
+        out["crop_pct"] = min(float(pc.crop_pct), 1.0)
+    if pc.input_size:
+        out["img_size"] = tuple(int(s) for s in pc.input_size[-2:])
+    if pc.interpolation in INTERPOLATIONS:
+        out["interpolation"] = pc.interpolation
+    out["resize_mode"] = _TIMM_CROP_MODES.get(pc.crop_mode, "crop")
+    return out
+
+
+def _onnx_shapes(path: Path) -> tuple[tuple[int, int] | None, int | None]:
+    """(H, W) when the ONNX input is fixed-size, and the output width, read from the graph."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as e:  # onnx raises DecodeError, ValueError, ... for a bad file
+        raise ConfigError(f"{path}: not a readable ONNX model ({type(e).__name__}); re-export it (ens export-onnx)") from None
+
+    def dims(value_info: Any) -> list[int | None]:
+        return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
+
+    inits = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    shape = dims(inputs[0]) if inputs else []
+    size = (shape[2], shape[3]) if len(shape) == 4 and shape[2] and shape[3] else None
+    out = dims(graph.output[0]) if graph.output else []
+    return size, (out[-1] if len(out) == 2 else None)
+
+
+def _resolve_classes(get: Callable[[str], tuple[Any, _Layer | None]], onnx_classes: int | None, src: str) -> tuple[str, ...]:
+    (names, names_l), (file, file_l) = get("classes"), get("classes_file")
+    if names_l is not None and names_l is file_l:
+        raise ConfigError(f"{names_l.label}: both classes and classes_file are given; give one")
+    if file_l is not None and (names_l is None or file_l.label == "flags"):  # the higher source wins
+        names = _read_classes_file(file_l.base / os.path.expanduser(file), file_l.where("classes_file"))
+    n, n_l = get("num_classes")
+    if names is not None:
+        if n is not None and n != len(names):
+            raise ConfigError(f"{n_l.where('num_classes')} is {n} but {len(names)} classes are listed; make them agree (or drop num_classes)")
+    else:
+        n = n if n is not None else onnx_classes
+        if n is None:
+            raise ConfigError(f"{src}: no classes; set classes = [...] (in index order) or classes_file, or num_classes for classes named 0..C-1")
+        names = tuple(str(i) for i in range(n))
+    if onnx_classes is not None and onnx_classes != len(names):
+        raise ConfigError(f"{src}: the ONNX model has {onnx_classes} outputs but {len(names)} classes are given; use the classes it was trained on")
+    return names
+
+
+def _read_classes_file(path: Path, where: str) -> tuple[str, ...]:
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such file {str(path)!r}; give a text file with one class name per line")
+    names = [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
+    return _classes(names, f"{path}")
+
+
+def _onnx_name(spec: Any) -> str:
+    first = spec if isinstance(spec, str) else (spec[0] if isinstance(spec, list) else spec[min(spec)])
+    p = Path(first)
+    return p.parent.name if "{fold}" in p.name and p.parent.name not in ("", ".") else p.stem.replace("{fold}", "")
+
+
+def format_card(values: Mapping[str, Any], comments: list[str] | tuple[str, ...] = ()) -> str:
+    """Write card values as TOML (strings, numbers, booleans, lists and one-level tables).
+
+    Args:
+        values: card keys -> values, written in the order given.
+        comments: lines written first, as TOML comments.
+    """
+    lines = [f"# {c}" for c in comments]
+    tables = []
+    for k, v in values.items():
+        if v is None:
+            continue
+        if isinstance(v, Mapping):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {_toml(v)}")
+    for k, t in tables:
+        lines += ["", f"[{k}]", *(f"{_toml(str(kk))} = {_toml(vv)}" for kk, vv in t.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(v: Any) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(os.fspath(v) if isinstance(v, os.PathLike) else str(v))  # a TOML basic string

@@ -1,0 +1,251 @@
+"""Runners: one fold's model behind one interface (`logits(x)`), in torch or ONNX Runtime.
+
+Both take normalised float32 images (B, 3, H, W) and return float32 logits (B, C) on the device of
+the input. The torch runner uses `inference_mode`, channels_last and, on CUDA, autocast (AMP); the
+ONNX runner asks for the CUDA provider only when torch sees a usable GPU (asking without one makes
+ONNX Runtime print errors), binds CUDA tensors in place, and checks the input size up front.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ensemble._io import sha256_file
+from ensemble._registry import Registry
+from ensemble.errors import ConfigError, ModelLoadError
+from ensemble.predict.config import ModelConfig, Runner
+
+log = logging.getLogger(__name__)
+
+# AMP mode -> dtype on CUDA (None: full float32); "auto" is resolved by `amp_dtype`.
+AMP_MODES: Registry[torch.dtype | None] = Registry("AMP mode")
+AMP_MODES.add("auto", None)
+AMP_MODES.add("bf16", torch.bfloat16)
+AMP_MODES.add("fp16", torch.float16)
+AMP_MODES.add("none", None)
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """`auto` -> the first GPU when usable, else the CPU; `cpu`, `cuda`, `cuda:N` as asked.
+
+    Raises:
+        ConfigError: an unknown spec, or CUDA asked for where no GPU is usable.
+    """
+    s = str(spec).strip().lower()
+    if s == "auto":
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    if s == "cpu":
+        return torch.device("cpu")
+    if s == "cuda" or (s.startswith("cuda:") and s[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {spec}: no usable GPU here (torch.cuda.is_available() is False); use --device cpu or auto")
+        index = int(s[5:]) if ":" in s else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) visible (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return torch.device("cuda", index)
+    raise ConfigError(f"--device {spec!r} is not a device; choose one of: {', '.join(DEVICE_CHOICES)}")
+
+
+def amp_dtype(amp: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `amp` on `device` (None = float32).
+
+    `None` and "auto" mean bf16 on a CUDA GPU that supports it, fp16 on older GPUs, and nothing on
+    the CPU (CPU autocast is slower and less exact than float32 there).
+
+    Raises:
+        UnknownNameError: an unknown mode. ConfigError: bf16/fp16 asked for on the CPU.
+    """
+    mode = "auto" if amp is None else str(amp).lower()
+    dtype = AMP_MODES.get(mode)
+    if mode == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype is not None and device.type != "cuda":
+        raise ConfigError(f"--amp {mode} runs on CUDA only (device is {device}); use --amp none or auto on the CPU")
+    return dtype
+
+
+class TorchRunner:
+    """A timm model in eval mode: `inference_mode`, channels_last, CUDA autocast.
+
+    Args:
+        model: the loaded model (eval mode).
+        device: where it runs.
+        sha256: hash of its checkpoint file.
+        amp: autocast dtype on CUDA, or None for float32.
+        channels_last: run in NHWC memory format (faster convolutions on CPU and GPU).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, device: torch.device, sha256: str,
+                 amp: torch.dtype | None = None, channels_last: bool = True) -> None:
+        self.device, self.sha256, self.amp, self.channels_last = device, sha256, amp, channels_last
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.eval().to(device=device, memory_format=fmt)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float32 normalised images -> (B, C) float32 logits on x's device."""
+        with torch.inference_mode():
+            xin = x.to(self.device, dtype=torch.float32, non_blocking=True)
+            if self.channels_last:
+                xin = xin.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                out = self.model(xin)
+            if isinstance(out, (tuple, list)):  # e.g. distilled heads in train-style forward
+                out = out[0]
+            return out.float().to(x.device)
+
+
+def onnx_providers(device: torch.device) -> list[Any]:
+    """ONNX Runtime providers for `device`: CUDA (then CPU) only when torch sees a usable GPU.
+
+    Asking ONNX Runtime for CUDA where there is none makes it print errors, so the CPU provider is
+    the only one unless the device is a CUDA device and the GPU build of ONNX Runtime is installed.
+    """
+    import onnxruntime as ort
+
+    if device.type == "cuda" and torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers():
+        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+class OnnxRunner:
+    """An ONNX model in an ONNX Runtime session.
+
+    Args:
+        path: the .onnx file (self-contained, or with its external data beside it).
+        device: CUDA runs on the CUDA provider when usable; anything else on the CPU provider.
+        sha256: hash of the file (computed when None).
+        num_classes: expected output width, checked against the model's.
+        threads: intra-op threads on the CPU (default: torch's thread count, so torch and ONNX runs
+            use the same cores).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, device: torch.device, sha256: str | None = None,
+                 num_classes: int | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"{self.path}: no such ONNX file; check the onnx entry of the card or --onnx")
+        ort.set_default_logger_severity(3)  # errors only: no provider/optimizer chatter on stderr
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=onnx_providers(device))
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(f"{self.path}: ONNX Runtime cannot load it ({msg}); re-export it with ens export-onnx") from None
+        on_cuda = "CUDAExecutionProvider" in self.session.get_providers()
+        if device.type == "cuda" and not on_cuda:
+            log.warning("%s: ONNX Runtime's CUDA provider is not usable; running on the CPU", self.path.name)
+        self.device = device if on_cuda else torch.device("cpu")
+        self.sha256 = sha256 or sha256_file(self.path)
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        if len(inp.shape) != 4:
+            raise ModelLoadError(f"{self.path}: input {inp.name!r} has shape {inp.shape}; expected an image batch (batch, 3, H, W)")
+        self.input_name, self.output_name = inp.name, out.name
+        self.input_shape = [d if isinstance(d, int) else None for d in inp.shape]  # None: dynamic axis
+        self.input_dtype = _ORT_DTYPES.get(inp.type, np.float32)
+        width = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
+        if num_classes is not None and width is not None and width != num_classes:
+            raise ConfigError(f"{self.path}: the ONNX model has {width} outputs but {num_classes} classes are configured; use the classes it was trained on")
+        self.num_classes = width or num_classes
+        self._binding_ok = on_cuda
+
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        """Raise a clear `ConfigError` when a (B, 3, H, W) batch does not fit the model's input."""
+        want = self.input_shape[1:]
+        got = tuple(shape[1:])
+        if len(shape) != 4 or any(w is not None and w != g for w, g in zip(want, got)):
+            fixed = "x".join("?" if w is None else str(w) for w in want)
+            hint = f"set img_size = [{want[1]}, {want[2]}] in the card" if want[1] and want[2] else "check img_size"
+            raise ConfigError(
+                f"{self.path}: the ONNX model takes {fixed} inputs but got a batch of {'x'.join(map(str, got))} "
+                f"(batch {shape[0]}); {hint}, re-export at the size you need, and avoid TTA views that resize (scale)"
+            )
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float32 normalised images -> (B, C) float32 logits on x's device."""
+        self.check_input(tuple(x.shape))
+        fixed_batch = self.input_shape[0]
+        if fixed_batch is not None and x.shape[0] != fixed_batch:
+            # A model exported with a fixed batch: feed it in chunks, the last one zero-padded.
+            parts = []
+            for chunk in x.split(fixed_batch):
+                pad = fixed_batch - chunk.shape[0]
+                if pad:
+                    chunk = torch.cat([chunk, chunk.new_zeros((pad, *chunk.shape[1:]))])
+                parts.append(self._run(chunk)[: fixed_batch - pad])
+            return torch.cat(parts)
+        return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if self._binding_ok and x.is_cuda:
+            try:
+                return self._run_bound(x)
+            except Exception as e:  # keep predicting through the host copy rather than fail a long run
+                log.warning("%s: CUDA I/O binding failed (%s); copying through the host instead", self.path.name, e)
+                self._binding_ok = False
+        arr = x.detach().to("cpu", torch.float32).numpy().astype(self.input_dtype, copy=False)
+        try:
+            (out,) = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(arr)})
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(f"{self.path}: ONNX Runtime failed on a batch of shape {tuple(x.shape)} ({msg})") from None
+        return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
+
+    def _run_bound(self, x: torch.Tensor) -> torch.Tensor:
+        """Run on CUDA tensors in place: no host round trip for inputs or outputs."""
+        tdtype = torch.float16 if self.input_dtype == np.float16 else torch.float32
+        xin = x.to(tdtype).contiguous()
+        out = torch.empty((x.shape[0], self.num_classes), dtype=tdtype, device=x.device)
+        binding = self.session.io_binding()
+        dev = x.device.index or 0
+        binding.bind_input(self.input_name, "cuda", dev, self.input_dtype, tuple(xin.shape), xin.data_ptr())
+        binding.bind_output(self.output_name, "cuda", dev, self.input_dtype, tuple(out.shape), out.data_ptr())
+        torch.cuda.current_stream(x.device).synchronize()  # x is written on torch's stream; ORT uses its own
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return out.float()
+
+
+def make_runner(cfg: ModelConfig, fold: int, *, device: torch.device, amp: str | None = None,
+                channels_last: bool = True, threads: int | None = None) -> Runner:
+    """The runner of fold `fold` of `cfg`: ONNX Runtime for ONNX models, torch otherwise.
+
+    Args:
+        cfg: the resolved model configuration.
+        fold: which fold's weights.
+        device: from `resolve_device`.
+        amp: "auto" (None), "bf16", "fp16" or "none"; torch on CUDA only.
+        channels_last: NHWC memory format for the torch model.
+        threads: ONNX Runtime intra-op threads on the CPU.
+
+    Raises:
+        ConfigError: no weights for `fold`, AMP asked for on the CPU. ModelLoadError: unloadable weights.
+    """
+    if cfg.backend == "onnx":
+        if fold not in cfg.onnx:
+            raise ConfigError(f"model {cfg.name!r} has no ONNX file for fold {fold} (folds: {', '.join(map(str, cfg.folds)) or 'none'})")
+        return OnnxRunner(cfg.onnx[fold], device=device, num_classes=cfg.num_classes, threads=threads)
+    from ensemble.predict.checkpoint import load_model
+
+    dtype = amp_dtype(amp, device)  # checked before the (slow) checkpoint load
+    model, sha = load_model(cfg, fold, device=device)
+    return TorchRunner(model, device=device, sha256=sha, amp=dtype, channels_last=channels_last)
+
+
+__all__ = ["AMP_MODES", "OnnxRunner", "TorchRunner", "amp_dtype", "make_runner", "onnx_providers", "resolve_device"]
