@@ -77,7 +77,7 @@ def load_candidates(
         LedgerError: no recipes given and the ledger holds no entry with a usable recipe.
     """
     if recipes:
-        infos = list({i.sha256: i for i in map(read_recipe, recipes)}.values())  # the same recipe twice is one
+        infos = list({i.path: i for i in map(read_recipe, recipes)}.values())  # the same file twice is one
         entries = _entries_if_any(ledger)
         out = []
         for info in infos:
@@ -89,12 +89,12 @@ def load_candidates(
         return _unique_names(out)
 
     entries = list_submissions(ledger)
-    by_recipe: dict[str, list[Entry]] = {}
+    by_recipe: dict[tuple[str, str], list[Entry]] = {}
     for e in entries:
-        if e.recipe_sha256 is not None:
-            by_recipe.setdefault(e.recipe_sha256, []).append(e)
+        if e.recipe_sha256 is not None and e.recipe_path is not None:
+            by_recipe.setdefault((e.recipe_path, e.recipe_sha256), []).append(e)
     out = []
-    for sha, group in by_recipe.items():
+    for (_, sha), group in by_recipe.items():
         path = Path(group[-1].recipe_path or "")
         if not path.is_file():
             logger.warning("skipping submission #%d: its recipe %s is gone", group[-1].id, path)
