@@ -84,3 +84,7 @@ class DuplicateSubmissionError(LedgerError):
 
 class ExportError(EnsembleError):
     """An ONNX export failed, or the exported model disagrees with torch beyond the tolerance."""
+
+
+class MetricError(EnsembleError):
+    """Inputs to a metric disagree: lengths, shapes, or labels outside the classes."""
