@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from ensemble.cli import app
+from ensemble.ledger import record_submission, score_submission
+from tests.cli.test_submissions import one_error_line
+from tests.test_select import _metrics, world  # noqa: F401  (fixtures: stand-ins and planted blends)
+
+runner = CliRunner()
+
+
+def ens(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_select_prints_picks_evidence_and_agreement(world):
+    root, recipes, _ = world
+    rec = list(recipes.values())
+    r = ens("select", "--n", "2", "--labels", root / "train.csv", "--recipes", *rec, "--n-boot", "300",
+            "--json", root / "sel.json")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert "candidates (1200 OOF rows, 300 paired resamples, seed 42)" in out
+    assert "pick 1: leader — best honest estimate (in-sample OOF macro-F1" in out
+    assert "pick 2: diverse — raises the expected best-of-2 macro-F1 from" in out
+    assert "picks 1 and 2 agree on" in out and "of test rows" in out
+    assert "fewer than 2 candidates have public LB scores" in out
+    sel = json.loads((root / "sel.json").read_text())
+    assert [p["name"] for p in sel["picks"]] == ["leader", "diverse"]
+    assert {c["name"] for c in sel["candidates"]} == {"leader", "overfit", "copy", "diverse"}
+    # `--recipes a b c` and positional recipes are the same thing
+    r2 = ens("select", "--labels", root / "train.csv", *rec, "--n-boot", "300", "--json", root / "sel2.json")
+    assert r2.exit_code == 0 and json.loads((root / "sel2.json").read_text()) == sel
+
+
+def test_select_from_the_ledger_says_where_public_lb_disagrees(world):
+    root, recipes, _ = world
+    ledger = root / "l.db"
+    for i, name in enumerate(["leader", "overfit"], 1):
+        sub = root / f"{name}.csv"
+        pd.DataFrame({"id": ["t1", "t2"], "label": ["a", "b" if i == 2 else "a"]}).to_csv(sub, index=False)
+        record_submission(sub, ledger=ledger, recipe_path=recipes[name])
+    score_submission(1, public=0.80, ledger=ledger)
+    score_submission(2, public=0.84, ledger=ledger)
+    r = ens("select", "--labels", root / "train.csv", "--ledger", ledger, "--n-boot", "200")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "public LB prefers overfit over leader (+0.0400) but the honest OOF estimate prefers leader" in text
+    assert "picks 1 and 2 agree on 50.00% of test rows" in text  # the submitted files, t2 differs
+
+
+def test_select_errors_are_one_line(world, tmp_path):
+    root, recipes, _ = world
+    rec = list(recipes.values())
+    one_error_line(ens("select", "--labels", root / "train.csv", "--n", "9", *rec), "--n 9 but there are 4 candidates")
+    one_error_line(ens("select", "--labels", tmp_path / "no.csv", *rec), "no.csv: no such labels CSV")
+    one_error_line(ens("select", "--labels", root / "train.csv", "--ledger", tmp_path / "x.db"), "no ledger here")
+    one_error_line(ens("select", "--labels", root / "train.csv", tmp_path / "r.json"), "no such recipe")
+    one_error_line(
+        ens("select", "--labels", root / "train.csv", *rec, "--n-boot", "3"), "--n-boot 3 is too few resamples"
+    )
