@@ -8,10 +8,10 @@ boundaries and the host-to-device copy are 4x smaller than float32. Models whose
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,16 +64,27 @@ class Preprocess:
             raise ConfigError(f"model {model!r}: crop_pct {self.crop_pct:g} must be in (0, 1]; 1.0 means no crop")
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        """Resize/crop a PIL RGB image as timm's eval transform does; returns uint8 (3, H, W)."""
-        mode = InterpolationMode(self.interpolation)
-        if self.resize_mode == "squash":
-            img = TVF.resize(img, list(self.img_size), interpolation=mode)
-        else:
-            scale = [math.floor(s / self.crop_pct) for s in self.img_size]
-            # a square target resizes the shorter side (aspect kept), as timm does
-            size = [scale[0]] if scale[0] == scale[1] else scale
-            img = TVF.center_crop(TVF.resize(img, size, interpolation=mode), list(self.img_size))
-        return TVF.pil_to_tensor(img)
+        """Resize/crop a PIL RGB image; returns uint8 (3, H, W)."""
+        return _transform(self)(img)
+
+
+@functools.lru_cache(maxsize=16)
+def _transform(pre: Preprocess) -> Callable[[Image.Image], torch.Tensor]:
+    """The PIL -> uint8 tensor transform of a preprocessing (built once per process).
+
+    "crop" is timm's own eval transform (what the models were validated with): a square target
+    resizes the shorter side to img_size / crop_pct, a non-square one scales keeping the aspect
+    ratio until the image covers img_size / crop_pct; then center crop. "squash" resizes both
+    sides straight to img_size.
+    """
+    if pre.resize_mode == "squash":
+        mode = InterpolationMode(pre.interpolation)
+        return lambda img: TVF.pil_to_tensor(TVF.resize(img, list(pre.img_size), interpolation=mode))
+    from timm.data import create_transform
+
+    return create_transform(
+        pre.img_size, crop_pct=pre.crop_pct, interpolation=pre.interpolation, crop_mode="center", normalize=False
+    )
 
 
 def read_data(

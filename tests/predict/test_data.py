@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from timm.data import create_transform
+from torchvision import transforms as T
+
+from ensemble.errors import ConfigError, LabelError
+from ensemble.labels import Columns
+from ensemble.predict.data import (
+    ImageDataset, Preprocess, check_files, decode_error, make_loader, missing_error, normalise, read_data,
+)
+from tests.predict._data_helpers import write_data, write_images
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+def ours(img: Image.Image, pre: Preprocess) -> torch.Tensor:
+    return normalise(pre(img)[None], MEAN, STD, torch.device("cpu"))[0]
+
+
+@pytest.mark.parametrize(("img_size", "crop_pct", "interp"), [
+    ((32, 32), 0.875, "bilinear"), ((32, 32), 1.0, "bicubic"), ((24, 40), 0.9, "bilinear"), ((32, 32), 0.95, "nearest"),
+])
+def test_crop_mode_matches_timm_eval_transform(tmp_path, img_size, crop_pct, interp):
+    write_images(tmp_path, 3, size=(50, 37))
+    expected_tf = create_transform(img_size, crop_pct=crop_pct, interpolation=interp, mean=MEAN, std=STD)
+    pre = Preprocess(img_size, crop_pct, interp, "crop")
+    for p in sorted((tmp_path / "img").iterdir()):
+        img = Image.open(p).convert("RGB")
+        got = ours(img, pre)
+        assert got.shape == (3, *img_size)
+        torch.testing.assert_close(got, expected_tf(img), atol=1e-5, rtol=0)
+
+
+def test_square_crop_against_explicit_resize_and_crop(tmp_path):
+    write_images(tmp_path, 1, size=(50, 37))
+    img = Image.open(tmp_path / "img" / "0000.png").convert("RGB")
+    # shorter side to floor(32 / 0.8) = 40, then the central 32x32
+    expected = T.Compose([T.Resize(40), T.CenterCrop(32), T.ToTensor(), T.Normalize(MEAN, STD)])
+    torch.testing.assert_close(ours(img, Preprocess((32, 32), 0.8, "bilinear", "crop")), expected(img), atol=1e-5, rtol=0)
+
+
+def test_squash_mode_resizes_both_sides(tmp_path):
+    write_images(tmp_path, 1, size=(50, 37))
+    img = Image.open(tmp_path / "img" / "0000.png").convert("RGB")
+    expected = T.Compose([T.Resize((20, 30), interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(), T.Normalize(MEAN, STD)])
+    torch.testing.assert_close(ours(img, Preprocess((20, 30), 0.5, "bicubic", "squash")), expected(img), atol=1e-5, rtol=0)
+
+
+def test_preprocess_checks():
+    with pytest.raises(ConfigError, match="model 'm': unknown resize_mode 'pad'; choose one of: crop, squash"):
+        Preprocess((8, 8), 1.0, "bilinear", "pad").check("m")
+    with pytest.raises(ConfigError, match="model 'm': unknown interpolation 'cubic'; choose one of: nearest, bilinear, bicubic"):
+        Preprocess((8, 8), 1.0, "cubic", "crop").check("m")
+    with pytest.raises(ConfigError, match=r"model 'm': crop_pct 1.2 must be in \(0, 1\]; 1.0 means no crop"):
+        Preprocess((8, 8), 1.2, "bilinear", "crop").check("m")
+
+
+def test_read_data_ignores_labels_and_needs_folds_only_for_oof(tmp_path):
+    write_images(tmp_path / "imgs", 2)
+    (tmp_path / "test.csv").write_text("image_id,file,label\n007,img/0000.png,\n008,img/0001.png,\n")
+    cols = Columns(id="image_id", path="file")
+    d = read_data(tmp_path / "test.csv", columns=cols, root=tmp_path / "imgs")
+    assert list(d.ids) == ["007", "008"] and d.folds is None
+    assert d.paths[1] == str(tmp_path / "imgs" / "img" / "0001.png")
+    assert len(check_files(d, np.arange(2))) == 0
+    with pytest.raises(LabelError, match=r"test.csv: no fold column 'fold' \(columns: image_id, file, label\); name it with --fold-col"):
+        read_data(tmp_path / "test.csv", columns=cols, need_folds=True)
+    with pytest.raises(LabelError, match=r"no path column 'path' \(columns: image_id, file, label\); name it with --path-col"):
+        read_data(tmp_path / "test.csv", columns=Columns(id="image_id"))
+
+
+def test_missing_files_are_found_up_front(tmp_path):
+    csv = write_data(tmp_path, 4)
+    (tmp_path / "img" / "0001.png").unlink()
+    (tmp_path / "img" / "0003.png").unlink()
+    d = read_data(csv)
+    bad = check_files(d, np.arange(4))
+    assert list(bad) == [1, 3]
+    assert str(missing_error(d, bad)) == (
+        f"{csv}: 2 image files are missing, e.g. {tmp_path}/img/0001.png (id '00001'; ids \"00001\", \"00003\"); "
+        "fix the paths (relative to the CSV's folder unless --root) or pass --skip-bad to predict without them"
+    )
+
+
+def test_dataset_reports_corrupt_and_missing_images_as_values(tmp_path):
+    csv = write_data(tmp_path, 3)
+    (tmp_path / "img" / "0001.png").write_bytes(b"not an image")
+    (tmp_path / "img" / "0002.png").unlink()
+    d = read_data(csv)
+    ds = ImageDataset(list(d.paths), np.array([0, 1, 2]), Preprocess((16, 16)))
+    row, img, err = ds[0]
+    assert (row, err, img.dtype, tuple(img.shape)) == (0, "", torch.uint8, (3, 16, 16))
+    row, img, err = ds[1]
+    assert row == 1 and err.startswith("UnidentifiedImageError: cannot identify image file") and not img.any()
+    assert ds[2][2].startswith("FileNotFoundError")
+    msg = str(decode_error(d, 1, err))
+    assert msg.startswith(f"{tmp_path}/img/0001.png: cannot decode the image of id '00001' (UnidentifiedImageError")
+    assert msg.endswith("); replace the file or pass --skip-bad to predict without it")
+
+
+def test_truncated_image_is_an_error(tmp_path):
+    write_images(tmp_path, 1)
+    p = tmp_path / "img" / "0000.jpg"
+    Image.open(tmp_path / "img" / "0000.png").save(p, quality=90)
+    p.write_bytes(p.read_bytes()[:200])
+    ds = ImageDataset([str(p)], np.array([0]), Preprocess((16, 16)))
+    assert ds[0][2].startswith("OSError")
+
+
+def test_loader_with_workers_keeps_the_order_given(tmp_path):
+    d = read_data(write_data(tmp_path, 7))
+    order = np.array([5, 0, 6, 2, 1])
+    pre = Preprocess((16, 16), 0.875)
+    seen, images = [], []
+    for rows, imgs, errs in make_loader(d, order, pre, batch_size=2, workers=1, device=torch.device("cpu")):
+        assert imgs.dtype == torch.uint8 and all(e == "" for e in errs)
+        seen += rows.tolist()
+        images.append(imgs)
+    assert seen == order.tolist()
+    expected = pre(Image.open(d.paths[6]).convert("RGB"))
+    torch.testing.assert_close(torch.cat(images)[2], expected, rtol=0, atol=0)
