@@ -176,8 +176,10 @@ def select_finals(
         best_of = float(sim[picks[: i + 1]].max(axis=0).mean())
         if prev is None:
             reason = f"best honest estimate ({'nested' if nested[j] is not None else 'in-sample'} OOF macro-F1 {honest[j]:.4f})"
-        else:
+        elif best_of > prev:
             reason = f"raises the expected best-of-{i + 1} macro-F1 from {prev:.4f} to {best_of:.4f}"
+        else:
+            reason = f"adds nothing to the expected best-of-{i + 1} ({best_of:.4f}); the best remaining honest estimate"
         pick_objs.append(Pick(candidates[j].name, best_of, 0.0 if prev is None else best_of - prev, reason))
         prev = best_of
 
