@@ -311,3 +311,101 @@ def test_existing_output_needs_force_and_nothing_partial(three, tmp_path, caplog
         swa([paths[0], paths[0]], out=tmp_path / "twice.pth")
     with pytest.raises(ConfigError, match="no such checkpoint file"):
         swa([tmp_path / "none.pth"], out=tmp_path / "n.pth")
+
+
+# --- with a card: strict fit, BatchNorm refresh, `ens predict` round trip -------------------------
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+@pytest.fixture
+def bn_setup(tmp_path):
+    """Two 3-class test_resnet checkpoints, a card whose own checkpoints do not exist yet (the SWA
+    outputs), and a data CSV of 12 random 32x32 images in 3 folds."""
+    from PIL import Image
+
+    from tests.predict.conftest import write_card
+
+    paths = [save(make_model(seed=s, num_classes=3).state_dict(), tmp_path / f"ep{s}.pth") for s in range(2)]
+    card = write_card(
+        tmp_path / "swa.toml", arch="test_resnet", classes=["cat", "dog", "fox"], img_size=[32, 32],
+        mean=list(MEAN), std=list(STD), crop_pct=1.0, checkpoints="swa_fold{fold}.safetensors",
+    )
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"img{i}.png")
+        rows.append(f"{i:03d},img{i}.png,{i % 3}")
+    data = tmp_path / "train.csv"
+    data.write_text("id,path,fold\n" + "\n".join(rows) + "\n")
+    return paths, card, data
+
+
+def images(data: Path, fold_out: int) -> torch.Tensor:
+    """The rows outside `fold_out`, read with PIL and normalised by hand: (B, 3, 32, 32)."""
+    from PIL import Image
+
+    lines = [line.split(",") for line in data.read_text().split()[1:]]
+    arr = np.stack([np.asarray(Image.open(data.parent / p).convert("RGB")) for _, p, f in lines if int(f) != fold_out])
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def test_bn_refresh_matches_update_bn_by_hand(bn_setup, tmp_path):
+    paths, card, data = bn_setup
+    res = swa(paths, out=tmp_path / "swa_fold0.safetensors", card=card, fold=0, bn_data=data,
+              bn_batches=1, batch_size=8, device="cpu", workers=0)
+    got = load_state_dict(res.out)
+    plain = average_checkpoints(paths)
+    # oracle: update_bn run by hand on the same (single) batch: the 8 rows outside fold 0
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=3)
+    model.load_state_dict(plain)
+    torch.optim.swa_utils.update_bn([images(data, fold_out=0)], model)
+    want = model.state_dict()
+    stats = [k for k in want if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for k in want:
+        if k in stats:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5, msg=k)
+            assert not torch.allclose(got[k], plain[k], atol=1e-3), k  # the refresh changed them
+        elif want[k].is_floating_point():
+            assert torch.equal(got[k], plain[k]), k  # weights untouched
+    assert res.meta["bn_refresh"] == {"data": str(data), "batches": 1, "images": 8, "batch_size": 8,
+                                      "excluded_fold": 0, "seed": 42}
+
+
+def test_card_checks_the_average_fits_and_bn_needs_batchnorm(bn_setup, tmp_path):
+    paths, card, data = bn_setup
+    five = [save(make_model(seed=s, num_classes=5).state_dict(), tmp_path / f"five{s}.pth") for s in range(2)]
+    with pytest.raises(ModelLoadError, match="classifier has 5 outputs but num_classes is 3"):
+        swa(five, out=tmp_path / "x.pth", card=card, fold=0)
+    from tests.predict.conftest import write_card
+
+    vit = write_card(tmp_path / "vit.toml", arch="test_vit", classes=["a", "b"], img_size=[32, 32], checkpoints="v{fold}.pth")
+    with pytest.raises(ConfigError, match="test_vit has no BatchNorm layers, so there is nothing to refresh; drop --bn-data"):
+        swa(paths, out=tmp_path / "x.pth", card=vit, bn_data=data)
+    onnx = write_card(tmp_path / "o.toml", onnx="m{fold}.onnx", classes=["a", "b"])
+    with pytest.raises(ConfigError, match="is an ONNX model card; ens swa averages torch checkpoints"):
+        swa(paths, out=tmp_path / "x.pth", card=onnx)
+    only0 = tmp_path / "only0.csv"
+    only0.write_text("id,path,fold\n1,img0.png,0\n")
+    with pytest.raises(ConfigError, match="no rows outside fold 0 to refresh BatchNorm on"):
+        swa(paths, out=tmp_path / "x.pth", card=card, fold=0, bn_data=only0, device="cpu", workers=0)
+    assert not (tmp_path / "x.pth").exists()
+
+
+def test_averaged_checkpoint_round_trips_through_predict(bn_setup, tmp_path):
+    from ensemble.predict import predict
+
+    paths, card, data = bn_setup
+    swa(paths, out=tmp_path / "swa_fold0.safetensors", card=card, fold=0)
+    tables = predict(card, data, split="test", out_dir=tmp_path / "preds", device="cpu", workers=0, batch_size=8)
+    table = tables["swa/test"]
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=3).eval()
+    model.load_state_dict(average_checkpoints(paths))
+    with torch.no_grad():
+        x = images(data, fold_out=-1)
+        want = torch.softmax(model(x), dim=1).numpy()
+    order = np.argsort(table.ids)
+    np.testing.assert_allclose(table.probs[order], want, rtol=0, atol=1e-5)
+    assert table.meta["checkpoints"] == {"0": sha(tmp_path / "swa_fold0.safetensors")}

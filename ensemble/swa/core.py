@@ -175,17 +175,23 @@ def swa(
     """
     out_path, sidecar = output_paths(out)
     check_writable([out_path, sidecar], force=force)
-    cfg = None
-    if card is not None:
-        from ensemble.predict.card import resolve_config
-
-        cfg = resolve_config(card)
-        ema, trust = ema or cfg.ema, trust or cfg.trust_checkpoint
-    if bn_data is not None and (cfg is None or cfg.arch is None):
+    if bn_data is not None and card is None:
         raise ConfigError("--bn-data needs --card CARD with an arch (the model to run and its preprocessing)")
     cands = gather_checkpoints(checkpoints, glob=glob, fold=fold)
     if out_path.resolve() in {c.resolve() for c in cands}:
         raise ConfigError(f"--out {out_path} is one of the checkpoints being averaged; choose another output")
+    cfg = None
+    if card is not None:
+        from ensemble.predict.card import load_card, resolve_config
+
+        raw = load_card(card)
+        if "onnx" in raw and "arch" not in raw:
+            raise ConfigError(f"{card} is an ONNX model card; ens swa averages torch checkpoints: give the card of the timm model")
+        # Only the card's model (arch, classes, preprocessing) is wanted; its own checkpoints may not
+        # exist yet (e.g. a card for the SWA outputs), so point them at a candidate.
+        k = 0 if fold is None else fold
+        cfg = resolve_config(card, checkpoints={k: str(cands[0])}, folds=[k])
+        ema, trust = ema or cfg.ema, trust or cfg.trust_checkpoint
 
     sources = [Source(c) for c in cands]
     metric_name = None
@@ -211,7 +217,7 @@ def swa(
         log.warning("only one checkpoint (%s) is used: the output is a copy of it", used[0].path)
 
     model = None
-    if cfg is not None and cfg.arch is not None:
+    if cfg is not None:
         from ensemble.predict.checkpoint import create_model
 
         model = create_model(cfg)
