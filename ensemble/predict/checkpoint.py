@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,17 @@ def _read_torch(p: Path, *, trust: bool) -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
-        if trust:
-            raise ModelLoadError(f"{p}: cannot unpickle the checkpoint ({_short(e)})") from None
+        text = str(e)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if trust or found is None:
+            detail = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+            why = detail.group(1).strip() if detail else _short(e)
+            raise ModelLoadError(f"{p}: not a readable torch checkpoint ({why}); check the file (truncated download?)") from None
         # weights_only refuses anything but tensors and plain containers; say why and how to proceed.
         raise ModelLoadError(
             f"{p}: the checkpoint contains pickled Python objects that could run code when loaded "
-            f"({_short(e)}); if you trust its source, pass --trust-checkpoint (trust_checkpoint=True) to "
-            "load it anyway, or re-save only its state_dict / as .safetensors"
+            f"(it references {found.group(1)}); if you trust its source, pass --trust-checkpoint "
+            "(trust_checkpoint=True) to load it anyway, or re-save only its state_dict / as .safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError) as e:
         # RuntimeError: not a zip / truncated; AttributeError/ImportError: trusted pickle of a class
