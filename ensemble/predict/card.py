@@ -352,7 +352,9 @@ def _expand(spec: Any, layer: _Layer, folds: tuple[int, ...] | None, key: str) -
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         rel = " (paths are relative to the card)" if layer.label != "flags" else ""
-        raise ConfigError(f"{where}: {len(missing)} {key} files missing: {preview(missing)}{rel}; fix the paths or choose folds")
+        noun = "checkpoint" if key == "checkpoints" else "ONNX"
+        n = len(missing)
+        raise ConfigError(f"{where}: {n} {noun} file{'s' if n > 1 else ''} missing: {preview(missing)}{rel}; fix the paths or choose folds")
     return dict(sorted(files.items()))
 
 

@@ -16,6 +16,9 @@ Stable names (the data-side tests may use them too):
   three folds ``resnet/fold{fold}.pth`` holding ``tiny_model("test_resnet", seed=fold)``.
 - ``tiny_effnet_card`` (session): the same for ``test_efficientnet`` with two folds
   (``tiny_model("test_efficientnet", seed=10 + fold)``).
+- ``handmade_onnx(path, size=(32, 32), batch=None, classes=3, seed=0)``: an ONNX graph built with
+  `onnx.helper` (no torch export): logits = spatial mean of the input (B, 3) @ W (3, classes); a
+  None size or batch is a dynamic axis. Returns W (numpy) so tests compute the oracle by hand.
 - ``tiny_onnx_card`` (session): ``ens export-onnx`` of ``tiny_card``'s first two folds: a folder
   holding fold0.onnx, fold1.onnx and the card ``tiny_resnet.toml`` (returned).
 """
@@ -23,10 +26,14 @@ Stable names (the data-side tests may use them too):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import timm
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TINY_CLASSES = ("cat", "dog", "fox")
 TINY_SIZE = 32
@@ -49,13 +56,46 @@ def normalised_batch(n: int = 4, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 3, TINY_SIZE, TINY_SIZE, generator=torch.Generator().manual_seed(seed))
 
 
+def handmade_onnx(path: Path, size: tuple[int, int] | None = (TINY_SIZE, TINY_SIZE), batch: int | None = None,
+                  classes: int = len(TINY_CLASSES), seed: int = 0) -> "np.ndarray":
+    """Write a minimal image classifier as ONNX by hand; returns its weight matrix W (3, classes)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(seed).normal(size=(3, classes)).astype(np.float32)
+    h, wd = size if size is not None else ("height", "width")
+    b = batch if batch is not None else "batch"
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+         helper.make_node("MatMul", ["flat", "W"], ["scores"])],
+        "handmade",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [b, 3, h, wd])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [b, classes])],
+        [numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9  # readable by every onnxruntime this project supports
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return w
+
+
 def write_card(path: Path, **values: object) -> Path:
-    """A card written by hand (independent of ens's TOML writer)."""
+    """A card written by hand (independent of ens's TOML writer); None values are left out."""
     import json
 
-    lines = []
-    for k, v in values.items():
-        lines.append(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}")
+    def toml(v: object) -> str:
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{json.dumps(str(k))} = {toml(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(toml(x) for x in v) + "]"
+        return json.dumps(v)
+
+    lines = [f"{k} = {toml(v)}" for k, v in values.items() if v is not None]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
