@@ -2,17 +2,28 @@
 
 The averaged checkpoint is a plain state dict (`.safetensors` or `.pth`) that `ens predict` loads
 like any other, so an SWA model is scored on OOF and blended beside the single checkpoints and the
-seed average.
+seed average. Submodules: `average` (the averaging), `select` (metrics file, top-N), `bn` (BatchNorm
+refresh), `write` (output formats), `core` (`swa`, what the command runs). Names load on first use,
+so the CLI can read the registries without importing torch.
 """
 
-from ensemble.swa.average import average_checkpoints, check_compatible, normalise_weights
-from ensemble.swa.bn import BnRefresh, refresh_bn
-from ensemble.swa.core import BN_NOTE, Source, SwaResult, gather_checkpoints, swa
-from ensemble.swa.select import MODES, match_metrics, read_metrics, select_top_n
-from ensemble.swa.write import FORMATS, output_paths, save_state_dict
+from __future__ import annotations
 
-__all__ = [
-    "BN_NOTE", "FORMATS", "MODES", "BnRefresh", "Source", "SwaResult", "average_checkpoints", "check_compatible",
-    "gather_checkpoints", "match_metrics", "normalise_weights", "output_paths", "read_metrics", "refresh_bn",
-    "save_state_dict", "select_top_n", "swa",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "average_checkpoints": "average", "check_compatible": "average", "normalise_weights": "average",
+    "BnRefresh": "bn", "refresh_bn": "bn",
+    "BN_NOTE": "core", "Source": "core", "SwaResult": "core", "gather_checkpoints": "core", "swa": "core",
+    "MODES": "select", "match_metrics": "select", "read_metrics": "select", "select_top_n": "select",
+    "FORMATS": "write", "output_paths": "write", "save_state_dict": "write",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"ensemble.swa.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ensemble._registry import Registry
 from ensemble.errors import ConfigError
 
-StateDict = dict[str, torch.Tensor]
+if TYPE_CHECKING:  # torch loads when a file is written, not when the CLI lists the formats
+    import torch
+
+StateDict = dict[str, "torch.Tensor"]
 
 
 def _save_safetensors(sd: StateDict, path: Path) -> None:
@@ -27,6 +29,8 @@ def _save_safetensors(sd: StateDict, path: Path) -> None:
 
 
 def _save_torch(sd: StateDict, path: Path) -> None:
+    import torch
+
     # only tensors in a plain dict: loadable with torch.load(weights_only=True)
     torch.save({k: v.detach().contiguous().clone() for k, v in sd.items()}, path)
 

@@ -1,0 +1,100 @@
+"""`ens swa`: average checkpoints of one model (uniform, weighted, top-N by a metric, EMA), BN refresh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ensemble.cli import _render
+from ensemble.errors import ConfigError
+from ensemble.swa.select import MODES
+from ensemble.swa.write import FORMATS
+
+
+def swa(
+    out: Annotated[Path, typer.Option("--out", "-o", help=f"Output checkpoint; its suffix picks the format ({', '.join(FORMATS.names())}); a sidecar .json is written beside it.")],
+    checkpoints: Annotated[
+        Optional[list[Path]], typer.Argument(help="Checkpoint files to average (any layout ens predict reads).", show_default=False)
+    ] = None,
+    card: Annotated[Optional[Path], typer.Option("--card", help="Model card: checks the average fits its arch; needed for --bn-data.")] = None,
+    fold: Annotated[Optional[int], typer.Option("--fold", help="Fold: fills {fold} in --glob; its rows are left out of the BN refresh.")] = None,
+    glob: Annotated[Optional[str], typer.Option("--glob", help="More checkpoints by pattern, e.g. 'runs/fold{fold}/epoch*.pth' (quote it).")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="One weight per checkpoint, comma-separated (default: uniform).")] = None,
+    top_n: Annotated[Optional[int], typer.Option("--top-n", help="Average only the best N by --metrics (needs --mode).")] = None,
+    metrics: Annotated[Optional[Path], typer.Option("--metrics", help="JSON {checkpoint: value} or CSV (checkpoint, metric...) file.")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="The metric column of a --metrics CSV with several.")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help=f"Which end of --metrics is best ({'|'.join(MODES.names())}): max for F1/accuracy, min for a loss. Required with --top-n.")] = None,
+    ema: Annotated[bool, typer.Option("--ema", help="Average the EMA weights stored in each checkpoint.")] = False,
+    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow pickled objects in checkpoints (runs code from them).")] = False,
+    bn_data: Annotated[Optional[Path], typer.Option("--bn-data", help="Data CSV to refresh BatchNorm statistics on (needs --card).")] = None,
+    bn_batches: Annotated[int, typer.Option("--bn-batches", help="The most batches for the BN refresh.")] = 100,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per BN-refresh batch.")] = 32,
+    workers: Annotated[int, typer.Option("--workers", help="Image-decoding worker processes.")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    root: Annotated[Optional[Path], typer.Option("--root", help="Folder the --bn-data image paths are relative to.")] = None,
+    id_col: Annotated[str, typer.Option("--id-col")] = "id",
+    path_col: Annotated[str, typer.Option("--path-col")] = "path",
+    fold_col: Annotated[str, typer.Option("--fold-col")] = "fold",
+    seed: _render.SeedOpt = 42,
+    force: _render.ForceOpt = False,
+    json_out: _render.JsonOpt = None,
+    quiet: _render.QuietOpt = False,
+) -> None:
+    """Average checkpoints of one model into one (SWA): uniform, --weights, --top-n by a metric, --ema.
+
+    The output loads like any checkpoint, so `ens predict` scores it on OOF beside the single
+    checkpoints and the seed average. --bn-data refreshes BatchNorm statistics afterwards (it can
+    hurt: compare both on OOF).
+    """
+    from ensemble.labels import Columns
+    from ensemble.swa import BN_NOTE, swa as run_swa
+
+    _render.setup_logging(quiet)
+    progress = _render.RichProgress(quiet)
+    try:
+        res = run_swa(
+            checkpoints or [], out=out, card=card, fold=fold, glob=glob, weights=_parse_weights(weights),
+            top_n=top_n, metrics=metrics, metric=metric, mode=mode, ema=ema, trust=trust_checkpoint,
+            bn_data=bn_data, bn_batches=bn_batches, batch_size=batch_size, workers=workers, device=device,
+            columns=Columns(id=id_col, path=path_col, fold=fold_col), root=root, seed=seed, force=force,
+            progress=progress,
+        )
+    finally:
+        progress.stop()
+    if json_out is not None and str(json_out) == "-":
+        _render.emit_json({"out": str(res.out), "sidecar": str(res.sidecar), **res.meta}, json_out)
+        return
+    sel = res.meta["selection"]
+    title = f"averaged {len(res.used)} checkpoint(s)" + (" (EMA weights)" if res.meta["ema"] else "")
+    if sel["top_n"] is not None:
+        best = "highest" if sel["mode"] == "max" else "lowest"
+        title += f": the {sel['top_n']} with the {best} {sel['metric']} (--mode {sel['mode']})"
+    rows = [
+        [str(s.path), s.metric, s.weight if s.used else None, s.sha256[:12] if s.sha256 else None]
+        for s in res.sources
+    ]
+    con = _render.out()
+    con.print(_render.table(title, ["checkpoint", sel["metric"] or "metric", "weight", "sha256"], rows))
+    bn = res.meta["bn_refresh"]
+    if bn is not None:
+        left_out = f", fold {bn['excluded_fold']} left out" if bn["excluded_fold"] is not None else ""
+        con.print(f"BatchNorm statistics refreshed on {bn['images']} images of {bn['data']} ({bn['batches']} batches{left_out})")
+    con.print(f"wrote {res.out} (sha256 {res.sha256[:12]}) and {res.sidecar}")
+    if bn is not None and not quiet:
+        _render.err().print(f"note: {BN_NOTE}", highlight=False)
+    _render.emit_json({"out": str(res.out), "sidecar": str(res.sidecar), **res.meta}, json_out)
+
+
+def _parse_weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--weights {text!r}: give comma-separated numbers, one per checkpoint, e.g. --weights 1,2,1") from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("swa")(swa)

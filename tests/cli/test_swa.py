@@ -1,0 +1,149 @@
+"""`ens swa` through CliRunner: the sources table, JSON, the BN note, and every user error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ensemble.cli import app
+from ensemble.predict.checkpoint import load_state_dict
+from tests.test_swa import make_model, oracle, save, sha
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory) -> tuple[list[torch.nn.Module], list[Path], Path]:
+    """Three test_efficientnet checkpoints (two with EMA weights too) and a val_loss metrics CSV."""
+    d = tmp_path_factory.mktemp("runs")
+    models = [make_model("test_efficientnet", seed=s, num_classes=3) for s in range(3)]
+    paths = [save({"state_dict": m.state_dict(), "state_dict_ema": m.state_dict()}, d / f"epoch{i}.pth")
+             for i, m in enumerate(models[:2])]
+    paths.append(save(models[2].state_dict(), d / "epoch2.safetensors"))
+    metrics = d / "metrics.csv"
+    metrics.write_text("checkpoint,val_loss\nepoch0.pth,0.30\nepoch1.pth,0.10\nepoch2.safetensors,0.20\n")
+    return models, paths, metrics
+
+
+def run(*args: object) -> object:
+    return runner.invoke(app, ["swa", *map(str, args)])
+
+
+def test_uniform_average_prints_sources_and_writes_both_files(ckpts, tmp_path):
+    models, paths, _ = ckpts
+    out = tmp_path / "swa.safetensors"
+    r = run(*paths, "--out", out)
+    assert r.exit_code == 0, r.output
+    for p in paths:
+        assert p.name in r.stdout and sha(p)[:12] in r.stdout
+    assert "0.3333" in r.stdout and f"wrote {out}" in r.stdout and "averaged 3 checkpoint(s)" in r.stdout
+    got, want = load_state_dict(out), oracle(models)
+    torch.testing.assert_close(got["classifier.weight"], want["classifier.weight"], rtol=0, atol=1e-6)
+    assert json.loads(out.with_suffix(".json").read_text())["sha256"] == sha(out)
+
+
+def test_top_n_min_picks_the_lowest_loss_and_says_so(ckpts, tmp_path):
+    models, paths, metrics = ckpts
+    out = tmp_path / "top.pth"
+    r = run(*paths, "--out", out, "--top-n", 2, "--metrics", metrics, "--mode", "min", "--json", "-")
+    assert r.exit_code == 0, r.output
+    meta = json.loads(r.stdout)
+    assert [Path(s["path"]).name for s in meta["sources"]] == ["epoch1.pth", "epoch2.safetensors"]
+    assert [s["metric"] for s in meta["sources"]] == [0.1, 0.2]
+    assert meta["not_selected"] == [{"path": str(paths[0]), "metric": 0.3}]
+    got = torch.load(out, weights_only=True)
+    torch.testing.assert_close(got["classifier.weight"], oracle(models[1:])["classifier.weight"], rtol=0, atol=1e-6)
+    r = run(*paths, "--out", tmp_path / "best.pth", "--top-n", 1, "--metrics", metrics, "--mode", "max")
+    assert r.exit_code == 0, r.output
+    assert "the 1 with the highest val_loss (--mode max)" in r.stdout
+    assert [s["path"] for s in json.loads((tmp_path / "best.json").read_text())["sources"]] == [str(paths[0])]
+
+
+def test_ema_and_glob(ckpts, tmp_path, monkeypatch):
+    models, paths, _ = ckpts
+    monkeypatch.chdir(paths[0].parent)
+    r = run("--glob", "epoch*.pth", "--ema", "--out", tmp_path / "ema.safetensors")
+    assert r.exit_code == 0, r.output
+    assert "(EMA weights)" in r.stdout and json.loads((tmp_path / "ema.json").read_text())["ema"] is True
+    got = load_state_dict(tmp_path / "ema.safetensors")
+    torch.testing.assert_close(got["classifier.weight"], oracle(models[:2])["classifier.weight"], rtol=0, atol=1e-6)
+
+
+def test_bn_refresh_prints_the_note(tmp_path):
+    from PIL import Image
+
+    from tests.predict.conftest import write_card
+
+    paths = [save(make_model(seed=s, num_classes=2).state_dict(), tmp_path / f"e{s}.pth") for s in range(2)]
+    card = write_card(tmp_path / "c.toml", arch="test_resnet", classes=["a", "b"], img_size=[32, 32], checkpoints="x{fold}.pth")
+    for i in range(6):
+        Image.new("RGB", (32, 32), (40 * i, 10, 200)).save(tmp_path / f"i{i}.png")
+    (tmp_path / "d.csv").write_text("id,path,fold\n" + "".join(f"{i},i{i}.png,{i % 2}\n" for i in range(6)))
+    r = run(*paths, "--out", tmp_path / "bn.pth", "--card", card, "--fold", 1, "--bn-data", tmp_path / "d.csv",
+            "--device", "cpu", "--workers", 0)
+    assert r.exit_code == 0, r.output
+    assert "BatchNorm statistics refreshed on 3 images" in r.stdout and "fold 1 left out" in r.stdout
+    assert "BatchNorm refresh can hurt" in r.stderr and "ens oof-report" in r.stderr
+
+
+def _pickled(tmp_path: Path) -> Path:
+    p = tmp_path / "pickled.pth"
+    # a pickled Path object: refused by weights_only=True, as any class in a checkpoint is
+    torch.save({"state_dict": make_model("test_efficientnet", num_classes=3).state_dict(), "cfg": Path("x")}, p)
+    return p
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "no checkpoints to average; give checkpoint files or --glob PATTERN"),
+        (["{a}", "{b}", "--top-n", "1"], "--top-n needs --metrics FILE and --mode max|min"),
+        (["{a}", "{b}", "--mode", "min"], "--mode says which end of --metrics --top-n keeps; pass --top-n N too"),
+        (["{a}", "{b}", "--top-n", "1", "--metrics", "{m}", "--mode", "best"], "unknown selection mode 'best'; choose one of: max, min"),
+        (["{a}", "{b}", "--top-n", "5", "--metrics", "{m}", "--mode", "min"], "--top-n 5 but 2 checkpoints were given; choose 1 to 2"),
+        (["{a}", "{r}", "--top-n", "1", "--metrics", "{m}", "--mode", "min"], 'has no metric for "'),
+        (["{a}", "{b}", "--weights", "1,x"], "--weights '1,x': give comma-separated numbers"),
+        (["{a}", "{b}", "--weights", "1,2,3"], "3 weights for 2 checkpoints"),
+        (["{a}", "{b}", "--bn-data", "d.csv"], "--bn-data needs --card CARD"),
+        (["{a}", "{r}"], "lacks"),
+        (["{a}", "{c}", "--ema"], "no EMA weights"),
+        (["{a}", "{p}"], "--trust-checkpoint"),
+        (["--glob", "nothing*/x.pth"], "matches no files"),
+        (["{a}", "{b}", "--out", "o.bin"], "unknown checkpoint suffix '.bin'; end it in one of: .safetensors, .pth, .pt"),
+    ],
+)
+def test_errors_are_one_line_exit_2_and_write_nothing(ckpts, tmp_path, args, message):
+    models, paths, metrics = ckpts
+    resnet = save(make_model("test_resnet", num_classes=3).state_dict(), tmp_path / "resnet.pth")
+    names = {"a": paths[0], "b": paths[1], "c": paths[2], "m": metrics, "r": resnet, "p": _pickled(tmp_path)}
+    argv = [a.format(**names) for a in args]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "o.safetensors")]
+    r = run(*argv)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+    assert r.stdout == ""
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("o.", ".o."))]
+
+
+def test_trust_checkpoint_loads_pickled_objects(ckpts, tmp_path):
+    _, paths, _ = ckpts
+    r = run(paths[0], _pickled(tmp_path), "--trust-checkpoint", "--out", tmp_path / "t.pth")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "t.pth").is_file()
+
+
+def test_existing_output_needs_force(ckpts, tmp_path):
+    _, paths, _ = ckpts
+    out = tmp_path / "swa.safetensors"
+    assert run(*paths[:2], "--out", out).exit_code == 0
+    before = sha(out)
+    r = run(*paths, "--out", out)
+    assert r.exit_code == 2 and "swa.safetensors exists; pass --force" in r.stderr and sha(out) == before
+    r = run(*paths, "--out", out, "--force", "--quiet")
+    assert r.exit_code == 0 and sha(out) != before
