@@ -85,7 +85,8 @@ def predict(
         batch_size: images per DataLoader batch and per forward (views are chunked by it).
         workers: decoding processes (0 decodes in this process).
         device: "auto", "cpu", "cuda" or "cuda:N".
-        amp: mixed precision on CUDA: "auto", "bf16", "fp16" or "off" (ignored on CPU).
+        amp: mixed precision on CUDA: "auto" (bf16 where supported, else fp16; float32 on the
+            CPU), "bf16", "fp16" or "none".
         save_views: keep every view's probabilities (`<table>.views.npz`).
         skip_bad: skip images that are missing or cannot be decoded (listed in `skipped` and in
             the sidecars) instead of failing.
@@ -111,7 +112,7 @@ def predict(
     for cfg in configs:
         check_views(views, cfg.img_size, cfg.name)
     dev = engine.resolve_device(device)
-    amp_key = "off" if dev.type == "cpu" else amp
+    amp_key = engine.amp_mode(amp, dev)
     table_data = read_data(data, columns=columns, root=root, need_folds=split == "oof")
     plan = make_plan(configs, table_data, split=split, views=views, merge=merge, save_views=save_views,
                      out_dir=Path(out_dir), path_col=columns.path, amp=amp_key, force=force)

@@ -42,6 +42,13 @@ def resolve_device(spec: str) -> torch.device:
     return resolve(spec)
 
 
+def amp_mode(amp: str | None, device: torch.device) -> str:
+    """The resolved AMP dtype name ("float32" when off); checks `amp` before any work."""
+    from ensemble.predict.runners import amp_dtype
+
+    return str(amp_dtype(amp, device) or torch.float32).removeprefix("torch.")
+
+
 @dataclass
 class RunStats:
     """What happened to each item: reused from a stored part, or computed (and in how many seconds)."""
