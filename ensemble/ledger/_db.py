@@ -35,7 +35,8 @@ _SCHEMA = (
         n_rows INTEGER NOT NULL,
         labels_as TEXT NOT NULL,
         classes TEXT,
-        preds BLOB NOT NULL,
+        vocab TEXT NOT NULL,
+        codes BLOB NOT NULL,
         recipe_path TEXT,
         recipe_sha256 TEXT,
         method TEXT,
@@ -50,6 +51,7 @@ _SCHEMA = (
         private_score REAL,
         scored TEXT
     )""",
+    "CREATE TABLE idsets (ids_sha256 TEXT PRIMARY KEY, ids BLOB NOT NULL)",
     "CREATE INDEX submissions_pred ON submissions (pred_sha256)",
     "CREATE INDEX submissions_ids ON submissions (ids_sha256)",
 )

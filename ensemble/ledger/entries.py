@@ -79,7 +79,8 @@ class Entry:
     def from_row(cls, row: sqlite3.Row) -> Entry:
         d = dict(row)
         ci = (d.pop("ci_lo"), d.pop("ci_hi"))
-        d.pop("preds", None)
+        for stored in ("vocab", "codes"):
+            d.pop(stored, None)
         return cls(
             **d | {
                 "classes": json.loads(d["classes"]) if d["classes"] else None,
@@ -114,7 +115,7 @@ class AddResult:
         }
 
 
-_COLUMNS = [f.name for f in Entry.__dataclass_fields__.values() if f.name not in ("id", "ci95")] + ["ci_lo", "ci_hi", "preds"]
+_COLUMNS = [f.name for f in Entry.__dataclass_fields__.values() if f.name not in ("id", "ci95")] + ["ci_lo", "ci_hi", "vocab", "codes"]
 
 
 def record_submission(
@@ -173,7 +174,8 @@ def record_submission(
         "public_score": None,
         "private_score": None,
         "scored": None,
-        "preds": preds.to_blob(),
+        "vocab": json.dumps(preds.vocab),
+        "codes": preds.codes_blob(),
     }
     with connect(ledger, create=True) as con, write_transaction(con):
         # one transaction: a concurrent `add` of the same file sees this one, or this one sees it
@@ -188,6 +190,9 @@ def record_submission(
                 f"{', ' + repr(duplicate.note) if duplicate.note else ''}); nothing recorded — "
                 "submit something new, or drop --strict to record it anyway"
             )
+        con.execute(
+            "INSERT OR IGNORE INTO idsets (ids_sha256, ids) VALUES (?, ?)", (preds.ids_sha256, preds.ids_blob())
+        )
         cur = con.execute(
             f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
             [record[c] for c in _COLUMNS],
@@ -269,20 +274,22 @@ def _get(con: sqlite3.Connection, entry_id: int, ledger: str | os.PathLike | Non
 
 
 def _predictions(con: sqlite3.Connection, entry_id: int) -> Predictions:
-    blob, labels_as, classes = con.execute(
-        "SELECT preds, labels_as, classes FROM submissions WHERE id = ?", (entry_id,)
+    row = con.execute(
+        "SELECT i.ids, s.vocab, s.codes, s.labels_as, s.classes FROM submissions s "
+        "JOIN idsets i ON i.ids_sha256 = s.ids_sha256 WHERE s.id = ?", (entry_id,)
     ).fetchone()
-    return Predictions.from_blob(blob, labels_as, json.loads(classes) if classes else None)
+    return Predictions.from_stored(*row)
 
 
 def _closest(con: sqlite3.Connection, preds: Predictions) -> tuple[Entry | None, float | None]:
     """The earlier entry over the same ids with the highest agreement (latest on ties)."""
     best: tuple[float, int] | None = None
     rows = con.execute(
-        "SELECT id, preds, labels_as, classes FROM submissions WHERE ids_sha256 = ? ORDER BY id", (preds.ids_sha256,)
+        "SELECT id, vocab, codes, labels_as, classes FROM submissions WHERE ids_sha256 = ? ORDER BY id",
+        (preds.ids_sha256,),
     ).fetchall()
-    for entry_id, blob, labels_as, classes in rows:
-        other = Predictions.from_blob(blob, labels_as, json.loads(classes) if classes else None)
+    for entry_id, *stored in rows:
+        other = Predictions.from_stored(preds.ids, *stored)  # same id hash: the same sorted ids
         rate, _, _ = agreement(preds, other)
         if rate is not None and (best is None or rate >= best[0]):
             best = (rate, entry_id)

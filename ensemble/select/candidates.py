@@ -47,8 +47,7 @@ class Candidate:
 
 def test_predictions(table: PredTable) -> Predictions:
     """Argmax class names of a test table, as the ledger normalises a submission."""
-    names = np.asarray(table.classes, dtype=object)[table.probs.argmax(axis=1)]
-    return Predictions(table.ids, names, AS_NAMES, list(table.classes))
+    return Predictions(table.ids, list(table.classes), table.probs.argmax(axis=1).astype(np.int64), AS_NAMES, list(table.classes))
 
 
 def candidate_from_recipe(recipe: RecipeInfo, *, name: str | None = None) -> Candidate:
