@@ -1,0 +1,350 @@
+"""Compiled kernels for the blend optimisers: incremental macro-F1 along a move.
+
+A blend is `B = sum_i w_i P_i` (unnormalised: the argmax does not care about scale). Moving one
+coordinate, `B + t P_j`, changes a row's argmax only where its margin (top score minus runner-up)
+is below |t|, because every probability lies in [0, 1]. So each kernel starts from the current
+argmax and per-class counts, visits only the rows whose argmax can change, and updates the
+counts; macro-F1 then follows from the counts in O(C), never from a fresh pass over all rows.
+
+`line_search` goes further: along a line every row's argmax is piecewise constant in t (the upper
+envelope of C lines), so it lists the exact t where each row switches class, sorts those events
+and sweeps them once, which gives the exact best step on the whole interval.
+
+Counts are kept as true positives `tp` (C,), predicted counts `pc` (C,) and true counts `tc` (C,).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ensemble._kernels import _row_argmax  # shared: first maximum on ties, as np.argmax
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _class_f1(tp: int, pc: int, tc: int, all_classes: bool) -> tuple[float, int]:  # pragma: no cover - compiled
+    # F1 of one class from its counts, and whether it counts towards the macro average: sklearn's
+    # macro average covers the classes present in y_true or y_pred (all of them with all_classes)
+    denom = pc + tc
+    if denom == 0:
+        return 0.0, 1 if all_classes else 0
+    return 2.0 * tp / denom, 1
+
+
+@njit(cache=True, nogil=True)
+def macro_f1_counts(tp, pc, tc, all_classes):  # pragma: no cover - compiled
+    """Macro-F1 from per-class counts (sklearn's definition)."""
+    total = 0.0
+    present = 0
+    for c in range(tp.shape[0]):
+        f, p = _class_f1(tp[c], pc[c], tc[c], all_classes)
+        total += f
+        present += p
+    return total / present if present else 0.0
+
+
+@njit(cache=True, nogil=True)
+def argmax_margin(scores):  # pragma: no cover - compiled
+    """Row argmax (first maximum on ties) and margin to the runner-up of (n, C) scores."""
+    n, c = scores.shape
+    amax = np.empty(n, dtype=np.int64)
+    margin = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        k = _row_argmax(scores, i, c)
+        best = scores[i, k]
+        second = -np.inf
+        for j in range(c):
+            if j != k and scores[i, j] > second:
+                second = scores[i, j]
+        amax[i] = k
+        margin[i] = best - second
+    return amax, margin
+
+
+@njit(cache=True, nogil=True)
+def class_counts(y, pred, n_classes):  # pragma: no cover - compiled
+    """tp, pc, tc of `pred` against `y` (both int64 of shape (n,))."""
+    tp = np.zeros(n_classes, dtype=np.int64)
+    pc = np.zeros(n_classes, dtype=np.int64)
+    tc = np.zeros(n_classes, dtype=np.int64)
+    for i in range(y.shape[0]):
+        tc[y[i]] += 1
+        pc[pred[i]] += 1
+        if pred[i] == y[i]:
+            tp[y[i]] += 1
+    return tp, pc, tc
+
+
+@njit(cache=True, nogil=True)
+def row_extremes(X):  # pragma: no cover - compiled
+    """Per row and member, the largest and smallest probability of X (n, M, C): (n, M) each."""
+    n, M, C = X.shape
+    hi = np.empty((n, M), dtype=np.float32)
+    lo = np.empty((n, M), dtype=np.float32)
+    for i in range(n):
+        for m in range(M):
+            a = X[i, m, 0]
+            b = a
+            for j in range(1, C):
+                v = X[i, m, j]
+                if v > a:
+                    a = v
+                if v < b:
+                    b = v
+            hi[i, m] = a
+            lo[i, m] = b
+    return hi, lo
+
+
+@njit(cache=True, nogil=True)
+def add_scaled(B, P, t):  # pragma: no cover - compiled
+    """B += t * P in place, and return the new argmax and margins (one pass)."""
+    n, C = B.shape
+    amax = np.empty(n, dtype=np.int64)
+    margin = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        best = -np.inf
+        second = -np.inf
+        k = 0
+        for j in range(C):
+            v = B[i, j] + t * P[i, j]
+            B[i, j] = v
+            if v > best:
+                second = best
+                best = v
+                k = j
+            elif v > second:
+                second = v
+        amax[i] = k
+        margin[i] = best - second
+    return amax, margin
+
+
+@njit(cache=True, nogil=True)
+def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, all_classes):  # pragma: no cover - compiled
+    """Macro-F1 of `B + t * X[:, m]` for every candidate m (Caruana's step), incrementally.
+
+    Rows are the outer loop so that one row of every candidate, contiguous in the (n, M, C)
+    layout, is read together: the rows visited are scattered, and this keeps them to one
+    stream of cache lines instead of M.
+
+    Args:
+        B: current scores (n, C) float64; amax, margin: its argmax and margins.
+        X: members (n, M, C) float32; hi: their row maxima (n, M). t: the step (>= 0).
+        y, tp, pc, tc: labels and the current counts.
+
+    Returns:
+        float64 (M,) macro-F1 per candidate.
+    """
+    n, M, C = X.shape
+    tp2 = np.empty((M, C), dtype=np.int64)
+    pc2 = np.empty((M, C), dtype=np.int64)
+    for m in range(M):
+        tp2[m] = tp
+        pc2[m] = pc
+    for i in range(n):
+        if margin[i] > t:
+            continue  # adding at most t to one score cannot overturn this row
+        a = amax[i]
+        yi = y[i]
+        for m in range(M):
+            # another class gains on a by at most t * (max_c P[c] - P[a])
+            if margin[i] > t * (hi[i, m] - X[i, m, a]):
+                continue
+            k = 0
+            best = B[i, 0] + t * X[i, m, 0]
+            for j in range(1, C):
+                v = B[i, j] + t * X[i, m, j]
+                if v > best:
+                    best = v
+                    k = j
+            if k != a:
+                pc2[m, a] -= 1
+                pc2[m, k] += 1
+                if a == yi:
+                    tp2[m, a] -= 1
+                elif k == yi:
+                    tp2[m, k] += 1
+    out = np.empty(M, dtype=np.float64)
+    for m in range(M):
+        out[m] = macro_f1_counts(tp2[m], pc2[m], tc, all_classes)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def line_search(B, amax, margin, P, pmax, pmin, t_lo, t_hi, y, tp, pc, tc, all_classes):  # pragma: no cover - compiled
+    """Exact best step t in [t_lo, t_hi] for `B + t * P`, by sweeping the argmax switch points.
+
+    Args:
+        B: current scores (n, C) float64; amax, margin: its argmax and margins.
+        P: direction (n, C) float32 (a member's probabilities); pmax, pmin: its row extremes (n,).
+        t_lo, t_hi: the interval (t_lo <= 0 <= t_hi).
+        y, tp, pc, tc: labels and the current counts.
+
+    Returns:
+        (t, f1): the midpoint of the best constant piece and its macro-F1; t = 0 when no piece
+        beats the current blend.
+    """
+    n, C = B.shape
+    reach = max(-t_lo, t_hi)
+    cap = 16
+    ev_d = np.empty(cap, dtype=np.float64)  # distance from t = 0 along the event's direction
+    ev_s = np.empty(cap, dtype=np.int64)  # direction: +1 or -1
+    ev_r = np.empty(cap, dtype=np.int64)
+    ev_from = np.empty(cap, dtype=np.int64)
+    ev_to = np.empty(cap, dtype=np.int64)
+    ne = 0
+    for i in range(n):
+        if margin[i] > reach:
+            continue
+        a0 = amax[i]
+        for sign in (1, -1):
+            limit = t_hi if sign > 0 else -t_lo
+            # along +P another class gains on a by at most t (max P - P[a]); along -P, t (P[a] - min P)
+            room = pmax[i] - P[i, a0] if sign > 0 else P[i, a0] - pmin[i]
+            if margin[i] > limit * room:
+                continue
+            a = a0
+            cur = 0.0
+            while True:
+                best_d = np.inf
+                nxt = -1
+                for c in range(C):
+                    if c == a:
+                        continue
+                    slope = sign * (P[i, c] - P[i, a])  # how fast c gains on a
+                    if slope <= 0.0:
+                        continue
+                    d = max((B[i, a] - B[i, c]) / slope, cur)
+                    # on a tie the steeper line is the one that stays on top afterwards
+                    if d < best_d or (d == best_d and sign * P[i, c] > sign * P[i, nxt]):
+                        best_d = d
+                        nxt = c
+                if nxt < 0 or best_d > limit:
+                    break
+                if ne == cap:
+                    cap *= 2
+                    ev_d = _grow(ev_d, cap)
+                    ev_s = _grow(ev_s, cap)
+                    ev_r = _grow(ev_r, cap)
+                    ev_from = _grow(ev_from, cap)
+                    ev_to = _grow(ev_to, cap)
+                ev_d[ne] = best_d
+                ev_s[ne] = sign
+                ev_r[ne] = i
+                ev_from[ne] = a
+                ev_to[ne] = nxt
+                ne += 1
+                a = nxt  # slopes only increase along the envelope: at most C - 1 switches
+                cur = best_d
+    best_f = macro_f1_counts(tp, pc, tc, all_classes)
+    best_t = 0.0
+    for sign in (1, -1):
+        end = t_hi if sign > 0 else -t_lo
+        sel = np.flatnonzero(ev_s[:ne] == sign)
+        idx = sel[np.argsort(ev_d[sel])]
+        tp2 = tp.copy()
+        pc2 = pc.copy()
+        for q in range(idx.shape[0]):
+            e = idx[q]
+            a = ev_from[e]
+            k = ev_to[e]
+            pc2[a] -= 1
+            pc2[k] += 1
+            yi = y[ev_r[e]]
+            if a == yi:
+                tp2[a] -= 1
+            elif k == yi:
+                tp2[k] += 1
+            here = ev_d[e]
+            last = q + 1 == idx.shape[0]
+            there = end if last else ev_d[idx[q + 1]]
+            if there == here:
+                continue  # simultaneous switches: score the piece only after all of them
+            f = macro_f1_counts(tp2, pc2, tc, all_classes)
+            if f > best_f + 1e-12:
+                best_f = f
+                # the middle of the piece keeps the most margin; a piece that reaches w_j = 0
+                # takes the end, so a member can leave the blend entirely
+                d = there if (last and sign < 0) else 0.5 * (here + there)
+                best_t = sign * d
+    return best_t, best_f
+
+
+@njit(cache=True, nogil=True)
+def _grow(a, cap):  # pragma: no cover - compiled
+    out = np.empty(cap, dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def bias_search(L, amax, c, t_lo, t_hi, y, tp, pc, tc, all_classes):  # pragma: no cover - compiled
+    """Exact best shift t in [t_lo, t_hi] of class c's score column (a per-class bias), by sweep.
+
+    Row i predicts c once `L[i, c] + t` beats its best other class, so each row switches at most
+    once, at `t_i = max_{k != c} L[i, k] - L[i, c]`; the switch points are sorted and swept.
+
+    Args:
+        L: current scores (n, C) float64 (log-probabilities plus the current bias).
+        amax: argmax of L. c: the class. y, tp, pc, tc: labels and counts.
+
+    Returns:
+        (t, f1) as `line_search`.
+    """
+    n, C = L.shape
+    ev_t = np.empty(n, dtype=np.float64)
+    ev_r = np.empty(n, dtype=np.int64)
+    ev_o = np.empty(n, dtype=np.int64)  # the other class the row predicts when it is not c
+    ne = 0
+    for i in range(n):
+        k = -1
+        best = -np.inf
+        for j in range(C):
+            if j != c and L[i, j] > best:
+                best = L[i, j]
+                k = j
+        s = best - L[i, c]
+        if s < t_lo or s > t_hi:
+            continue  # the row keeps its current side over the whole interval
+        ev_t[ne] = s
+        ev_r[ne] = i
+        ev_o[ne] = k
+        ne += 1
+    base = macro_f1_counts(tp, pc, tc, all_classes)
+    best_f = base
+    best_t = 0.0
+    order = np.argsort(ev_t[:ne])
+    ts = ev_t[:ne][order]
+    for sign in (1.0, -1.0):
+        tp2 = tp.copy()
+        pc2 = pc.copy()
+        # a row switching exactly at 0 (a tie) can go either way, so it is in both sweeps; the
+        # from/to check below skips it where it is already on that side
+        if sign > 0:
+            idx = order[np.searchsorted(ts, 0.0, side="left"):]
+            end = t_hi
+        else:
+            idx = order[:np.searchsorted(ts, 0.0, side="right")][::-1]
+            end = t_lo
+        for q in range(idx.shape[0]):
+            e = idx[q]
+            i = ev_r[e]
+            a = amax[i]
+            k = c if sign > 0 else ev_o[e]
+            if a != k:
+                pc2[a] -= 1
+                pc2[k] += 1
+                if a == y[i]:
+                    tp2[a] -= 1
+                elif k == y[i]:
+                    tp2[k] += 1
+            here = ev_t[e]
+            there = ev_t[idx[q + 1]] if q + 1 < idx.shape[0] else end
+            if there == here:
+                continue
+            f = macro_f1_counts(tp2, pc2, tc, all_classes)
+            if f > best_f + 1e-12:
+                best_f = f
+                best_t = 0.5 * (here + there)
+    return best_t, best_f

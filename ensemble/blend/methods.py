@@ -1,0 +1,175 @@
+"""The blend methods (one registry) and the fit/apply pipeline every method goes through.
+
+A method is a `combine` rule — (n, U, C) unit probabilities and (U,) weights to (n, C)
+probabilities — plus, for `weighted` and `greedy`, a `fit` that chooses the weights from labels.
+Around it, the pipeline adds what competitors do: keep the top K units by OOF macro-F1, apply given
+weights, tune a per-class bias. `fit` learns all of that from labelled rows and `apply` replays it
+on any rows, so the in-sample blend, the nested estimate and a recipe re-applied to test share one
+code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ensemble._registry import Registry
+from ensemble.blend import bias as _bias
+from ensemble.blend.greedy import caruana
+from ensemble.blend.weighted import optimise_weights
+from ensemble.metrics import macro_f1
+
+# hard vote: how much of the winner's one-hot is mixed into the vote shares, so that the table's
+# argmax is the tie-broken decision (vote shares alone can tie)
+HARD_LIFT = 1e-4
+
+
+@dataclass(frozen=True)
+class Method:
+    """One blend method.
+
+    Attributes:
+        combine: (X of shape (n, U, C), weights of shape (U,)) -> float32 probabilities (n, C).
+        fit: (X, y, n_classes, spec) -> weights (U,) learnt from labels; None when nothing is fitted.
+        takes_weights: whether `--weights` (fixed weights) applies.
+        help: one line for the CLI.
+    """
+
+    combine: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    fit: Callable[..., np.ndarray] | None = None
+    takes_weights: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to fit besides the method: member choice, fixed weights, bias, Caruana rounds."""
+
+    top: int | None = None
+    weights: tuple[float, ...] | None = None
+    tune_bias: bool = False
+    rounds: int = 100
+    all_classes: bool = False
+
+
+@dataclass
+class Fitted:
+    """A fitted blend: which units, their weights, and the bias.
+
+    Attributes:
+        units: indices of the units used, int64 of shape (k,).
+        weights: their weights, float64 of shape (k,), summing to 1.
+        bias: per-class log-probability bias of shape (C,), or None.
+    """
+
+    units: np.ndarray
+    weights: np.ndarray
+    bias: np.ndarray | None = None
+
+
+def soft(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted mean of the probabilities."""
+    return (np.einsum("nuc,u->nc", X, w, dtype=np.float64) / w.sum()).astype(np.float32)
+
+
+def geometric(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted mean of log-probabilities, renormalised (a softmax of the mean log)."""
+    z = np.einsum("nuc,u->nc", _bias.log_scores(X), w) / w.sum()
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def rank(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-class rank averaging: each member's column ranked over the rows, weighted mean, rows renormalised."""
+    r = rankdata(X, axis=0, method="average") / X.shape[0]  # (n, U, C) in (0, 1]
+    z = np.einsum("nuc,u->nc", r, w) / w.sum()
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def hard(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted majority vote of each member's argmax; ties broken by the (weighted) summed probabilities.
+
+    The output rows are the vote shares with the winner lifted by HARD_LIFT, so their argmax is the
+    decision (never the lowest tied class index, as sklearn's VotingClassifier would choose).
+    """
+    n, U, C = X.shape
+    votes = np.zeros((n, C))
+    rows = np.arange(n)
+    top = X.argmax(axis=2)  # (n, U)
+    for u in range(U):  # a loop over members, not rows
+        np.add.at(votes, (rows, top[:, u]), w[u])
+    most = votes.max(axis=1, keepdims=True)
+    tied = votes >= most - 1e-9 * w.sum()
+    summed = np.einsum("nuc,u->nc", X, w, dtype=np.float64)
+    winner = np.where(tied, summed, -np.inf).argmax(axis=1)
+    shares = votes / w.sum()
+    shares[rows, winner] += HARD_LIFT
+    return (shares / (1.0 + HARD_LIFT)).astype(np.float32)
+
+
+def _fit_weighted(X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec) -> np.ndarray:
+    return optimise_weights(X, y, n_classes, all_classes=spec.all_classes)[0]
+
+
+def _fit_greedy(X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec) -> np.ndarray:
+    counts, _ = caruana(X, y, n_classes, rounds=spec.rounds, all_classes=spec.all_classes)
+    return counts / counts.sum()
+
+
+METHODS: Registry[Method] = Registry("blend method")
+METHODS.add("soft", Method(soft, takes_weights=True, help="mean of probabilities"))
+METHODS.add("hard", Method(hard, takes_weights=True, help="majority vote, ties by summed probabilities"))
+METHODS.add("rank", Method(rank, help="per-class rank averaging"))
+METHODS.add("geometric", Method(geometric, takes_weights=True, help="mean of log-probabilities, renormalised"))
+METHODS.add("weighted", Method(soft, fit=_fit_weighted, help="weights that maximise OOF macro-F1"))
+METHODS.add("greedy", Method(soft, fit=_fit_greedy, help="Caruana selection with replacement (best round kept)"))
+METHODS.add("seed", Method(soft, help="only the per-family seed averages"))
+
+
+def fits_anything(method: str, spec: Spec) -> bool:
+    """Whether the blend learns from labels (so its in-sample score is optimistic)."""
+    return METHODS.get(method).fit is not None or spec.top is not None or spec.tune_bias
+
+
+def unit_scores(X: np.ndarray, y: np.ndarray, n_classes: int, all_classes: bool = False) -> np.ndarray:
+    """OOF macro-F1 of each unit alone, float64 of shape (U,)."""
+    return np.array([macro_f1(y, X[:, u], n_classes=n_classes, all_classes=all_classes) for u in range(X.shape[1])])
+
+
+def fit(method: str, X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec) -> Fitted:
+    """Learn a blend from labelled rows.
+
+    Args:
+        method: a METHODS key.
+        X: unit probabilities, float32 of shape (n_samples, n_units, n_classes).
+        y: int64 labels of shape (n_samples,).
+        n_classes: C.
+        spec: member choice, fixed weights, bias.
+    """
+    m = METHODS.get(method)
+    units = np.arange(X.shape[1])
+    if spec.top is not None and spec.top < len(units):
+        scores = unit_scores(X, y, n_classes, spec.all_classes)
+        units = np.sort(np.argsort(-scores, kind="stable")[: spec.top])  # keep the given order
+    Xu = np.ascontiguousarray(X[:, units])
+    if m.fit is not None:
+        w = m.fit(Xu, y, n_classes, spec)
+    elif spec.weights is not None:
+        w = np.asarray(spec.weights, dtype=np.float64)
+    else:
+        w = np.ones(len(units))
+    w = np.asarray(w, dtype=np.float64) / np.sum(w)
+    fitted = Fitted(units, w)
+    if spec.tune_bias:
+        fitted.bias = _bias.tune_bias(m.combine(Xu, w), y, n_classes, all_classes=spec.all_classes)[0]
+    return fitted
+
+
+def apply(method: str, fitted: Fitted, X: np.ndarray) -> np.ndarray:
+    """Blend rows with a fitted blend: float32 probabilities of shape (n_samples, n_classes)."""
+    keep = fitted.weights > 0  # units a fit dropped need not be read
+    probs = METHODS.get(method).combine(X[:, fitted.units[keep]], fitted.weights[keep])
+    return probs if fitted.bias is None else _bias.apply_bias(probs, fitted.bias)

@@ -1,0 +1,95 @@
+"""Honest scores: nested cross-validation of everything a blend fits, and the noise verdict.
+
+An OOF score of weights tuned on those same OOF rows is optimistic. The nested estimate fits the
+whole blend (member choice, weights, bias) on K-1 folds of the OOF rows, predicts the held-out
+fold, and scores the predictions pooled over the folds. Choosing "the best single model" is a fit
+too, so its nested estimate is computed the same way, and the verdict compares like with like: a
+paired bootstrap of the two pooled predictions says whether the gain is outside noise.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from ensemble._progress import NoProgress, Progress
+from ensemble.blend import methods as M
+from ensemble.bootstrap import bootstrap_scores
+from ensemble.metrics import argmax, macro_f1
+
+N_SPLITS = 5
+
+
+def make_folds(folds: np.ndarray | None, y: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """The fold of each row: the labels' fold column, else a seeded stratified split.
+
+    Returns:
+        int64 folds of shape (n_samples,) and where they came from ("labels" or "stratified(seed=S)").
+    """
+    if folds is not None:
+        return np.asarray(folds, dtype=np.int64), "labels"
+    out = np.empty(len(y), dtype=np.int64)
+    with warnings.catch_warnings():  # a class rarer than the split count only gets fewer folds
+        warnings.simplefilter("ignore", UserWarning)
+        for k, (_, test) in enumerate(StratifiedKFold(N_SPLITS, shuffle=True, random_state=seed).split(y, y)):
+            out[test] = k
+    return out, f"stratified(seed={seed})"
+
+
+def nested_predictions(
+    method: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    spec: M.Spec,
+    folds: np.ndarray,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Pooled held-out predictions of the blend fitted on the other folds.
+
+    Args:
+        method: a METHODS key.
+        X: unit probabilities, float32 of shape (n_samples, n_units, n_classes).
+        y: int64 labels of shape (n_samples,).
+        n_classes: C.
+        spec: what the blend fits.
+        folds: int64 fold of each row, shape (n_samples,).
+        progress: told about each fold.
+
+    Returns:
+        int64 predictions of shape (n_samples,): row i predicted by a blend that never saw it.
+    """
+    progress = progress or NoProgress()
+    values = np.unique(folds)
+    progress.start("nested CV", len(values))
+    pred = np.empty(len(y), dtype=np.int64)
+    for k in values:
+        test = folds == k
+        train = ~test
+        fitted = M.fit(method, np.ascontiguousarray(X[train]), y[train], n_classes, spec)
+        pred[test] = argmax(M.apply(method, fitted, np.ascontiguousarray(X[test])))
+        progress.advance()
+    progress.stop()
+    return pred
+
+
+def nested_best_single(X: np.ndarray, y: np.ndarray, n_classes: int, folds: np.ndarray, all_classes: bool) -> np.ndarray:
+    """Pooled held-out predictions of "the best single member", chosen on the other folds each time."""
+    preds = np.stack([argmax(X[:, u]) for u in range(X.shape[1])])  # (U, n)
+    pred = np.empty(len(y), dtype=np.int64)
+    for k in np.unique(folds):
+        test = folds == k
+        scores = [macro_f1(y[~test], p[~test], n_classes=n_classes, all_classes=all_classes) for p in preds]
+        pred[test] = preds[int(np.argmax(scores))][test]
+    return pred
+
+
+def paired_gain_ci(
+    y: np.ndarray, pred: np.ndarray, ref: np.ndarray, n_classes: int, *, n_boot: int, seed: int, all_classes: bool
+) -> tuple[float, float]:
+    """95% bootstrap interval of macro-F1(pred) - macro-F1(ref), both scored on the same resamples."""
+    s = bootstrap_scores(y, np.stack([pred, ref]), n_classes=n_classes, n_boot=n_boot, seed=seed, all_classes=all_classes)
+    lo, hi = np.quantile(s[0] - s[1], [0.025, 0.975])
+    return float(lo), float(hi)
