@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score
 
 from ensemble.errors import ClassMismatchError, DuplicateSubmissionError, LabelError, LedgerError
@@ -23,6 +25,7 @@ from ensemble.ledger import (
     record_submission,
     score_submission,
 )
+from ensemble.ledger.normalise import agreement, normalise
 from ensemble.submission import SubmissionFormat
 
 CLASSES = ["cat", "dog", "fox"]
@@ -275,9 +278,13 @@ def test_foreign_or_corrupt_ledger_is_refused_and_left_intact(base, kind):
 WRITER = textwrap.dedent(
     """
     import sys
+    import time
     from pathlib import Path
     from ensemble.ledger import record_submission
     tag, n, ledger, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    (folder / f"ready_{tag}").touch()
+    while len(list(folder.glob("ready_*"))) < 2:  # start together, so the writes really overlap
+        time.sleep(0.005)
     for i in range(n):
         p = folder / f"{tag}_{i}.csv"
         p.write_text("id,label\\n1," + tag + "\\n2," + str(i) + "\\n")
@@ -304,3 +311,26 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert len(entries) == 2 * n
     assert sorted(e.note for e in entries) == sorted(f"{t}-{i}" for t in "ab" for i in range(n))
     assert sorted(e.id for e in entries) == list(range(1, 2 * n + 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    codes=st.lists(st.integers(0, 2), min_size=1, max_size=40),
+    seed=st.integers(0, 2**16),
+    as_index=st.lists(st.booleans(), min_size=40, max_size=40),
+)
+def test_normalised_hash_ignores_row_order_and_name_or_index_form(codes, seed, as_index):
+    rng = np.random.default_rng(seed)
+    n = len(codes)
+    ids = [f"{i:03d}" for i in rng.choice(1000, n, replace=False)]
+    names = [CLASSES[c] for c in codes]
+    mixed = [str(c) if as_index[i] else CLASSES[c] for i, c in enumerate(codes)]  # some rows by index
+    order = rng.permutation(n)
+    frame = lambda i, t: pd.DataFrame({"id": i, "target": t}).sort_values("id").reset_index(drop=True)
+    a = normalise(frame(ids, names), CLASSES, "a.csv")
+    b = normalise(frame([ids[j] for j in order], [mixed[j] for j in order]), CLASSES, "b.csv")
+    assert a.sha256 == b.sha256 and agreement(a, b)[0] == 1.0
+    changed = list(names)
+    changed[0] = CLASSES[(codes[0] + 1) % 3]
+    c = normalise(frame(ids, changed), CLASSES, "c.csv")
+    assert c.sha256 != a.sha256 and agreement(a, c)[0] == pytest.approx(1 - 1 / n)
