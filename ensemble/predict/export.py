@@ -13,6 +13,8 @@ import contextlib
 import io
 import logging
 import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from ensemble import __version__
 from ensemble._io import atomic_outputs, sha256_bytes
 from ensemble._progress import NoProgress, Progress
 from ensemble._registry import Registry
-from ensemble.errors import ConfigError, ExportError
+from ensemble.errors import ConfigError, ExportError, unknown_name
 from ensemble.predict.card import format_card
 from ensemble.predict.checkpoint import load_model
 from ensemble.predict.config import ModelConfig
@@ -35,21 +37,31 @@ log = logging.getLogger(__name__)
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 # exporter name -> fn(model, sample, opset) -> serialized ONNX model
 EXPORTERS: Registry[Callable[[torch.nn.Module, torch.Tensor, int], bytes]] = Registry("ONNX exporter")
-EXPORTER_CHOICES = ("auto", "torchscript", "dynamo")
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch._export", "torch.fx", "onnxscript")
 
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence the exporters' warnings, log lines and prints (the library never prints)."""
+    """Silence the exporters: warnings, log lines, and prints at the file-descriptor level (the
+    TorchScript exporter dumps whole graphs to stderr from C++ when it fails); the library never prints."""
     levels = {n: logging.getLogger(n).level for n in _NOISY_LOGGERS}
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         for n in _NOISY_LOGGERS:
             logging.getLogger(n).setLevel(logging.CRITICAL)
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
         try:
             yield
         finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
             for n, lvl in levels.items():
                 logging.getLogger(n).setLevel(lvl)
 
@@ -77,6 +89,9 @@ def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int) -> 
     return program.model_proto.SerializeToString()
 
 
+EXPORTER_CHOICES = ("auto", *EXPORTERS.names())  # "auto": each registered exporter in turn
+
+
 def export_model(model: torch.nn.Module, sample: torch.Tensor, *, opset: int = 17, exporter: str = "auto") -> tuple[bytes, str]:
     """Serialize `model` to ONNX.
 
@@ -92,9 +107,9 @@ def export_model(model: torch.nn.Module, sample: torch.Tensor, *, opset: int = 1
     Raises:
         ExportError: every exporter tried failed. UnknownNameError: an unknown exporter.
     """
-    names = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
-    for n in names:
-        EXPORTERS.get(n)  # unknown names fail before any work
+    if exporter not in EXPORTER_CHOICES:
+        raise unknown_name("ONNX exporter", exporter, EXPORTER_CHOICES)
+    names = EXPORTERS.names() if exporter == "auto" else [exporter]
     errors = []
     for n in names:
         try:
@@ -166,6 +181,8 @@ def export_onnx(
     """
     if cfg.backend != "torch":
         raise ConfigError(f"model {cfg.name!r} is already ONNX; export-onnx needs arch and checkpoints")
+    if exporter not in EXPORTER_CHOICES:
+        raise unknown_name("ONNX exporter", exporter, EXPORTER_CHOICES)
     if batch < 1 or not atol > 0:
         raise ConfigError(f"--batch must be >= 1 and --atol > 0 (got batch={batch}, atol={atol})")
     progress = progress or NoProgress()

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from ensemble.errors import ConfigError, ExportError, OutputExistsError, UnknownNameError
+from ensemble.predict import export as export_mod
+from ensemble.predict.card import resolve_config
+from ensemble.predict.export import export_model, export_onnx
+from tests.predict.conftest import TINY_CLASSES, normalised_batch, tiny_model
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_effnet_card, tmp_path_factory):
+    out = tmp_path_factory.mktemp("effnet_onnx")
+    return out, export_onnx(resolve_config(tiny_effnet_card), out)
+
+
+def test_each_fold_matches_torch_in_onnxruntime_with_a_dynamic_batch(exported):
+    out, rows = exported
+    assert [r["fold"] for r in rows] == [0, 1]
+    x = normalised_batch(7, seed=5)  # a batch size the export never saw
+    for r in rows:
+        assert r["file"] == str(out / f"fold{r['fold']}.onnx") and r["exporter"] == "torchscript"
+        assert 0 <= r["max_abs_diff"] <= 1e-4
+        data = (out / f"fold{r['fold']}.onnx").read_bytes()
+        assert r["sha256"] == hashlib.sha256(data).hexdigest()
+        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+        with torch.no_grad():
+            want = tiny_model("test_efficientnet", 10 + r["fold"])(x).numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+        model = onnx.load_from_string(data)
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == r["opset"] == 17
+        dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+        assert dims == ["batch", 3, 32, 32]
+
+
+def test_files_are_self_contained_and_the_card_runs_them(exported, tiny_effnet_card):
+    out, rows = exported
+    assert sorted(p.name for p in out.iterdir()) == ["fold0.onnx", "fold1.onnx", "tiny_effnet.toml"]
+    for r in rows:
+        model = onnx.load(r["file"], load_external_data=False)
+        assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    cfg = resolve_config(out / "tiny_effnet.toml")
+    src = resolve_config(tiny_effnet_card)
+    assert cfg.backend == "onnx" and cfg.folds == [0, 1] and cfg.classes == TINY_CLASSES
+    for key in ("name", "family", "img_size", "mean", "std", "crop_pct", "interpolation", "resize_mode"):
+        assert getattr(cfg, key) == getattr(src, key), key
+    text = (out / "tiny_effnet.toml").read_text()
+    assert f"fold 0: checkpoint sha256 {rows[0]['checkpoint_sha256']}" in text
+
+
+def test_parity_beyond_atol_is_an_error_and_writes_nothing(tiny_card, tmp_path, monkeypatch):
+    real = export_mod.onnx_logits
+    monkeypatch.setattr(export_mod, "onnx_logits", lambda data, x: real(data, x) + 0.01)
+    out = tmp_path / "o"
+    with pytest.raises(ExportError) as e:
+        export_onnx(resolve_config(tiny_card, folds=[0]), out)
+    msg = str(e.value)
+    assert msg.startswith(f"{out / 'fold0.onnx'}: ONNX Runtime and torch disagree on fold 0 (max abs logit difference 0.01 > atol 0.0001")
+    assert "nothing was written" in msg
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_existing_outputs_need_force(tiny_card, tmp_path):
+    cfg = resolve_config(tiny_card, folds=[2])
+    (tmp_path / "fold2.onnx").write_bytes(b"old")
+    with pytest.raises(OutputExistsError, match=r"fold2.onnx exists; pass --force"):
+        export_onnx(cfg, tmp_path)
+    assert (tmp_path / "fold2.onnx").read_bytes() == b"old"
+    rows = export_onnx(cfg, tmp_path, force=True)
+    assert rows[0]["sha256"] == hashlib.sha256((tmp_path / "fold2.onnx").read_bytes()).hexdigest()
+
+
+def test_argument_errors(tiny_card, tiny_onnx_card, tmp_path):
+    with pytest.raises(ConfigError, match="model 'tiny_resnet' is already ONNX; export-onnx needs arch and checkpoints"):
+        export_onnx(resolve_config(tiny_onnx_card), tmp_path)
+    with pytest.raises(ConfigError, match=r"--batch must be >= 1 and --atol > 0 \(got batch=0, atol=0.0001\)"):
+        export_onnx(resolve_config(tiny_card), tmp_path, batch=0)
+    with pytest.raises(UnknownNameError, match="unknown ONNX exporter 'onnx2'; choose one of: auto, torchscript, dynamo"):
+        export_onnx(resolve_config(tiny_card), tmp_path, exporter="onnx2")
+    assert list(tmp_path.iterdir()) == []
+
+
+class Antialiased(torch.nn.Module):
+    """Uses an op TorchScript export lacks (antialiased bicubic resize) but dynamo handles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(x, size=(8, 8), mode="bicubic", antialias=True)
+        return self.fc(x.mean((2, 3)))
+
+
+def test_torchscript_failure_is_one_line_and_auto_falls_back_to_dynamo(capfd):
+    model, sample = Antialiased().eval(), torch.randn(3, 3, 16, 16)
+    with pytest.raises(ExportError) as e:
+        export_model(model, sample, exporter="torchscript")
+    assert str(e.value) == (
+        "ONNX export failed (torchscript: UnsupportedOperatorError: Exporting the operator "
+        "'aten::_upsample_bicubic2d_aa' to ONNX opset version 17 is not supported); try another --opset or --exporter dynamo"
+    )
+    data, used = export_model(model, sample)
+    assert used == "dynamo"
+    x = torch.randn(5, 3, 16, 16)
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), rtol=0, atol=1e-5)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""  # exporters' graph dumps and warnings silenced
