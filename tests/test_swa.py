@@ -409,3 +409,11 @@ def test_averaged_checkpoint_round_trips_through_predict(bn_setup, tmp_path):
     order = np.argsort(table.ids)
     np.testing.assert_allclose(table.probs[order], want, rtol=0, atol=1e-5)
     assert table.meta["checkpoints"] == {"0": sha(tmp_path / "swa_fold0.safetensors")}
+
+
+def test_tied_weights_are_scaled_once(tmp_path):
+    shared = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    a = save({"emb": shared, "head": shared}, tmp_path / "a.pth")  # torch.save keeps the tie
+    b = save({"emb": torch.zeros(2, dtype=torch.float64), "head": torch.zeros(2, dtype=torch.float64)}, tmp_path / "b.pth")
+    got = average_checkpoints([a, b])
+    assert torch.equal(got["emb"], torch.tensor([0.5, 1.5], dtype=torch.float64)) and torch.equal(got["head"], got["emb"])

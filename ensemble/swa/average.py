@@ -91,23 +91,27 @@ def average_checkpoints(
     progress = progress or NoProgress()
     progress.start("averaging checkpoints", len(paths))
     try:
-        ref = load(paths[0])
+        first = load(paths[0])
+        # the first file's layout as meta tensors (shapes and dtypes, no memory) to check the others by
+        ref = {k: torch.empty(t.shape, dtype=t.dtype, device="meta") for k, t in first.items()}
         acc: dict[str, torch.Tensor] = {}  # float keys: float64 running weighted sum
         out_dtype: dict[str, torch.dtype] = {}
         ints: StateDict = {}  # integer/bool keys: counters (max) or constants (equal)
-        for k, t in ref.items():
+        for k, t in first.items():
             if _is_float(t):
-                acc[k] = t.detach().to(torch.float64) * w[0]
+                # copy=True: tied weights share one tensor, which must not be scaled twice
+                acc[k] = t.detach().to(torch.float64, copy=True).mul_(w[0])
                 out_dtype[k] = t.dtype
             else:
                 ints[k] = t.detach().clone()
+        del first
         progress.advance()
         for p, wi in zip(paths[1:], w[1:]):
             sd = load(p)
             check_compatible(ref, sd, paths[0], p)
             for k, t in sd.items():
                 if k in acc:
-                    acc[k] += t.detach().to(torch.float64) * wi
+                    acc[k].add_(t.detach(), alpha=wi)  # promoted to float64 inside the op
                     out_dtype[k] = torch.promote_types(out_dtype[k], t.dtype)
                 elif t.dim() == 0:
                     ints[k] = torch.maximum(ints[k], t.detach())
@@ -151,4 +155,4 @@ def check_compatible(ref: StateDict, other: StateDict, ref_path: Path, other_pat
 
 
 def _is_float(t: torch.Tensor) -> bool:
-    return torch.is_floating_point(t) or torch.is_complex(t)
+    return torch.is_floating_point(t)

@@ -175,8 +175,7 @@ def swa(
     """
     out_path, sidecar = output_paths(out)
     check_writable([out_path, sidecar], force=force)
-    if bn_data is not None and card is None:
-        raise ConfigError("--bn-data needs --card CARD with an arch (the model to run and its preprocessing)")
+    _check_options(top_n=top_n, metrics=metrics, mode=mode, weights=weights, bn_data=bn_data, card=card)
     cands = gather_checkpoints(checkpoints, glob=glob, fold=fold)
     if out_path.resolve() in {c.resolve() for c in cands}:
         raise ConfigError(f"--out {out_path} is one of the checkpoints being averaged; choose another output")
@@ -200,14 +199,8 @@ def swa(
         for s, m in zip(sources, match_metrics(cands, values, metrics)):
             s.metric = m
     if top_n is not None:
-        if metrics is None or mode is None:
-            raise ConfigError("--top-n needs --metrics FILE and --mode max|min (max when higher is better, e.g. F1)")
-        if weights is not None:
-            raise ConfigError("--weights with --top-n is ambiguous; use one or the other")
         order = select_top_n(cands, [s.metric for s in sources], top_n=top_n, mode=mode, metrics_path=str(metrics))
     else:
-        if mode is not None:
-            raise ConfigError("--mode says which end of --metrics --top-n keeps; pass --top-n N too")
         order = list(range(len(cands)))
     used = [sources[i] for i in order]
     for s, w in zip(used, normalise_weights(weights, len(used))):
@@ -262,6 +255,21 @@ def swa(
         meta["sha256"] = sha256_file(tmp_ckpt)
         tmp_json.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n", encoding="utf-8")
     return SwaResult(out_path, sidecar, meta["sha256"], sources, meta)
+
+
+def _check_options(
+    *, top_n: int | None, metrics: object, mode: str | None, weights: object, bn_data: object, card: object
+) -> None:
+    """Combinations of options that cannot work, refused before anything is read."""
+    if top_n is not None:
+        if metrics is None or mode is None:
+            raise ConfigError("--top-n needs --metrics FILE and --mode max|min (max when higher is better, e.g. F1)")
+        if weights is not None:
+            raise ConfigError("--weights with --top-n is ambiguous; use one or the other")
+    elif mode is not None:
+        raise ConfigError("--mode says which end of --metrics --top-n keeps; pass --top-n N too")
+    if bn_data is not None and card is None:
+        raise ConfigError("--bn-data needs --card CARD with an arch (the model to run and its preprocessing)")
 
 
 def _refresh(
