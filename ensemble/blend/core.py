@@ -60,15 +60,19 @@ class BlendResult:
     @property
     def verdict(self) -> str:
         """One honest line: the nested gain over the best single model, and whether it is noise."""
-        s = self.scores
-        gain = s["nested_gain_over_best_single"]
-        if gain is None:
-            return "nested estimate skipped (--no-nested): the in-sample score is optimistic"
-        if s["within_noise"]:
-            return f"nested gain over best single model {gain:+.3f}, within noise: prefer the simpler blend"
-        if gain < 0:
-            return f"nested gain over best single model {gain:+.3f}, worse outside noise: prefer the best single model"
-        return f"nested gain over best single model {gain:+.3f}, outside noise"
+        return verdict(self.scores)
+
+
+def verdict(scores: dict[str, Any]) -> str:
+    """The verdict line of a recipe's scores."""
+    gain = scores.get("nested_gain_over_best_single")
+    if gain is None:
+        return "nested estimate skipped (--no-nested): the in-sample score is optimistic"
+    if scores.get("within_noise"):
+        return f"nested gain over best single model {gain:+.3f}, within noise: prefer the simpler blend"
+    if gain < 0:
+        return f"nested gain over best single model {gain:+.3f}, worse outside noise: prefer the best single model"
+    return f"nested gain over best single model {gain:+.3f}, outside noise"
 
 
 def blend(

@@ -14,13 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ensemble._registry import Registry
-from ensemble.blend import bias as _bias
-from ensemble.blend.greedy import caruana
-from ensemble.blend.weighted import optimise_weights
-from ensemble.metrics import macro_f1
+
+# The registry is imported by the CLI for its choices, so this module stays light: numba kernels,
+# scipy and the metrics load inside the functions that need them.
 
 # hard vote: how much of the winner's one-hot is mixed into the vote shares, so that the table's
 # argmax is the tie-broken decision (vote shares alone can tie)
@@ -77,13 +75,17 @@ def soft(X: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def geometric(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted mean of log-probabilities, renormalised (a softmax of the mean log)."""
-    z = np.einsum("nuc,u->nc", _bias.log_scores(X), w) / w.sum()
+    from ensemble.blend.bias import log_scores
+
+    z = np.einsum("nuc,u->nc", log_scores(X), w) / w.sum()
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def rank(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Per-class rank averaging: each member's column ranked over the rows, weighted mean, rows renormalised."""
+    from scipy.stats import rankdata
+
     r = rankdata(X, axis=0, method="average") / X.shape[0]  # (n, U, C) in (0, 1]
     z = np.einsum("nuc,u->nc", r, w) / w.sum()
     return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -111,10 +113,14 @@ def hard(X: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _fit_weighted(X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec) -> np.ndarray:
+    from ensemble.blend.weighted import optimise_weights
+
     return optimise_weights(X, y, n_classes, all_classes=spec.all_classes)[0]
 
 
 def _fit_greedy(X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec) -> np.ndarray:
+    from ensemble.blend.greedy import caruana
+
     counts, _ = caruana(X, y, n_classes, rounds=spec.rounds, all_classes=spec.all_classes)
     return counts / counts.sum()
 
@@ -136,6 +142,8 @@ def fits_anything(method: str, spec: Spec) -> bool:
 
 def unit_scores(X: np.ndarray, y: np.ndarray, n_classes: int, all_classes: bool = False) -> np.ndarray:
     """OOF macro-F1 of each unit alone, float64 of shape (U,)."""
+    from ensemble.metrics import macro_f1
+
     return np.array([macro_f1(y, X[:, u], n_classes=n_classes, all_classes=all_classes) for u in range(X.shape[1])])
 
 
@@ -164,6 +172,8 @@ def fit(method: str, X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec) -
     w = np.asarray(w, dtype=np.float64) / np.sum(w)
     fitted = Fitted(units, w)
     if spec.tune_bias:
+        from ensemble.blend import bias as _bias
+
         fitted.bias = _bias.tune_bias(m.combine(Xu, w), y, n_classes, all_classes=spec.all_classes)[0]
     return fitted
 
@@ -172,4 +182,8 @@ def apply(method: str, fitted: Fitted, X: np.ndarray) -> np.ndarray:
     """Blend rows with a fitted blend: float32 probabilities of shape (n_samples, n_classes)."""
     keep = fitted.weights > 0  # units a fit dropped need not be read
     probs = METHODS.get(method).combine(X[:, fitted.units[keep]], fitted.weights[keep])
-    return probs if fitted.bias is None else _bias.apply_bias(probs, fitted.bias)
+    if fitted.bias is None:
+        return probs
+    from ensemble.blend.bias import apply_bias
+
+    return apply_bias(probs, fitted.bias)
