@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from ensemble._io import atomic_outputs, sha256_bytes
 from ensemble._progress import NoProgress, Progress
 from ensemble._registry import Registry
 from ensemble.errors import ConfigError, ExportError, unknown_name
-from ensemble.predict.card import format_card
+from ensemble.predict.card import format_card, resolve_config
 from ensemble.predict.checkpoint import load_model
 from ensemble.predict.config import ModelConfig
 
@@ -143,9 +143,10 @@ def _opset_of(data: bytes) -> int:
 
 
 def export_onnx(
-    cfg: ModelConfig,
+    cfg: ModelConfig | str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
+    overrides: Mapping[str, Any] | None = None,
     opset: int = 17,
     atol: float = 1e-4,
     batch: int = 2,
@@ -162,8 +163,9 @@ def export_onnx(
     and the card `out_dir/<name>.toml` are written together, only when every fold passes.
 
     Args:
-        cfg: a torch model (arch + checkpoints).
+        cfg: a torch model (arch + checkpoints), or a model card resolved with `overrides`.
         out_dir: output folder (created).
+        overrides: flags of `card.resolve_config` applied over the card (when `cfg` is a card).
         opset: ONNX opset.
         atol: largest allowed absolute difference of logits between ONNX Runtime and torch.
         batch: rows of the parity batch.
@@ -173,12 +175,14 @@ def export_onnx(
         progress: advanced once per fold.
 
     Returns:
-        One row per fold: fold, file, max_abs_diff, opset, exporter, sha256, checkpoint_sha256.
+        One row per fold: fold, file, max_abs_diff, opset, exporter, sha256, checkpoint_sha256, card.
 
     Raises:
         ConfigError: an ONNX model as input, bad batch/atol. ExportError: export failed or parity
             beyond `atol` (nothing is written). OutputExistsError: outputs exist without `force`.
     """
+    if not isinstance(cfg, ModelConfig):
+        cfg = resolve_config(cfg, **dict(overrides or {}))
     if cfg.backend != "torch":
         raise ConfigError(f"model {cfg.name!r} is already ONNX; export-onnx needs arch and checkpoints")
     if exporter not in EXPORTER_CHOICES:
@@ -213,7 +217,7 @@ def export_onnx(
                 tmp.write_bytes(data)
                 rows.append({
                     "fold": fold, "file": str(final), "max_abs_diff": diff, "opset": _opset_of(data),
-                    "exporter": used, "sha256": sha256_bytes(data), "checkpoint_sha256": ckpt_sha,
+                    "exporter": used, "sha256": sha256_bytes(data), "checkpoint_sha256": ckpt_sha, "card": str(card_file),
                 })
                 progress.advance()
             temps[-1].write_text(_card_text(cfg, rows), encoding="utf-8")
