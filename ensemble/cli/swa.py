@@ -13,27 +13,40 @@ from ensemble.swa.select import MODES
 from ensemble.swa.write import FORMATS
 
 
+def _opt(name: str, help: str) -> typer.models.OptionInfo:  # noqa: A002 (typer's own name)
+    return typer.Option(name, help=help)
+
+
 def swa(
-    out: Annotated[Path, typer.Option("--out", "-o", help=f"Output checkpoint; its suffix picks the format ({', '.join(FORMATS.names())}); a sidecar .json is written beside it.")],
-    checkpoints: Annotated[
-        Optional[list[Path]], typer.Argument(help="Checkpoint files to average (any layout ens predict reads).", show_default=False)
-    ] = None,
-    card: Annotated[Optional[Path], typer.Option("--card", help="Model card: checks the average fits its arch; needed for --bn-data.")] = None,
-    fold: Annotated[Optional[int], typer.Option("--fold", help="Fold: fills {fold} in --glob; its rows are left out of the BN refresh.")] = None,
-    glob: Annotated[Optional[str], typer.Option("--glob", help="More checkpoints by pattern, e.g. 'runs/fold{fold}/epoch*.pth' (quote it).")] = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="One weight per checkpoint, comma-separated (default: uniform).")] = None,
-    top_n: Annotated[Optional[int], typer.Option("--top-n", help="Average only the best N by --metrics (needs --mode).")] = None,
-    metrics: Annotated[Optional[Path], typer.Option("--metrics", help="JSON {checkpoint: value} or CSV (checkpoint, metric...) file.")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="The metric column of a --metrics CSV with several.")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help=f"Which end of --metrics is best ({'|'.join(MODES.names())}): max for F1/accuracy, min for a loss. Required with --top-n.")] = None,
-    ema: Annotated[bool, typer.Option("--ema", help="Average the EMA weights stored in each checkpoint.")] = False,
-    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow pickled objects in checkpoints (runs code from them).")] = False,
-    bn_data: Annotated[Optional[Path], typer.Option("--bn-data", help="Data CSV to refresh BatchNorm statistics on (needs --card).")] = None,
-    bn_batches: Annotated[int, typer.Option("--bn-batches", help="The most batches for the BN refresh.")] = 100,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per BN-refresh batch.")] = 32,
-    workers: Annotated[int, typer.Option("--workers", help="Image-decoding worker processes.")] = 2,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    root: Annotated[Optional[Path], typer.Option("--root", help="Folder the --bn-data image paths are relative to.")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help=f"Output checkpoint; its suffix picks the format ({', '.join(FORMATS.names())}); "
+        "a sidecar .json is written beside it.",
+    )],
+    checkpoints: Annotated[Optional[list[Path]], typer.Argument(
+        help="Checkpoint files to average (any layout ens predict reads).", show_default=False
+    )] = None,
+    card: Annotated[Optional[Path], _opt("--card", "Model card: checks the average fits its arch; needed for --bn-data.")] = None,
+    fold: Annotated[Optional[int], _opt("--fold", "Fold: fills {fold} in --glob; its rows are left out of the BN refresh.")] = None,
+    glob: Annotated[Optional[str], _opt("--glob", "More checkpoints by pattern, e.g. 'runs/fold{fold}/epoch*.pth' (quoted).")] = None,
+    weights: Annotated[Optional[str], _opt("--weights", "One weight per checkpoint, comma-separated (default: uniform).")] = None,
+    top_n: Annotated[Optional[int], _opt("--top-n", "Average only the best N by --metrics (needs --mode).")] = None,
+    metrics: Annotated[Optional[Path], _opt("--metrics", "JSON {checkpoint: value}, or CSV: checkpoint, metric columns.")] = None,
+    metric: Annotated[Optional[str], _opt("--metric", "The metric column of a --metrics CSV with several.")] = None,
+    mode: Annotated[Optional[str], _opt(
+        "--mode", f"Which end of --metrics is best ({'|'.join(MODES.names())}): max for F1/accuracy, min for a loss. "
+        "Required with --top-n."
+    )] = None,
+    ema: Annotated[bool, _opt("--ema", "Average the EMA weights stored in each checkpoint.")] = False,
+    trust_checkpoint: Annotated[bool, _opt(
+        "--trust-checkpoint", "Allow pickled objects in checkpoints (runs code from them)."
+    )] = False,
+    bn_data: Annotated[Optional[Path], _opt("--bn-data", "Data CSV to refresh BatchNorm statistics on (needs --card).")] = None,
+    bn_batches: Annotated[int, _opt("--bn-batches", "The most batches for the BN refresh.")] = 100,
+    batch_size: Annotated[int, _opt("--batch-size", "Images per BN-refresh batch.")] = 32,
+    workers: Annotated[int, _opt("--workers", "Image-decoding worker processes.")] = 2,
+    device: Annotated[str, _opt("--device", "auto, cpu, cuda or cuda:N.")] = "auto",
+    root: Annotated[Optional[Path], _opt("--root", "Folder the --bn-data image paths are relative to.")] = None,
     id_col: Annotated[str, typer.Option("--id-col")] = "id",
     path_col: Annotated[str, typer.Option("--path-col")] = "path",
     fold_col: Annotated[str, typer.Option("--fold-col")] = "fold",
@@ -44,9 +57,8 @@ def swa(
 ) -> None:
     """Average checkpoints of one model into one (SWA): uniform, --weights, --top-n by a metric, --ema.
 
-    The output loads like any checkpoint, so `ens predict` scores it on OOF beside the single
-    checkpoints and the seed average. --bn-data refreshes BatchNorm statistics afterwards (it can
-    hurt: compare both on OOF).
+    The output loads like any checkpoint: score it with ens predict, then ens oof-report.
+    --bn-data refreshes BatchNorm statistics after averaging; it can hurt, so compare both on OOF.
     """
     from ensemble.labels import Columns
     from ensemble.swa import BN_NOTE, swa as run_swa
@@ -80,7 +92,9 @@ def swa(
     bn = res.meta["bn_refresh"]
     if bn is not None:
         left_out = f", fold {bn['excluded_fold']} left out" if bn["excluded_fold"] is not None else ""
-        con.print(f"BatchNorm statistics refreshed on {bn['images']} images of {bn['data']} ({bn['batches']} batches{left_out})")
+        con.print(
+            f"BatchNorm statistics refreshed on {bn['images']} images of {bn['data']} ({bn['batches']} batches{left_out})"
+        )
     con.print(f"wrote {res.out} (sha256 {res.sha256[:12]}) and {res.sidecar}")
     if bn is not None and not quiet:
         _render.err().print(f"note: {BN_NOTE}", highlight=False)
@@ -93,7 +107,9 @@ def _parse_weights(text: str | None) -> list[float] | None:
     try:
         return [float(x) for x in text.split(",")]
     except ValueError:
-        raise ConfigError(f"--weights {text!r}: give comma-separated numbers, one per checkpoint, e.g. --weights 1,2,1") from None
+        raise ConfigError(
+            f"--weights {text!r}: give comma-separated numbers, one per checkpoint, e.g. --weights 1,2,1"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:
