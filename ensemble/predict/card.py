@@ -23,15 +23,16 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from glob import glob, escape
+from glob import escape, glob
 from pathlib import Path
 from typing import Any
 
 from ensemble.errors import ConfigError, preview
+from ensemble.predict._card_fields import FIELDS, FLAGS, INTERPOLATIONS, RESIZE_MODES, classes_check
+
+__all__ = ["DEFAULTS", "FIELDS", "INTERPOLATIONS", "RESIZE_MODES", "format_card", "load_card", "resolve_config"]
 from ensemble.predict.config import ModelConfig
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
-RESIZE_MODES = ("crop", "squash")
 # timm's crop_mode -> ours ("border" has no equivalent; it falls back to a center crop)
 _TIMM_CROP_MODES = {"center": "crop", "squash": "squash", "border": "crop"}
 DEFAULTS: dict[str, Any] = {
@@ -66,155 +67,6 @@ def load_card(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-# ---- field checks: the same for card values and flags; `where` names the source in errors ----
-
-def _bad(where: str, what: str) -> ConfigError:
-    return ConfigError(f"{where}: {what}")
-
-
-def _split(v: Any) -> Any:
-    """Flags may arrive as 'a,b,c' strings; cards give lists."""
-    if isinstance(v, str) and "," in v:
-        return [s.strip() for s in v.split(",") if s.strip()]
-    return v
-
-
-def _str(v: Any, where: str) -> str:
-    if not isinstance(v, str) or not v.strip():
-        raise _bad(where, f"must be a non-empty string, got {v!r}")
-    return v.strip()
-
-
-def _name(v: Any, where: str) -> str:
-    s = _str(v, where)
-    if "/" in s or "\\" in s or s in (".", ".."):
-        raise _bad(where, f"{s!r} is used as a folder name (preds/<name>/); drop the path separators")
-    return s
-
-
-def _pos_int(v: Any, where: str) -> int:
-    if isinstance(v, str) and v.strip().isdigit():
-        v = int(v)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise _bad(where, f"must be a positive integer, got {v!r}")
-    return v
-
-
-def _img_size(v: Any, where: str) -> tuple[int, int]:
-    v = _split(v.replace("x", ",") if isinstance(v, str) else v)
-    if isinstance(v, (list, tuple)):
-        if len(v) != 2:
-            raise _bad(where, f"must be one integer or [height, width], got {v!r}")
-        return (_pos_int(v[0], where), _pos_int(v[1], where))
-    s = _pos_int(v, where)
-    return (s, s)
-
-
-def _triple(v: Any, where: str, *, positive: bool = False) -> tuple[float, float, float]:
-    v = _split(v)
-    try:
-        vals = tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else ()
-    except (TypeError, ValueError):
-        vals = ()
-    if len(vals) != 3 or (positive and min(vals) <= 0):
-        need = "3 positive numbers" if positive else "3 numbers"
-        raise _bad(where, f"must be {need} (R, G, B on the 0..1 scale), got {v!r}")
-    return vals  # type: ignore[return-value]
-
-
-def _crop_pct(v: Any, where: str) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        f = -1.0
-    if isinstance(v, bool) or not 0.0 < f <= 1.0:
-        raise _bad(where, f"must be a number in (0, 1] (1.0 = no crop), got {v!r}")
-    return f
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
-    def check(v: Any, where: str) -> str:
-        if v not in choices:
-            raise _bad(where, f"{v!r} is not one of: {', '.join(choices)}")
-        return v
-
-    return check
-
-
-def _classes(v: Any, where: str) -> tuple[str, ...]:
-    v = _split(v)
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, (list, tuple)) or not v or not all(isinstance(c, (str, int)) for c in v):
-        raise _bad(where, f"must be a non-empty list of class names, got {v!r}")
-    names = tuple(str(c).strip() for c in v)
-    dup = sorted({c for c in names if names.count(c) > 1})
-    if dup:
-        raise _bad(where, f"duplicate class names {preview(dup)}; each class once, in index order")
-    return names
-
-
-def _folds(v: Any, where: str) -> tuple[int, ...]:
-    v = _split(v)
-    v = [v] if isinstance(v, (int, str)) else v
-    try:
-        out = tuple(int(f) for f in v)
-    except (TypeError, ValueError):
-        raise _bad(where, f"must be a list of fold numbers, got {v!r}") from None
-    if not out or min(out) < 0:
-        raise _bad(where, f"must be a list of fold numbers >= 0, got {v!r}")
-    return out
-
-
-def _bool(v: Any, where: str) -> bool:
-    if not isinstance(v, bool):
-        raise _bad(where, f"must be true or false, got {v!r}")
-    return v
-
-
-def _table(v: Any, where: str) -> dict[str, Any]:
-    if not isinstance(v, Mapping):
-        raise _bad(where, f"must be a table of keyword arguments, got {v!r}")
-    return dict(v)
-
-
-def _weights(v: Any, where: str) -> Any:
-    """list | {fold} pattern or single file | table fold -> file; checked, expanded later."""
-    if isinstance(v, str) and v.strip():
-        return v
-    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (str, os.PathLike)) for x in v):
-        return [os.fspath(x) for x in v]
-    if isinstance(v, Mapping) and v and all(isinstance(x, (str, os.PathLike)) for x in v.values()):
-        try:
-            return {int(k): os.fspath(x) for k, x in v.items()}
-        except ValueError:
-            raise _bad(where, f"table keys must be fold numbers, got {list(v)}") from None
-    if isinstance(v, os.PathLike):
-        return os.fspath(v)
-    raise _bad(where, f"must be a file, a list of files (one per fold), a table fold -> file, or a pattern with {{fold}}; got {v!r}")
-
-
-# Every card key and flag, with its check; the card's valid keys are listed from here.
-FIELDS: dict[str, Callable[[Any, str], Any]] = {
-    "name": _name,
-    "family": _name,
-    "arch": _str,
-    "onnx": _weights,
-    "checkpoints": _weights,
-    "folds": _folds,
-    "classes": _classes,
-    "classes_file": _str,
-    "num_classes": _pos_int,
-    "img_size": _img_size,
-    "mean": _triple,
-    "std": lambda v, w: _triple(v, w, positive=True),
-    "crop_pct": _crop_pct,
-    "interpolation": _choice(INTERPOLATIONS),
-    "resize_mode": _choice(RESIZE_MODES),
-    "ema": _bool,
-    "model_kwargs": _table,
-}
-FLAGS = (*FIELDS, "trust_checkpoint")
 
 
 class _Layer:
@@ -233,7 +85,7 @@ def resolve_config(card: str | os.PathLike | None = None, **flags: Any) -> Model
         **flags: card fields given on the command line (None = not given): name, family, arch,
             onnx, checkpoints, folds, classes, classes_file, num_classes, img_size, mean, std,
             crop_pct, interpolation, resize_mode, ema, model_kwargs, and trust_checkpoint (a flag
-            only). Lists may be given as comma-separated strings.
+            only). Lists may be given as comma-separated strings; ema=False counts as not given.
 
     Returns:
         The resolved `ModelConfig`; weight files are checked to exist.
@@ -246,6 +98,8 @@ def resolve_config(card: str | os.PathLike | None = None, **flags: Any) -> Model
     if unknown:
         raise TypeError(f"resolve_config() got unknown flags {unknown}; valid: {', '.join(FLAGS)}")
     trust = bool(flags.pop("trust_checkpoint", None))
+    if flags.get("ema") is False:  # a CLI switch left off means "not given": the card's ema stands
+        flags["ema"] = None
     layers = [_Layer("flags", Path("."), flags, lambda k: f"--{k.replace('_', '-')}")]
     card_path = None
     if card is not None:
@@ -429,7 +283,7 @@ def _read_classes_file(path: Path, where: str) -> tuple[str, ...]:
     if not path.is_file():
         raise ConfigError(f"{where}: no such file {str(path)!r}; give a text file with one class name per line")
     names = [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
-    return _classes(names, f"{path}")
+    return classes_check(names, f"{path}")
 
 
 def _onnx_name(spec: Any) -> str:

@@ -204,6 +204,7 @@ def test_card_file_errors(tmp_path):
 def test_names_and_flags_pass_through(ckpts):
     cfg = resolve_config(card(ckpts, family="resnets", ema=True, model_kwargs=None), name="r1")
     assert (cfg.name, cfg.family, cfg.ema, cfg.card_path) == ("r1", "resnets", True, ckpts / "m.toml")
+    assert resolve_config(card(ckpts, ema=True), ema=False).ema is True  # a switch left off defers to the card
     cfg = resolve_config(card(ckpts))
     assert (cfg.name, cfg.family, cfg.arch) == ("m", "m", "test_resnet")
 
