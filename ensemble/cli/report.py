@@ -1,0 +1,104 @@
+"""`ens oof-report`: how good each model is on OOF, how sure we are, and how alike the models are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ensemble.cli import _render
+
+_ALL_CLASSES_HELP = (
+    "Average F1 over all classes of the tables, absent ones scoring 0 (sklearn labels=range(C)). "
+    "Default: over the classes present in truth or prediction — sklearn's average='macro', which is "
+    "what Kaggle's macro-F1 computes."
+)
+_MATRIX_MAX = 30  # classes/models beyond which a matrix is too wide to print (the PNGs still show it)
+
+
+def oof_report(
+    preds: Annotated[list[Path], typer.Argument(help="OOF prediction tables, or folders holding oof.csv.")],
+    labels: Annotated[Path, typer.Option("--labels", help="Labels CSV: id, label, fold.")],
+    id_col: Annotated[str, typer.Option("--id-col", help="Id column of the labels CSV.")] = "id",
+    label_col: Annotated[str, typer.Option("--label-col", help="Label column (class name or index).")] = "label",
+    fold_col: Annotated[str, typer.Option("--fold-col", help="Fold column.")] = "fold",
+    all_classes: Annotated[bool, typer.Option("--all-classes", help=_ALL_CLASSES_HELP)] = False,
+    folds: Annotated[bool, typer.Option("--folds/--no-folds", help="Score each fold (needs the fold column).")] = True,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the macro-F1 interval (0: none).")] = 1000,
+    alpha: Annotated[float, typer.Option("--alpha", help="Interval level: 0.05 gives 95% intervals.")] = 0.05,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model whose per-class table and confusion matrix are shown (default: the best).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Confused class pairs to list.")] = 10,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG figures into this folder.")] = None,
+    from_logits: Annotated[bool, typer.Option("--from-logits", help="Tables hold logits: softmax them.")] = False,
+    seed: _render.SeedOpt = 42,
+    json_out: _render.JsonOpt = None,
+    force: _render.ForceOpt = False,
+    quiet: _render.QuietOpt = False,
+) -> None:
+    """Score OOF tables: macro-F1 with CI and per-fold spread, per-class, confusion, correlation.
+
+    Tables sharing a family (seeds of one config) also get their seed average as a row; tables with
+    TTA views get each view and each mean-merge of views scored. Every labelled id needs exactly one
+    row in every table.
+    """
+    from ensemble.labels import Columns
+    from ensemble.report import oof_report_files
+
+    _render.setup_logging(quiet)
+    to_stdout = json_out is not None and str(json_out) == "-"
+    report = oof_report_files(
+        labels, preds, columns=Columns(id=id_col, label=label_col, fold=fold_col), from_logits=from_logits,
+        per_fold=folds, plots_dir=plots, json_path=None if to_stdout or json_out is None else json_out, force=force,
+        n_boot=n_boot, seed=seed, all_classes=all_classes, model=model, alpha=alpha, top_k=top_k,
+        progress=_render.RichProgress(quiet),
+    )
+    if to_stdout:
+        _render.emit_json(report.to_dict(), json_out)
+        return
+    _print(report)
+    if plots is not None and not quiet:
+        _render.err().print(f"wrote plots to {plots}")
+
+
+def _print(r: Any) -> None:
+    from ensemble.report import METRIC_NOTE
+
+    con = _render.out()
+    level = round(100 * (1 - r.alpha))
+    rows = [
+        [i + 1, m.name, m.kind, m.macro_f1, f"{m.ci[0]:.4f}–{m.ci[1]:.4f}" if m.ci else None,
+         f"{m.fold_mean:.4f} ± {m.fold_std:.4f}" if m.fold_scores else None, m.accuracy, m.log_loss]
+        for i, m in enumerate(r.models)
+    ]
+    con.print(_render.table(
+        f"OOF scores, {r.n_samples} rows, {len(r.classes)} classes — {METRIC_NOTE[r.all_classes]}",
+        ["#", "model", "kind", "macro-F1", f"{level}% CI", "per-fold mean ± std", "accuracy", "log-loss"], rows,
+    ))
+    pc = r.per_class
+    con.print(_render.table(
+        f"per class: {r.focus}", ["class", "precision", "recall", "F1", "support"],
+        [[c, float(pc.precision[i]), float(pc.recall[i]), float(pc.f1[i]), int(pc.support[i])] for i, c in enumerate(r.classes)],
+    ))
+    if len(r.classes) <= _MATRIX_MAX:
+        con.print(_render.table(
+            f"confusion: {r.focus} (rows true, columns predicted)", ["true \\ pred", *r.classes],
+            [[c, *map(int, row)] for c, row in zip(r.classes, r.confusion)],
+        ))
+    if r.top_confused:
+        con.print(_render.table(
+            f"top confused pairs: {r.focus}", ["true", "predicted", "count", "share of true"],
+            [[r.classes[t], r.classes[p], n, s] for t, p, n, s in r.top_confused],
+        ))
+    if 1 < len(r.names) <= _MATRIX_MAX:
+        for title, mat in (("probability correlation", r.correlation), ("argmax agreement", r.agreement)):
+            con.print(_render.table(title, ["model", *r.names], [[n, *map(float, row)] for n, row in zip(r.names, mat)]))
+    for name, scores in r.tta.items():
+        con.print(_render.table(
+            f"TTA views and mean-merges: {name} (* = the table's own merge)", ["views", "n", "macro-F1", "accuracy", "log-loss"],
+            [[s.name + (" *" if s.current else ""), len(s.views), s.macro_f1, s.accuracy, s.log_loss] for s in scores],
+        ))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("oof-report")(oof_report)

@@ -1,0 +1,271 @@
+"""`oof_report`: everything `ens oof-report` shows about a set of OOF prediction tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ensemble._progress import NoProgress, Progress
+from ensemble.bootstrap import bootstrap_ci
+from ensemble.errors import ClassMismatchError, ConfigError, LabelError, preview, unknown_name
+from ensemble.labels import Labels
+from ensemble.metrics import (
+    PerClass, argmax, f1_from_confusion, f1_from_counts, log_loss, per_class_from_confusion, top_confused,
+)
+from ensemble.report.similarity import agreement, prob_correlation
+from ensemble.report.tta import TTAScore, score_tta
+from ensemble.tables import PredTable, align
+
+METRIC_NOTE = {
+    False: "macro-F1 over the classes present in truth or prediction (sklearn average='macro', Kaggle's)",
+    True: "macro-F1 over all classes, absent ones scoring 0 (sklearn labels=range(C))",
+}
+
+
+@dataclass
+class ModelScore:
+    """One row of the summary: a model, or the seed average of a family.
+
+    Attributes:
+        name: model name (`<family>:seed-avg` for a seed average).
+        family: seed family.
+        kind: "model" or "seed-avg".
+        members: the tables averaged (the model itself for a single table).
+        macro_f1, accuracy, log_loss: OOF scores.
+        ci: bootstrap percentile interval of macro-F1, or None without bootstrap.
+        fold_scores: macro-F1 per fold, or None without folds.
+        per_class_f1: F1 of each class, shape (C,).
+    """
+
+    name: str
+    family: str
+    kind: str
+    members: list[str]
+    macro_f1: float
+    accuracy: float
+    log_loss: float
+    per_class_f1: np.ndarray
+    ci: tuple[float, float] | None = None
+    fold_scores: dict[int, float] | None = None
+
+    @property
+    def fold_mean(self) -> float | None:
+        return None if not self.fold_scores else float(np.mean(list(self.fold_scores.values())))
+
+    @property
+    def fold_std(self) -> float | None:
+        """Population std (ddof=0) of the per-fold scores."""
+        return None if not self.fold_scores else float(np.std(list(self.fold_scores.values())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "family": self.family, "kind": self.kind, "members": self.members,
+            "macro_f1": self.macro_f1, "ci": list(self.ci) if self.ci else None,
+            "fold_mean": self.fold_mean, "fold_std": self.fold_std,
+            "fold_scores": {str(k): v for k, v in self.fold_scores.items()} if self.fold_scores else None,
+            "accuracy": self.accuracy, "log_loss": self.log_loss, "per_class_f1": self.per_class_f1.tolist(),
+        }
+
+
+@dataclass
+class Report:
+    """The OOF report.
+
+    Attributes:
+        classes: class names in index order.
+        n_samples: labelled rows scored.
+        all_classes: which macro-F1 variant (see `METRIC_NOTE`).
+        n_boot, alpha, seed: bootstrap settings (n_boot 0: no intervals).
+        models: summary rows, best macro-F1 first.
+        focus: the model whose per-class scores and confusion matrix are shown.
+        per_class: that model's per-class precision, recall, F1, support.
+        confusion: that model's confusion matrix, shape (C, C), rows truth.
+        top_confused: its largest off-diagonal cells (true, predicted, count, share of the true class).
+        names: the input tables' model names (rows/columns of the similarity matrices).
+        correlation: Pearson correlation of their probabilities, shape (k, k).
+        agreement: share of rows with the same argmax, shape (k, k).
+        tta: per table with TTA views, its views and merges scored, best first.
+    """
+
+    classes: list[str]
+    n_samples: int
+    all_classes: bool
+    n_boot: int
+    alpha: float
+    seed: int
+    models: list[ModelScore]
+    focus: str
+    per_class: PerClass
+    confusion: np.ndarray
+    top_confused: list[tuple[int, int, int, float]]
+    names: list[str]
+    correlation: np.ndarray
+    agreement: np.ndarray
+    tta: dict[str, list[TTAScore]] = field(default_factory=dict)
+
+    @property
+    def best(self) -> ModelScore:
+        return self.models[0]
+
+    def model(self, name: str) -> ModelScore:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise unknown_name("model", name, [m.name for m in self.models])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes, "n_samples": self.n_samples,
+            "metric": METRIC_NOTE[self.all_classes], "all_classes": self.all_classes,
+            "bootstrap": {"n_boot": self.n_boot, "alpha": self.alpha, "seed": self.seed},
+            "models": [m.to_dict() for m in self.models],
+            "focus": self.focus,
+            "per_class": {"classes": self.classes, **self.per_class.to_dict()},
+            "confusion": self.confusion.tolist(),
+            "top_confused": [
+                {"true": self.classes[t], "pred": self.classes[p], "count": n, "share": s}
+                for t, p, n, s in self.top_confused
+            ],
+            "similarity": {"models": self.names, "correlation": self.correlation.tolist(),
+                           "agreement": self.agreement.tolist()},
+            "tta": {k: [s.to_dict() for s in v] for k, v in self.tta.items()},
+        }
+
+
+def oof_report(
+    labels: Labels,
+    tables: Sequence[PredTable],
+    *,
+    n_boot: int = 1000,
+    seed: int = 42,
+    all_classes: bool = False,
+    progress: Progress | None = None,
+    model: str | None = None,
+    per_fold: bool = True,
+    alpha: float = 0.05,
+    top_k: int = 10,
+) -> Report:
+    """Score OOF prediction tables against the labels.
+
+    Checks first: every labelled id has exactly one row in every table, the labels are classes of
+    the tables, and (with `per_fold`) the labels carry folds.
+
+    Args:
+        labels: the labels CSV, read (ideally with `classes=` the tables' classes).
+        tables: OOF prediction tables; two or more sharing a `family` also get a seed-average row.
+        n_boot: bootstrap resamples for the macro-F1 interval (0: none).
+        seed: seeds the bootstrap.
+        all_classes: macro-F1 over all classes instead of those present (see `metrics.macro_f1`).
+        progress: hook told about each model scored.
+        model: the model whose per-class table and confusion matrix are kept (default: the best).
+        per_fold: score each fold (needs the labels' fold column).
+        alpha: 0.05 gives 95% intervals.
+        top_k: confused class pairs kept.
+
+    Raises:
+        ConfigError: no tables, or n_boot < 0.
+        AlignmentError: a table misses labelled ids or has extra ones (a few named, all counted).
+        ClassMismatchError: tables disagree on classes, or labels outside them.
+        LabelError: no label column, or no fold column with `per_fold`.
+        UnknownNameError: `model` is not one of the rows.
+    """
+    if not tables:
+        raise ConfigError("no prediction tables given; pass at least one OOF table or folder holding oof.csv")
+    if n_boot < 0:
+        raise ConfigError(f"n_boot={n_boot}; give 0 (no intervals) or more resamples")
+    if labels.y is None:
+        raise LabelError(f"{labels.source}: no label column; name it with --label-col")
+    if per_fold and labels.folds is None:
+        labels.fold_values  # raises the shared "no fold column" error
+    tables = align(_unique_names(tables), labels.ids, ref_name=str(labels.source))
+    classes = list(tables[0].classes)
+    y = _labels_in(labels, classes)
+    c = len(classes)
+    progress = progress or NoProgress()
+
+    rows: list[tuple[str, str, str, list[str], np.ndarray]] = [
+        (t.name, t.family, "model", [t.name], t.probs) for t in tables
+    ]
+    families: dict[str, list[PredTable]] = {}
+    for t in tables:
+        families.setdefault(t.family, []).append(t)
+    for fam, members in families.items():
+        if len(members) > 1:
+            mean = np.mean([t.probs for t in members], axis=0, dtype=np.float32)
+            rows.append((f"{fam}:seed-avg", fam, "seed-avg", [t.name for t in members], mean))
+
+    fold_idx = fold_values = None
+    if per_fold:
+        fold_values, fold_idx = np.unique(labels.folds, return_inverse=True)
+
+    progress.start("scoring models", len(rows))
+    scores, cms = [], {}
+    for name, fam, kind, members, probs in rows:
+        pred = argmax(probs)
+        cm = np.bincount(y * c + pred, minlength=c * c).reshape(c, c)
+        s = ModelScore(
+            name, fam, kind, members, f1_from_confusion(cm, all_classes=all_classes),
+            float(np.trace(cm) / len(y)), log_loss(y, probs), per_class_from_confusion(cm).f1,
+        )
+        if n_boot:
+            s.ci = bootstrap_ci(y, pred, n_classes=c, n_boot=n_boot, alpha=alpha, seed=seed, all_classes=all_classes)
+        if fold_idx is not None:
+            s.fold_scores = _per_fold(y, pred, fold_idx, fold_values, c, all_classes)
+        scores.append(s)
+        cms[name] = cm
+        progress.advance()
+    progress.stop()
+    scores.sort(key=lambda s: (-s.macro_f1, s.log_loss))
+
+    focus = scores[0].name if model is None else model
+    if focus not in cms:
+        raise unknown_name("model (--model)", focus, [s.name for s in scores])
+    cm = cms[focus]
+    preds = np.stack([argmax(t.probs) for t in tables])
+    tta = {t.name: score_tta(t, y, all_classes=all_classes) for t in tables if t.views}
+    return Report(
+        classes=classes, n_samples=len(y), all_classes=all_classes, n_boot=n_boot, alpha=alpha, seed=seed,
+        models=scores, focus=focus, per_class=per_class_from_confusion(cm), confusion=cm,
+        top_confused=top_confused(cm, top_k), names=[t.name for t in tables],
+        correlation=prob_correlation([t.probs for t in tables]), agreement=agreement(preds), tta=tta,
+    )
+
+
+def _per_fold(
+    y: np.ndarray, pred: np.ndarray, fold_idx: np.ndarray, fold_values: np.ndarray, c: int, all_classes: bool
+) -> dict[int, float]:
+    """Macro-F1 of each fold from one bincount of (fold, truth, prediction)."""
+    f = len(fold_values)
+    cm = np.bincount((fold_idx * c + y) * c + pred, minlength=f * c * c).reshape(f, c, c)  # (F, C, C)
+    tp = np.einsum("fii->fi", cm)
+    f1 = f1_from_counts(tp, cm.sum(axis=1), cm.sum(axis=2), all_classes=all_classes)
+    return {int(v): float(s) for v, s in zip(fold_values, f1)}
+
+
+def _unique_names(tables: Sequence[PredTable]) -> list[PredTable]:
+    """Tables whose names repeat (two folders called `m`) get `#2`, `#3`: rows must be told apart."""
+    seen: dict[str, int] = {}
+    out = []
+    for t in tables:
+        n = seen[t.name] = seen.get(t.name, 0) + 1
+        out.append(t if n == 1 else replace(t, meta={**t.meta, "model": f"{t.name}#{n}"}))
+    return out
+
+
+def _labels_in(labels: Labels, classes: list[str]) -> np.ndarray:
+    """The labels as indices into the tables' classes (matched by name when the orders differ)."""
+    if labels.classes == classes:
+        return labels.y
+    lookup = {c: i for i, c in enumerate(classes)}
+    used = [labels.classes[i] for i in np.unique(labels.y)]
+    unknown = [c for c in used if c not in lookup]
+    if unknown:
+        raise ClassMismatchError(
+            f"{labels.source}: labels {preview(unknown)} are not among the tables' {len(classes)} classes "
+            f"({preview(classes)}); read the labels with the tables' classes or fix the label column"
+        )
+    remap = np.array([lookup.get(c, -1) for c in labels.classes], dtype=np.int64)
+    return remap[labels.y]
