@@ -91,7 +91,8 @@ def predict(
         skip_bad: skip images that are missing or cannot be decoded (listed in `skipped` and in
             the sidecars) instead of failing.
         force: overwrite existing tables made from other inputs.
-        resume: reuse stored parts whose inputs match.
+        resume: reuse stored parts and up-to-date tables whose inputs match; False recomputes
+            everything (existing tables then need `force`).
         progress: progress hook (images x model folds).
         columns: data CSV column names.
         root: folder image paths are relative to (default: the data CSV's folder).
@@ -115,7 +116,7 @@ def predict(
     amp_key = engine.amp_mode(amp, dev)
     table_data = read_data(data, columns=columns, root=root, need_folds=split == "oof")
     plan = make_plan(configs, table_data, split=split, views=views, merge=merge, save_views=save_views,
-                     out_dir=Path(out_dir), path_col=columns.path, amp=amp_key, force=force)
+                     out_dir=Path(out_dir), path_col=columns.path, amp=amp_key, force=force, resume=resume)
     needed = [plan.items[i].rows for o in plan.outputs if o.state != "up to date" for i in o.items]
     todo = np.unique(np.concatenate(needed)) if needed else np.zeros(0, np.int64)
     missing = todo[check_files(table_data, todo)]

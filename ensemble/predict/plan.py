@@ -17,7 +17,7 @@ import numpy as np
 from ensemble._io import sha256_file
 from ensemble.errors import ConfigError, ModelLoadError, OutputExistsError
 from ensemble.labels import Labels
-from ensemble.predict import resume
+from ensemble.predict.resume import output_state, part_key, part_path, table_key
 from ensemble.predict.config import ModelConfig
 from ensemble.predict.data import Preprocess, rows_fingerprint
 from ensemble.predict.tta import View
@@ -124,6 +124,7 @@ def make_plan(
     path_col: str,
     amp: str,
     force: bool,
+    resume: bool = True,
 ) -> Plan:
     """Build and check the work list and the outputs (nothing is read or run yet).
 
@@ -131,7 +132,8 @@ def make_plan(
         ConfigError: unknown split, duplicate model names, a model without weights, a data fold
             without a checkpoint.
         ModelLoadError: a weights file does not exist.
-        OutputExistsError: an output exists, was made from other inputs, and `force` is off.
+        OutputExistsError: an output exists, was made from other inputs (or `resume` is off, so it
+            is to be recomputed), and `force` is off.
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
@@ -155,17 +157,21 @@ def make_plan(
             sha = plan.weights_sha256[(m, k)] = sha256_file(wpath)
             for s, start in enumerate(range(0, len(rows), SHARD_ROWS)):
                 shard_rows = rows[start:start + SHARD_ROWS]
-                key = resume.part_key(
+                key = part_key(
                     cfg, sha, rows_fingerprint(data, shard_rows, path_col), view_names, merge, save_views, amp
                 )
                 by_fold.setdefault(k, []).append(len(plan.items))
-                plan.items.append(WorkItem(m, k, s, shard_rows, key, resume.part_path(out_dir, cfg.name, split, k, s)))
+                plan.items.append(WorkItem(m, k, s, shard_rows, key, part_path(out_dir, cfg.name, split, k, s)))
         plan.outputs.extend(_outputs(plan, m, by_fold))
+    if not resume:  # reuse nothing: an up-to-date table is recomputed like any other
+        for o in plan.outputs:
+            o.state = "differs" if o.state == "up to date" else o.state
     clash = [o for o in plan.outputs if o.state == "differs"]
     if clash and not force:
         raise OutputExistsError(
-            f"{clash[0].path} exists and was made from other inputs (checkpoint, data, preprocessing or TTA differ)"
-            + (f", as are {len(clash) - 1} more tables" if len(clash) > 1 else "")
+            f"{clash[0].path} exists and "
+            + ("was made from other inputs (checkpoint, data, preprocessing or TTA differ)" if resume else "would be recomputed (no resume)")
+            + (f" (and {len(clash) - 1} more tables)" if len(clash) > 1 else "")
             + "; pass --force (force=True) to overwrite or choose another --out"
         )
     return plan
@@ -177,9 +183,9 @@ def _outputs(plan: Plan, m: int, by_fold: dict[int, list[int]]) -> list[Output]:
 
     def output(name: str, kind: str, fs: list[int]) -> Output:
         items = [i for k in fs for i in by_fold[k]]
-        key = resume.table_key(name, [plan.items[i].key for i in items])
+        key = table_key(name, [plan.items[i].key for i in items])
         path = base / f"{name}.csv"
-        return Output(m, name, kind, fs, items, path, key, resume.output_state(path, key))
+        return Output(m, name, kind, fs, items, path, key, output_state(path, key))
 
     if plan.split == "oof":
         return [output("oof", "oof", folds)]
