@@ -164,7 +164,7 @@ def test_bad_weights(three, weights, message):
 
 def test_read_metrics_json_and_csv(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps({"a.pth": 0.5, "b.pth": 0.7}))
-    assert read_metrics(tmp_path / "m.json") == ("metric", {"a.pth": 0.5, "b.pth": 0.7})
+    assert read_metrics(tmp_path / "m.json") == ("m", {"a.pth": 0.5, "b.pth": 0.7})
     (tmp_path / "m.csv").write_text("checkpoint,val_loss\na.pth,0.5\nb.pth,0.25\n")
     assert read_metrics(tmp_path / "m.csv") == ("val_loss", {"a.pth": 0.5, "b.pth": 0.25})
     (tmp_path / "w.csv").write_text("checkpoint,loss,f1\na.pth,0.5,0.9\n")

@@ -2,7 +2,8 @@
 
 Metrics file formats (one value per checkpoint; rows for checkpoints not being averaged are ignored):
 
-- JSON: an object mapping checkpoint -> number, e.g. ``{"runs/fold0/epoch9.pth": 0.871, ...}``.
+- JSON: an object mapping checkpoint -> number, e.g. ``{"runs/fold0/epoch9.pth": 0.871, ...}``;
+  the metric is named after the file (``val_f1.json`` -> "val_f1").
 - CSV: a header row; the first column names the checkpoint, the metric is the column given by
   `metric` (``--metric``), or the only other column when there are two.
 
@@ -41,7 +42,7 @@ def read_metrics(path: str | os.PathLike, *, metric: str | None = None) -> tuple
         metric: the CSV column holding the metric (needed when the CSV has more than two columns).
 
     Returns:
-        (metric name, {checkpoint key: value}).
+        (metric name: the CSV column, or the JSON file's stem; {checkpoint key: value}).
 
     Raises:
         ConfigError: missing or unreadable file, unknown column, non-numeric or duplicate entries.
@@ -58,7 +59,7 @@ def read_metrics(path: str | os.PathLike, *, metric: str | None = None) -> tuple
             raise ConfigError(f"{p}: not valid JSON ({e}); write an object of checkpoint -> number") from None
         if not isinstance(obj, dict):
             raise ConfigError(f"{p}: expected a JSON object of checkpoint -> number, got {type(obj).__name__}")
-        return "metric", {str(k): _number(v, p, k) for k, v in obj.items()}
+        return p.stem, {str(k): _number(v, p, k) for k, v in obj.items()}  # e.g. val_f1.json -> "val_f1"
     try:
         frame = pd.read_csv(p, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
