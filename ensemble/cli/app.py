@@ -63,9 +63,9 @@ def _root(
 
 def _register() -> None:
     # One line per command module, in the order of DESIGN.md's flow.
-    from ensemble.cli import blend, check, export_onnx, folds, report, select, submissions, swa
+    from ensemble.cli import blend, check, export_onnx, folds, predict, report, select, submissions, swa
 
-    for module in (check, folds, report, blend, swa, export_onnx, submissions, select):
+    for module in (check, folds, predict, report, blend, swa, export_onnx, submissions, select):
         module.register(app)
 
 
