@@ -19,9 +19,9 @@ def _opt(*names: str, help: str, panel: str = _MODEL) -> typer.models.OptionInfo
 
 
 def predict(
-    card: Annotated[Optional[list[Path]], _opt("--card", help="Model card (TOML); repeat for several models.", panel=_DATA)] = None,
     data: Annotated[Path, _opt("--data", help="Data CSV: id, path (relative to the CSV or --root), fold for oof.", panel=_DATA)],
     split: Annotated[str, _opt("--split", help="oof: fold k's model on fold k's rows; test: every fold on every row.", panel=_DATA)],
+    card: Annotated[Optional[list[Path]], _opt("--card", help="Model card (TOML); repeat for several models.", panel=_DATA)] = None,
     root: Annotated[Optional[Path], _opt("--root", help="Folder the image paths are relative to.", panel=_DATA)] = None,
     id_col: Annotated[str, _opt("--id-col", help="Id column.", panel=_DATA)] = "id",
     path_col: Annotated[str, _opt("--path-col", help="Image path column.", panel=_DATA)] = "path",
