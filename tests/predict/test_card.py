@@ -67,6 +67,12 @@ def test_onnx_model_gives_its_input_size_and_classes(tmp_path):
         resolve_config(onnx=str(tmp_path / "fold0.onnx"), classes="a,b,c")
 
 
+def test_unreadable_onnx_file(tmp_path):
+    (tmp_path / "fold0.onnx").write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match=r"fold0.onnx: not a readable ONNX model \(.*\); re-export it \(ens export-onnx\)"):
+        resolve_config(onnx=str(tmp_path / "fold0.onnx"), classes="a,b")
+
+
 def test_flag_weights_of_the_other_kind_win_over_the_card(ckpts):
     handmade_onnx(ckpts / "x.onnx", size=(32, 32))
     cfg = resolve_config(card(ckpts, img_size=32), onnx=str(ckpts / "x.onnx"))
@@ -177,6 +183,11 @@ def test_trust_cannot_come_from_a_card(ckpts):
         ("num_classes", 0, "num_classes: must be a positive integer, got 0"),
         ("folds", ["x"], "folds: must be a list of fold numbers, got ['x']"),
         ("checkpoints", 5, "checkpoints: must be a file, a list of files (one per fold), a table fold -> file"),
+        ("checkpoints", {"best": "w/f0/best.pth"}, "checkpoints: table keys must be fold numbers, got ['best']"),
+        ("model_kwargs", 3, "model_kwargs: must be a table of keyword arguments, got 3"),
+        ("arch", " ", "arch: must be a non-empty string, got ' '"),
+        ("folds", [-1], "folds: must be a list of fold numbers >= 0, got [-1]"),
+        ("classes", {"a": 1}, "classes: must be a non-empty list of class names, got {'a': 1}"),
     ],
 )
 def test_bad_values_name_the_card_and_key(ckpts, key, value, message):

@@ -176,6 +176,12 @@ def test_missing_file_and_no_weights(tmp_path):
     assert 'top-level keys: "epoch", "optimizer"' in str(e.value)
 
 
+def test_a_list_is_not_a_state_dict(tmp_path):
+    torch.save([torch.zeros(2)], tmp_path / "list.pth")
+    with pytest.raises(ModelLoadError, match=r"list.pth: holds a list, not a state dict; save model.state_dict\(\) instead"):
+        load_state_dict(tmp_path / "list.pth")
+
+
 def test_model_config_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown timm architecture 'resnet1800' \(did you mean resnet18"):
         create_model(cfg_for(tmp_path / "x.pth", arch="resnet1800"))

@@ -115,6 +115,23 @@ def test_onnx_load_errors(tmp_path):
         OnnxRunner(tmp_path / "nope.onnx", device=CPU)
 
 
+def test_a_model_that_does_not_take_images(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "flat",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(np.ones((3, 2), np.float32), "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "flat.onnx"))
+    with pytest.raises(ModelLoadError, match=r"flat.onnx: input 'x' has shape \['batch', 3\]; expected an image batch \(batch, 3, H, W\)"):
+        OnnxRunner(tmp_path / "flat.onnx", device=CPU)
+
+
 def test_make_runner_errors(tiny_card, tiny_onnx_card):
     with pytest.raises(ConfigError, match=r"model 'tiny_resnet' has no ONNX file for fold 2 \(folds: 0, 1\)"):
         make_runner(resolve_config(tiny_onnx_card), 2, device=CPU)
