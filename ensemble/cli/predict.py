@@ -31,7 +31,7 @@ def predict(
                              "see `ens predict --list-tta`.", panel=_RUN)] = "none",
     list_tta: Annotated[bool, typer.Option("--list-tta", help="List the TTA views and merges, and exit.", rich_help_panel=_RUN,
                                            is_eager=True, callback=lambda v: _list_tta() if v else None)] = False,
-    merge: Annotated[str, _opt("--merge", help="mean | gmean | max (on probabilities) | logits_mean (ttach's way).", panel=_RUN)] = "mean",
+    merge: Annotated[str, _opt("--merge", help="How the views' probabilities merge (see --list-tta).", panel=_RUN)] = "mean",
     save_views: Annotated[bool, _opt("--save-views", help="Keep every view's probabilities (<table>.views.npz).", panel=_RUN)] = False,
     batch_size: Annotated[int, _opt("--batch-size", help="Images per batch and per forward.", panel=_RUN)] = 64,
     workers: Annotated[int, _opt("--workers", help="Decoding processes (0: decode in this process).", panel=_RUN)] = 2,
