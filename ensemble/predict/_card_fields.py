@@ -127,6 +127,8 @@ def _table(v: Any, where: str) -> dict[str, Any]:
 
 def _weights(v: Any, where: str) -> Any:
     """list | {fold} pattern or single file | table fold -> file; checked, expanded later."""
+    if isinstance(v, str) and "," in v and "{fold}" not in v:  # --checkpoints a.pth,b.pth
+        v = _split(v)
     if isinstance(v, str) and v.strip():
         return v
     if isinstance(v, (list, tuple)) and v and all(isinstance(x, (str, os.PathLike)) for x in v):

@@ -140,11 +140,17 @@ class OnnxRunner:
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: no such ONNX file; check the onnx entry of the card or --onnx")
         ort.set_default_logger_severity(3)  # errors only: no provider/optimizer chatter on stderr
+        providers = onnx_providers(device)
+        if len(providers) > 1 and hasattr(ort, "preload_dlls"):
+            try:  # CUDA/cuDNN from the pip packages torch uses, so the CUDA provider finds them
+                ort.preload_dlls()
+            except Exception as e:  # the provider may still load from the system libraries
+                log.debug("onnxruntime.preload_dlls failed: %s", e)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=onnx_providers(device))
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise ModelLoadError(f"{self.path}: ONNX Runtime cannot load it ({msg}); re-export it with ens export-onnx") from None

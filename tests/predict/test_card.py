@@ -95,8 +95,9 @@ def test_fold_pattern_expands_to_existing_files_relative_to_the_card(ckpts, monk
 
 def test_flag_paths_are_relative_to_the_working_directory(ckpts, monkeypatch):
     monkeypatch.chdir(ckpts)
-    cfg = resolve_config(arch="test_resnet", classes="a,b", checkpoints=["w/f0/best.pth", "w/f2/best.pth"])
-    assert cfg.checkpoints == {0: Path("w/f0/best.pth"), 1: Path("w/f2/best.pth")} and cfg.name == "test_resnet"
+    for given in (["w/f0/best.pth", "w/f2/best.pth"], "w/f0/best.pth,w/f2/best.pth"):
+        cfg = resolve_config(arch="test_resnet", classes="a,b", checkpoints=given)
+        assert cfg.checkpoints == {0: Path("w/f0/best.pth"), 1: Path("w/f2/best.pth")} and cfg.name == "test_resnet"
 
 
 def test_list_table_and_single_file(ckpts):
