@@ -190,9 +190,8 @@ def record_submission(
                 f"{', ' + repr(duplicate.note) if duplicate.note else ''}); nothing recorded — "
                 "submit something new, or drop --strict to record it anyway"
             )
-        con.execute(
-            "INSERT OR IGNORE INTO idsets (ids_sha256, ids) VALUES (?, ?)", (preds.ids_sha256, preds.ids_blob())
-        )
+        if con.execute("SELECT 1 FROM idsets WHERE ids_sha256 = ?", (preds.ids_sha256,)).fetchone() is None:
+            con.execute("INSERT INTO idsets (ids_sha256, ids) VALUES (?, ?)", (preds.ids_sha256, preds.ids_blob()))
         cur = con.execute(
             f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
             [record[c] for c in _COLUMNS],
