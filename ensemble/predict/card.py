@@ -29,9 +29,9 @@ from typing import Any
 
 from ensemble.errors import ConfigError, preview
 from ensemble.predict._card_fields import FIELDS, FLAGS, INTERPOLATIONS, RESIZE_MODES, classes_check
+from ensemble.predict.config import ModelConfig
 
 __all__ = ["DEFAULTS", "FIELDS", "INTERPOLATIONS", "RESIZE_MODES", "format_card", "load_card", "resolve_config"]
-from ensemble.predict.config import ModelConfig
 
 # timm's crop_mode -> ours ("border" has no equivalent; it falls back to a center crop)
 _TIMM_CROP_MODES = {"center": "crop", "squash": "squash", "border": "crop"}
@@ -217,12 +217,10 @@ def _timm_defaults(arch: str, layer: _Layer | None) -> dict[str, Any]:
     import timm
 
     if not timm.is_model(arch):
-        import difflib
+        from ensemble.predict.checkpoint import close_archs
 
-        close = difflib.get_close_matches(arch.split(".")[0], timm.list_models(), n=3, cutoff=0.6)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
         where = layer.where("arch") if layer is not None else "arch"
-        raise ConfigError(f"{where}: unknown timm architecture {arch!r}{hint}; see timm.list_models()")
+        raise ConfigError(f"{where}: unknown timm architecture {arch!r}{close_archs(arch)}; see timm.list_models()")
     pc = timm.models.get_pretrained_cfg(arch)
     if pc is None:
         return {}

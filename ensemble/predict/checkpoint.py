@@ -175,7 +175,7 @@ def create_model(cfg: ModelConfig) -> torch.nn.Module:
     if cfg.arch is None:
         raise ConfigError(f"model {cfg.name!r} has no timm arch (it is an ONNX model); set arch in the card or --arch")
     if not timm.is_model(cfg.arch):
-        raise ConfigError(f"unknown timm architecture {cfg.arch!r}{_close_archs(cfg.arch)}; see timm.list_models()")
+        raise ConfigError(f"unknown timm architecture {cfg.arch!r}{close_archs(cfg.arch)}; see timm.list_models()")
     kwargs = dict(cfg.model_kwargs)
     pcfg = timm.models.get_pretrained_cfg(cfg.arch)
     if pcfg is not None and pcfg.fixed_input_size and "img_size" not in kwargs:
@@ -187,7 +187,8 @@ def create_model(cfg: ModelConfig) -> torch.nn.Module:
         raise ConfigError(f"timm cannot build {cfg.arch!r} with model_kwargs {kwargs}: {_short(e)}; fix model_kwargs in the card") from None
 
 
-def _close_archs(arch: str) -> str:
+def close_archs(arch: str) -> str:
+    """' (did you mean a, b?)' for a mistyped timm name, or ''."""
     import difflib
 
     import timm
