@@ -3,7 +3,9 @@
 Layouts read by `load_state_dict`: a plain state dict; a dict nesting it under `state_dict`,
 `model`, `model_state_dict` or `net` (EMA weights under `state_dict_ema`, `model_ema` or `ema`);
 keys prefixed by DDP's `module.`, torch.compile's `_orig_mod.` or Lightning's `model.`; and
-`.safetensors` files. Torch files are read with `weights_only=True` unless the user trusts them.
+`.safetensors` files. Torch files are read with `weights_only=True` (plus data-only classes such as
+argparse.Namespace and numpy arrays, which timm's train.py and many loops save beside the weights)
+unless the user trusts them.
 """
 
 from __future__ import annotations
@@ -76,9 +78,24 @@ def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"{p}: not a readable safetensors file ({_short(e)}); re-save it or check the download") from None
 
 
+def _data_only_globals() -> list[Any]:
+    """Classes that only carry data, allowed under weights_only: timm's train.py saves its argparse
+    Namespace, and many loops save numpy metrics or arrays beside the weights."""
+    import argparse
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+    dtypes = {type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "?")}
+    return [argparse.Namespace, core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
+
+
 def _read_torch(p: Path, *, trust: bool) -> Any:
     try:
-        return torch.load(p, map_location="cpu", weights_only=not trust)
+        if trust:
+            return torch.load(p, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_data_only_globals()):
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
         found = re.search(r"GLOBAL ([\w.]+)", text)

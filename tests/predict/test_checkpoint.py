@@ -81,6 +81,22 @@ def test_pickled_code_is_refused_without_trust_and_loads_with_it(payload, tmp_pa
         torch.testing.assert_close(model(x), want, rtol=0, atol=1e-6)
 
 
+def test_timm_train_py_checkpoints_load_without_trust(tmp_path, reference):
+    # timm's train.py saves its argparse Namespace; loops often save numpy metrics: data, not code.
+    import argparse
+
+    import numpy as np
+
+    x, want = reference
+    path = tmp_path / "timm_train.pth.tar"
+    torch.save({"epoch": 9, "arch": "test_resnet", "args": argparse.Namespace(lr=0.1, model="test_resnet"),
+                "state_dict": tiny_model("test_resnet", 0).state_dict(), "metric": np.float64(0.91),
+                "history": np.arange(4.0)}, path)
+    model, _ = load_model(cfg_for(path), 0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want, rtol=0, atol=1e-6)
+
+
 def test_a_whole_pickled_model_loads_only_when_trusted(tmp_path, reference):
     x, want = reference
     path = tmp_path / "whole.pt"
