@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import sys
@@ -135,11 +136,14 @@ def onnx_logits(data: bytes | str | os.PathLike, x: torch.Tensor) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def _opset_of(data: bytes) -> int:
+def _stamp(data: bytes, props: Mapping[str, str]) -> tuple[bytes, int]:
+    """Add metadata to a serialized ONNX model (classes, preprocessing, source); returns it and its opset."""
     import onnx
 
     model = onnx.load_from_string(data)
-    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    onnx.helper.set_model_props(model, dict(props))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    return model.SerializeToString(), opset
 
 
 def export_onnx(
@@ -214,9 +218,10 @@ def export_onnx(
                         f"{diff:.3g} > atol {atol:g}, shapes {got.shape} vs {ref.shape}); nothing was written; "
                         "try another --exporter or --opset, or raise --atol if the difference is expected"
                     )
+                data, opset_used = _stamp(data, _metadata(cfg, fold, ckpt_sha))
                 tmp.write_bytes(data)
                 rows.append({
-                    "fold": fold, "file": str(final), "max_abs_diff": diff, "opset": _opset_of(data),
+                    "fold": fold, "file": str(final), "max_abs_diff": diff, "opset": opset_used,
                     "exporter": used, "sha256": sha256_bytes(data), "checkpoint_sha256": ckpt_sha, "card": str(card_file),
                 })
                 progress.advance()
@@ -224,6 +229,16 @@ def export_onnx(
     finally:
         progress.stop()
     return rows
+
+
+def _metadata(cfg: ModelConfig, fold: int, ckpt_sha: str) -> dict[str, str]:
+    """What the ONNX file itself records about its inputs and origin (read with onnx or Netron)."""
+    return {
+        "ens.version": __version__, "ens.name": cfg.name, "ens.arch": str(cfg.arch), "ens.fold": str(fold),
+        "ens.classes": json.dumps(list(cfg.classes)), "ens.img_size": json.dumps(list(cfg.img_size)),
+        "ens.mean": json.dumps(list(cfg.mean)), "ens.std": json.dumps(list(cfg.std)),
+        "ens.checkpoint_sha256": ckpt_sha,
+    }
 
 
 def _card_text(cfg: ModelConfig, rows: list[dict[str, Any]]) -> str:

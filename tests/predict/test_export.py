@@ -37,6 +37,9 @@ def test_each_fold_matches_torch_in_onnxruntime_with_a_dynamic_batch(exported):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
         model = onnx.load_from_string(data)
         assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == r["opset"] == 17
+        props = {p.key: p.value for p in model.metadata_props}
+        assert props["ens.classes"] == '["cat", "dog", "fox"]' and props["ens.fold"] == str(r["fold"])
+        assert props["ens.checkpoint_sha256"] == r["checkpoint_sha256"]
         dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         assert dims == ["batch", 3, 32, 32]
 
