@@ -58,30 +58,54 @@ class RunStats:
     bad: dict[int, str]  # data row -> why it was skipped
 
 
-def forward_views(runner: Runner, x: torch.Tensor, views: Sequence[View], chunk: int) -> torch.Tensor:
-    """Logits of every view of a batch, the views stacked into as few forwards as possible.
+@dataclass
+class Stacked:
+    """A batch's TTA views stacked for as few forwards as possible (views of equal shape together).
 
-    Args:
-        runner: the fold model.
-        x: normalised images (B, 3, H, W) on the runner's device.
-        views: the TTA views; views giving the same shape share a forward.
-        chunk: most images per forward (bounds memory).
-
-    Returns:
-        Float32 logits of shape (V, B, C).
+    Attributes:
+        groups: (view indices, their images concatenated: (v*B, 3, h, w)), one per output shape.
+        batch: B, the images in the batch.
+        n_views: V.
     """
-    b = x.shape[0]
+
+    groups: list[tuple[list[int], torch.Tensor]]
+    batch: int
+    n_views: int
+
+
+def stack_views(x: torch.Tensor, views: Sequence[View], *, channels_last: bool = False) -> Stacked:
+    """Apply every view to a batch (B, 3, H, W) and stack the results by shape.
+
+    Built once per batch and normalisation and shared by every fold model that reads it; with
+    `channels_last` the stack is laid out NHWC once, not once per model.
+    """
     by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = defaultdict(list)
     for i, view in enumerate(views):
         t = view(x)
         by_shape[tuple(t.shape[-2:])].append((i, t))
-    out: list[torch.Tensor | None] = [None] * len(views)
+    groups = []
     for members in by_shape.values():
         stacked = torch.cat([t for _, t in members]) if len(members) > 1 else members[0][1]  # (v*B, 3, h, w)
-        logits = torch.cat([runner.logits(c).float() for c in stacked.split(chunk)])  # (v*B, C)
-        for j, (i, _) in enumerate(members):
+        if channels_last:
+            stacked = stacked.contiguous(memory_format=torch.channels_last)
+        groups.append(([i for i, _ in members], stacked))
+    return Stacked(groups, x.shape[0], len(views))
+
+
+def run_stacked(runner: Runner, stacked: Stacked, chunk: int) -> torch.Tensor:
+    """Logits of every view: float32 (V, B, C); forwards of at most `chunk` images (bounds memory)."""
+    b = stacked.batch
+    out: list[torch.Tensor | None] = [None] * stacked.n_views
+    for indices, images in stacked.groups:
+        logits = torch.cat([runner.logits(c).float() for c in images.split(chunk)])  # (v*B, C)
+        for j, i in enumerate(indices):
             out[i] = logits[j * b:(j + 1) * b]
     return torch.stack(out)  # (V, B, C)
+
+
+def forward_views(runner: Runner, x: torch.Tensor, views: Sequence[View], chunk: int) -> torch.Tensor:
+    """Logits of every view of a batch (B, 3, H, W) -> float32 (V, B, C), views stacked per forward."""
+    return run_stacked(runner, stack_views(x, views), chunk)
 
 
 def run_plan(
@@ -171,16 +195,19 @@ def _run_group(
               for key in set(norm_of.values())}
         good = rows_b[keep]
         active = [i for i in items if left[i] > 0 and (pos[i][rows_b] >= 0).any()]
+        stacks: dict[tuple, Stacked] = {}  # views of this batch, shared by the fold models that read them
         for i in active:
             t0 = time.perf_counter()
             it = plan.items[i]
             sel = pos[i][good] >= 0
-            x = xs[norm_of[i]]
-            if not sel.all():
-                x = x[torch.from_numpy(sel).to(device)]
             probs_buf, ok_buf, views_buf = buffers[i]
             if sel.any():
-                logits = forward_views(runners[it.model, it.fold], x, plan.views, batch_size)  # (V, b, C)
+                nhwc = channels_last and plan.configs[it.model].backend == "torch"
+                skey = (norm_of[i], None if sel.all() else sel.tobytes(), nhwc)
+                if skey not in stacks:
+                    x = xs[norm_of[i]] if sel.all() else xs[norm_of[i]][torch.from_numpy(sel).to(device)]
+                    stacks[skey] = stack_views(x, plan.views, channels_last=nhwc)
+                logits = run_stacked(runners[it.model, it.fold], stacks[skey], batch_size)  # (V, b, C)
                 at = pos[i][good[sel]]
                 probs_buf[at] = merge_views(logits, plan.merge).cpu().numpy()
                 ok_buf[at] = True

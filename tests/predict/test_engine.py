@@ -180,3 +180,22 @@ def test_corrupt_image_error_and_skip_bad(setup, tmp_path):
     assert side["skipped"]["ids"] == ["00003"] and "no rows for them" in side["skipped"]["note"]
     paths = [str(tmp_path / f"img/{i:04d}.png") for i in (0, 1, 2, 4)]
     np.testing.assert_allclose(res["m/test_fold1"].probs, plain_loop(cfg, 1, paths), atol=1e-5)
+
+
+def test_progress_counts_images_times_model_folds(setup, tmp_path):
+    d, csv, cfg = setup
+    events = []
+
+    class Rec:
+        def start(self, description, total):
+            events.append(("start", total))
+
+        def advance(self, n=1):
+            events.append(("advance", n))
+
+        def stop(self):
+            events.append(("stop", None))
+
+    predict(cfg, csv, split="test", out_dir=tmp_path, workers=0, batch_size=3, progress=Rec())
+    assert events[0] == ("start", 8 * 3) and events[-1] == ("stop", None)
+    assert sum(n for kind, n in events if kind == "advance") == 8 * 3
