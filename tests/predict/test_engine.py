@@ -199,3 +199,18 @@ def test_progress_counts_images_times_model_folds(setup, tmp_path):
     predict(cfg, csv, split="test", out_dir=tmp_path, workers=0, batch_size=3, progress=Rec())
     assert events[0] == ("start", 8 * 3) and events[-1] == ("stop", None)
     assert sum(n for kind, n in events if kind == "advance") == 8 * 3
+
+
+def test_onnx_models_run_through_the_same_engine(setup, tmp_path):
+    from dataclasses import replace
+
+    from ensemble.predict.export import export_onnx
+
+    d, csv, cfg = setup
+    two = make_config(tmp_path, [0, 1], name="two")
+    rows = export_onnx(two, tmp_path / "onnx")
+    onnx_cfg = replace(two, checkpoints={}, onnx={r["fold"]: tmp_path / "onnx" / f"fold{r['fold']}.onnx" for r in rows})
+    torch_t = predict(two, csv, split="test", tta="hflip", out_dir=tmp_path / "t", workers=0)
+    onnx_t = predict(onnx_cfg, csv, split="test", tta="hflip", out_dir=tmp_path / "o", workers=0)
+    np.testing.assert_allclose(onnx_t["two/test"].probs, torch_t["two/test"].probs, atol=1e-4)
+    assert onnx_t["two/test"].meta["backend"] == "onnx"

@@ -1,0 +1,181 @@
+"""Prediction speed: `ens predict` against the forward-only limit, ttach and the naive competition loop.
+
+One run, one model (random weights), one set of generated JPEGs; K fold checkpoints with distinct
+weights, the same TTA views everywhere, test split (every fold on every image). Printed in images/s,
+where an image counts once it has been through all K folds x V views:
+
+  (a) limit: forward only, on pre-decoded, pre-normalised tensors, the views stacked in one batch;
+  (b) ttach: `ttach.ClassificationTTAWrapper` (one forward per view) on the same pre-decoded tensors;
+  (c) naive loop: per fold, a DataLoader re-decodes every image, one forward per view;
+  (d) ens predict, torch (decoding included, once for all folds);
+  (e) ens predict, ONNX Runtime (the same folds exported by `ens export-onnx`).
+
+and the ratios (d)/(a), (d)/(c), (e)/(d). Usage:
+
+    .venv/bin/python benchmarks/bench_predict.py                       # mobilenetv3_small_050, K=5
+    .venv/bin/python benchmarks/bench_predict.py --arch resnet18 --folds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import timm
+import torch
+import ttach
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ensemble.predict import predict  # noqa: E402
+from ensemble.predict.config import ModelConfig  # noqa: E402
+from ensemble.predict.data import Preprocess, normalise  # noqa: E402
+from ensemble.predict.tta import parse_views  # noqa: E402
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def make_images(folder: Path, n: int, seed: int = 0) -> Path:
+    """n photo-like 512x384 JPEGs (smooth colour fields plus noise: JPEG-typical decode cost)."""
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True)
+    yy, xx = np.mgrid[0:384, 0:512].astype(np.float32)
+    for i in range(n):
+        a, b, c = rng.uniform(0.005, 0.03, 3)
+        base = np.stack([np.sin(xx * a + i), np.cos(yy * b), np.sin((xx + yy) * c)], -1) * 100 + 128
+        img = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / "img" / f"{i:05d}.jpg", quality=90)
+    csv = folder / "test.csv"
+    pd.DataFrame({"id": [f"{i:05d}" for i in range(n)], "path": [f"img/{i:05d}.jpg" for i in range(n)]}).to_csv(csv, index=False)
+    return csv
+
+
+def make_config(folder: Path, arch: str, folds: int, size: int, classes: int) -> ModelConfig:
+    ckpts = {}
+    for k in range(folds):
+        torch.manual_seed(k)
+        ckpts[k] = folder / f"fold{k}.pth"
+        torch.save(timm.create_model(arch, pretrained=False, num_classes=classes).state_dict(), ckpts[k])
+    return ModelConfig(name="bench", classes=tuple(map(str, range(classes))), img_size=(size, size), mean=MEAN,
+                       std=STD, crop_pct=0.875, interpolation="bilinear", arch=arch, checkpoints=ckpts)
+
+
+def load(cfg: ModelConfig, fold: int, channels_last: bool = True) -> torch.nn.Module:
+    model = timm.create_model(cfg.arch, pretrained=False, num_classes=cfg.num_classes)
+    model.load_state_dict(torch.load(cfg.checkpoints[fold], weights_only=True))
+    return model.eval().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+class Naive(Dataset):
+    """What competition notebooks do: PIL + timm's eval transform, normalised float tensors."""
+
+    def __init__(self, paths: list[str], cfg: ModelConfig) -> None:
+        self.paths = paths
+        self.tf = timm.data.create_transform(cfg.img_size, crop_pct=cfg.crop_pct, interpolation=cfg.interpolation,
+                                             mean=cfg.mean, std=cfg.std)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.tf(Image.open(self.paths[i]).convert("RGB"))
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", default="mobilenetv3_small_050")
+    ap.add_argument("--n", type=int, default=200, help="images")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--tta", default="hflip")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--no-onnx", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.disable(logging.WARNING)
+    torch.manual_seed(0)
+    views = parse_views(args.tta)
+    n, k, v = args.n, args.folds, len(views)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        csv = make_images(d, n)
+        cfg = make_config(d, args.arch, k, args.size, args.classes)
+        paths = [str(d / p) for p in pd.read_csv(csv)["path"]]
+        pre = Preprocess.of(cfg)
+        x = normalise(torch.stack([pre(Image.open(p).convert("RGB")) for p in paths]), MEAN, STD, torch.device("cpu"))
+        models = [load(cfg, f) for f in range(k)]
+        print(f"{args.arch} at {args.size}, {n} JPEGs 512x384, K={k} folds, views={[w.name for w in views]}, "
+              f"batch {args.batch_size}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
+              f"{os.cpu_count()} cores")
+        with torch.inference_mode():
+            models[0](x[:2])  # warm-up
+
+            def limit() -> None:
+                for b in x.split(args.batch_size):
+                    stacked = torch.cat([w(b) for w in views]).contiguous(memory_format=torch.channels_last)
+                    for m in models:
+                        m(stacked).softmax(-1).view(v, len(b), -1).mean(0)
+
+            t_a = timed(limit)
+
+            def with_ttach() -> None:
+                tf = ttach.Compose([ttach.HorizontalFlip()]) if args.tta == "hflip" else ttach.aliases.d4_transform()
+                for m in models:
+                    wrapped = ttach.ClassificationTTAWrapper(torch.nn.Sequential(m, torch.nn.Softmax(-1)), tf, "mean")
+                    for b in x.split(args.batch_size):
+                        wrapped(b)
+
+            t_b = timed(with_ttach) if args.tta in ("hflip", "d4") else float("nan")
+
+            def naive() -> None:
+                for f in range(k):
+                    m = load(cfg, f)
+                    for b in DataLoader(Naive(paths, cfg), batch_size=args.batch_size, num_workers=args.workers):
+                        torch.stack([m(w(b)).softmax(-1) for w in views]).mean(0)
+
+            t_c = timed(naive)
+        out = d / "preds"
+        t_d = timed(lambda: predict(cfg, csv, split="test", tta=args.tta, out_dir=out, batch_size=args.batch_size,
+                                    workers=args.workers, device="cpu", resume=False, force=True))
+        t_e = float("nan")
+        if not args.no_onnx:
+            from ensemble.predict.export import export_onnx
+
+            rows = export_onnx(cfg, d / "onnx")
+            onnx_cfg = replace(cfg, checkpoints={}, onnx={r["fold"]: d / "onnx" / Path(r["file"]).name for r in rows})
+            predict(onnx_cfg, csv, split="test", tta=args.tta, out_dir=d / "warm", batch_size=args.batch_size,
+                    workers=0, device="cpu")  # first-session set-up cost out of the timing
+            t_e = timed(lambda: predict(onnx_cfg, csv, split="test", tta=args.tta, out_dir=out, batch_size=args.batch_size,
+                                        workers=args.workers, device="cpu", resume=False, force=True))
+    rate = {name: n / t for name, t in zip("abcde", (t_a, t_b, t_c, t_d, t_e))}
+    labels = {
+        "a": "limit: forward only, pre-decoded, views stacked", "b": "ttach wrapper, pre-decoded",
+        "c": "naive loop: re-decode per fold, forward per view", "d": "ens predict (torch)", "e": "ens predict (ONNX Runtime)",
+    }
+    for key, label in labels.items():
+        print(f"({key}) {label:<52} {rate[key]:8.1f} img/s")
+    print(f"(d)/(a) = {rate['d'] / rate['a']:.2f}   (d)/(c) = {rate['d'] / rate['c']:.2f}   (e)/(d) = {rate['e'] / rate['d']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
