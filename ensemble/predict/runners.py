@@ -101,7 +101,8 @@ class TorchRunner:
                 out = self.model(xin)
             if isinstance(out, (tuple, list)):  # e.g. distilled heads in train-style forward
                 out = out[0]
-            return out.float().to(x.device)
+        # cloned outside inference_mode: a normal tensor that callers may update in place
+        return out.to(x.device, torch.float32).clone()
 
 
 def onnx_providers(device: torch.device) -> list[Any]:
