@@ -97,8 +97,8 @@ def row_extremes(X):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def add_scaled(B, P, t):  # pragma: no cover - compiled
-    """B += t * P in place, and return the new argmax and margins (one pass)."""
+def add_scaled(B, X, m, t):  # pragma: no cover - compiled
+    """B += t * X[:, m] in place, and return the new argmax and margins (one pass)."""
     n, C = B.shape
     amax = np.empty(n, dtype=np.int64)
     margin = np.empty(n, dtype=np.float64)
@@ -107,7 +107,7 @@ def add_scaled(B, P, t):  # pragma: no cover - compiled
         second = -np.inf
         k = 0
         for j in range(C):
-            v = B[i, j] + t * P[i, j]
+            v = B[i, j] + t * X[i, m, j]
             B[i, j] = v
             if v > best:
                 second = best
@@ -172,12 +172,13 @@ def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, all_classes):  # pragma:
 
 
 @njit(cache=True, nogil=True)
-def line_search(B, amax, margin, P, pmax, pmin, t_lo, t_hi, y, tp, pc, tc, all_classes):  # pragma: no cover - compiled
-    """Exact best step t in [t_lo, t_hi] for `B + t * P`, by sweeping the argmax switch points.
+def line_search(B, amax, margin, X, hi, lo, m, t_lo, t_hi, y, tp, pc, tc, all_classes):  # pragma: no cover - compiled
+    """Exact best step t in [t_lo, t_hi] for `B + t * X[:, m]`, by sweeping the argmax switch points.
 
     Args:
         B: current scores (n, C) float64; amax, margin: its argmax and margins.
-        P: direction (n, C) float32 (a member's probabilities); pmax, pmin: its row extremes (n,).
+        X: members (n, M, C) float32; hi, lo: their row extremes (n, M); m: the member moved.
+            (Whole arrays and an index rather than views: one compiled signature serves all calls.)
         t_lo, t_hi: the interval (t_lo <= 0 <= t_hi).
         y, tp, pc, tc: labels and the current counts.
 
@@ -201,7 +202,7 @@ def line_search(B, amax, margin, P, pmax, pmin, t_lo, t_hi, y, tp, pc, tc, all_c
         for sign in (1, -1):
             limit = t_hi if sign > 0 else -t_lo
             # along +P another class gains on a by at most t (max P - P[a]); along -P, t (P[a] - min P)
-            room = pmax[i] - P[i, a0] if sign > 0 else P[i, a0] - pmin[i]
+            room = hi[i, m] - X[i, m, a0] if sign > 0 else X[i, m, a0] - lo[i, m]
             if margin[i] > limit * room:
                 continue
             a = a0
@@ -212,12 +213,12 @@ def line_search(B, amax, margin, P, pmax, pmin, t_lo, t_hi, y, tp, pc, tc, all_c
                 for c in range(C):
                     if c == a:
                         continue
-                    slope = sign * (P[i, c] - P[i, a])  # how fast c gains on a
+                    slope = sign * (X[i, m, c] - X[i, m, a])  # how fast c gains on a
                     if slope <= 0.0:
                         continue
                     d = max((B[i, a] - B[i, c]) / slope, cur)
                     # on a tie the steeper line is the one that stays on top afterwards
-                    if d < best_d or (d == best_d and sign * P[i, c] > sign * P[i, nxt]):
+                    if d < best_d or (d == best_d and sign * X[i, m, c] > sign * X[i, m, nxt]):
                         best_d = d
                         nxt = c
                 if nxt < 0 or best_d > limit:

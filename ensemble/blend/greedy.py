@@ -46,7 +46,7 @@ def caruana(
     for _ in range(max(1, rounds)):
         scores = K.eval_adds(B, amax, margin, X, hi, 1.0, y, tp, pc, tc, all_classes)
         m = int(np.argmax(scores))  # ties: the first member, so runs are reproducible
-        amax, margin = K.add_scaled(B, X[:, m], 1.0)
+        amax, margin = K.add_scaled(B, X, m, 1.0)
         counts[m] += 1
         tp, pc, _ = K.class_counts(y, amax, n_classes)
         if scores[m] > best_f or not use_best:

@@ -58,12 +58,12 @@ def optimise_weights(
         improved = False
         for j in range(M):
             t, fj = K.line_search(
-                B, amax, margin, X[:, j], hi[:, j], lo[:, j], -w[j], STEP * w.sum(), y, tp, pc, tc, all_classes
+                B, amax, margin, X, hi, lo, j, -w[j], STEP * w.sum(), y, tp, pc, tc, all_classes
             )
             if t == 0.0 or fj <= f:
                 continue
             w[j] = max(w[j] + t, 0.0)
-            amax, margin = K.add_scaled(B, X[:, j], t)
+            amax, margin = K.add_scaled(B, X, j, t)
             tp, pc, _ = K.class_counts(y, amax, n_classes)
             f = float(K.macro_f1_counts(tp, pc, tc, all_classes))
             improved = True
