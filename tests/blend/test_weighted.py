@@ -13,6 +13,7 @@ from ensemble.blend.greedy import caruana
 from ensemble.blend.synthetic import make_problem
 from ensemble.blend.weighted import optimise_weights
 from ensemble.metrics import f1_from_counts
+from tests.blend.oracles import grid_f1
 
 
 def sk_f1(y, pred, C, all_classes=False):
@@ -36,19 +37,6 @@ def test_macro_f1_counts_equals_sklearn_and_metrics(seed, C, all_classes):
     got = K.macro_f1_counts(tp, pc, tc, all_classes)
     assert got == pytest.approx(sk_f1(y, pred, C, all_classes), abs=1e-12)
     assert got == pytest.approx(float(f1_from_counts(tp, pc, tc, all_classes=all_classes)), abs=1e-12)
-
-
-def grid_f1(y, scores, C, all_classes):
-    """Macro-F1 of many predictions at once, shape (G, n) of scores' argmax, by plain bincounts."""
-    pred = scores.argmax(axis=-1)  # (G, n)
-    G = pred.shape[0]
-    off = np.arange(G)[:, None] * C
-    tp = np.bincount((off + pred)[pred == y].ravel(), minlength=G * C).reshape(G, C)
-    pc = np.bincount((off + pred).ravel(), minlength=G * C).reshape(G, C)
-    tc = np.bincount(y, minlength=C)[None]
-    denom = pc + tc
-    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    return f1.mean(axis=1) if all_classes else f1.sum(axis=1) / (denom > 0).sum(axis=1)
 
 
 @settings(max_examples=20, deadline=None)

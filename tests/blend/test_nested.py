@@ -1,0 +1,68 @@
+"""Nested estimates: no held-out label reaches the fit, and pure noise shows no nested gain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+
+from ensemble.blend import blend
+from ensemble.blend import methods as M
+from ensemble.blend import nested as N
+from ensemble.blend.synthetic import make_problem
+from ensemble.labels import Labels
+from ensemble.tables import make_table
+
+
+def test_folds_from_labels_else_a_seeded_stratified_split():
+    y = np.repeat(np.arange(3), 20)
+    given = np.arange(60) % 4
+    folds, source = N.make_folds(given, y, 42)
+    assert source == "labels" and np.array_equal(folds, given)
+    folds, source = N.make_folds(None, y, 7)
+    assert source == "stratified(seed=7)"
+    for k, (_, test) in enumerate(StratifiedKFold(5, shuffle=True, random_state=7).split(y, y)):
+        assert (folds[test] == k).all()
+
+
+@pytest.mark.parametrize("method,spec", [
+    ("weighted", M.Spec(tune_bias=True)),
+    ("greedy", M.Spec(rounds=15)),
+    ("hard", M.Spec(top=2)),
+])
+def test_held_out_labels_never_reach_the_fit(method, spec):
+    p = make_problem(n_models=5, n_samples=1000, n_classes=4, seed=6)
+    X = np.ascontiguousarray(p.probs.transpose(1, 0, 2))
+    pred = N.nested_predictions(method, X, p.y, 4, spec, p.folds)
+    scrambled = p.y.copy()
+    fold0 = p.folds == 0
+    scrambled[fold0] = np.random.default_rng(0).permutation(scrambled[fold0])  # fold 0's labels changed...
+    pred2 = N.nested_predictions(method, X, scrambled, 4, spec, p.folds)
+    np.testing.assert_array_equal(pred2[fold0], pred[fold0])  # ...but fold 0's predictions did not
+    assert not np.array_equal(pred2[~fold0], pred[~fold0])  # (other folds' fits did see them)
+
+
+def test_pure_noise_gains_in_sample_but_not_nested():
+    p = make_problem(n_models=0, n_noise=12, n_samples=1500, n_classes=4, seed=1)
+    X = np.ascontiguousarray(p.probs.transpose(1, 0, 2))
+    soft = f1_score(p.y, X.mean(axis=1).argmax(1), average="macro")
+    fitted = M.fit("weighted", X, p.y, 4, M.Spec())
+    in_sample = f1_score(p.y, M.apply("weighted", fitted, X).argmax(1), average="macro")
+    nested = f1_score(p.y, N.nested_predictions("weighted", X, p.y, 4, M.Spec(), p.folds), average="macro")
+    assert in_sample - soft > (nested - soft) + 0.02  # the fit found "signal" in noise...
+    assert abs(nested - soft) < 0.03  # ...that does not survive held-out folds
+
+
+def test_blend_reports_noise_as_within_noise(tmp_path):
+    p = make_problem(n_models=0, n_noise=8, n_samples=1200, n_classes=4, seed=2)
+    classes = list("abcd")
+    ids = np.array([f"{i}" for i in range(1200)], dtype=object)
+    oof = [make_table(ids, classes, p.probs[m], meta={"model": n}) for m, n in enumerate(p.names)]
+    lab = Labels(ids, classes, p.y, p.folds, None, pd.DataFrame(), tmp_path / "train.csv")
+    r = blend(oof, lab, method="weighted", n_boot=200)
+    s = r.scores
+    assert s["oof_macro_f1"] > s["nested_macro_f1"]
+    assert s["within_noise"] is True and "within noise" in r.verdict
+    assert r.folds_source == "labels"
