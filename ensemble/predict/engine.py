@@ -153,31 +153,32 @@ def run_plan(
     return parts, stats
 
 
+def _locate(sorted_rows: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of `query` rows in an item's ascending rows, and which of them it holds."""
+    j = np.searchsorted(sorted_rows, query)
+    j_in = np.minimum(j, len(sorted_rows) - 1)
+    return j_in, sorted_rows[j_in] == query
+
+
 def _run_group(
     plan: Plan, pre: Preprocess, items: list[int], parts: dict[int, resume.Part], stats: RunStats, *,
     device: torch.device, amp: str | None, batch_size: int, workers: int, skip_bad: bool, channels_last: bool,
     progress: Progress,
 ) -> None:
     """Compute the items sharing one preprocessing: one decode of their rows for all of them."""
-    n = len(plan.data)
     runners: dict[tuple[int, int], Runner] = {}
-    for i in items:
-        it = plan.items[i]
-        if (it.model, it.fold) not in runners:
-            runners[it.model, it.fold] = make_runner(
-                plan.configs[it.model], it.fold, device=device, amp=amp, channels_last=channels_last
-            )
+    with torch.inference_mode(False):  # weights loaded as ordinary tensors; runners infer in inference mode
+        for i in items:
+            it = plan.items[i]
+            if (it.model, it.fold) not in runners:
+                runners[it.model, it.fold] = make_runner(
+                    plan.configs[it.model], it.fold, device=device, amp=amp, channels_last=channels_last
+                )
     # rows in item order (oof: fold by fold) so a fold model sees full batches and items finish early
     order = np.array(list(dict.fromkeys(np.concatenate([plan.items[i].rows for i in items]).tolist())), dtype=np.int64)
-    pos, left, buffers = {}, {}, {}
+    left = {i: len(plan.items[i].rows) for i in items}
+    buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}  # allocated on an item's first batch
     for i in items:
-        it, c = plan.items[i], plan.configs[plan.items[i].model]
-        pos[i] = np.full(n, -1, dtype=np.int64)
-        pos[i][it.rows] = np.arange(len(it.rows))
-        left[i] = len(it.rows)
-        v = len(plan.views) if plan.save_views else 0
-        buffers[i] = (np.zeros((len(it.rows), c.num_classes), np.float32), np.zeros(len(it.rows), bool),
-                      np.zeros((v, len(it.rows), c.num_classes), np.float32) if v else None)
         stats.seconds[i] = 0.0
     norm_of = {i: plan.configs[plan.items[i].model].normalise_key() for i in items}
     loader = make_loader(plan.data, order, pre, batch_size=batch_size, workers=workers, device=device)
@@ -194,13 +195,22 @@ def _run_group(
         xs = {key: normalise(images[torch.from_numpy(keep)] if bad else images, key[0], key[1], device)
               for key in set(norm_of.values())}
         good = rows_b[keep]
-        active = [i for i in items if left[i] > 0 and (pos[i][rows_b] >= 0).any()]
         stacks: dict[tuple, Stacked] = {}  # views of this batch, shared by the fold models that read them
-        for i in active:
-            t0 = time.perf_counter()
+        for i in items:
+            if left[i] == 0:
+                continue
             it = plan.items[i]
-            sel = pos[i][good] >= 0
+            touched = _locate(it.rows, rows_b)[1]
+            done = int(touched.sum())
+            if not done:
+                continue
+            t0 = time.perf_counter()
+            if i not in buffers:
+                c, v = plan.configs[it.model].num_classes, len(plan.views) if plan.save_views else 0
+                buffers[i] = (np.zeros((len(it.rows), c), np.float32), np.zeros(len(it.rows), bool),
+                              np.zeros((v, len(it.rows), c), np.float32) if v else None)
             probs_buf, ok_buf, views_buf = buffers[i]
+            at, sel = _locate(it.rows, good)
             if sel.any():
                 nhwc = channels_last and plan.configs[it.model].backend == "torch"
                 skey = (norm_of[i], None if sel.all() else sel.tobytes(), nhwc)
@@ -208,15 +218,15 @@ def _run_group(
                     x = xs[norm_of[i]] if sel.all() else xs[norm_of[i]][torch.from_numpy(sel).to(device)]
                     stacks[skey] = stack_views(x, plan.views, channels_last=nhwc)
                 logits = run_stacked(runners[it.model, it.fold], stacks[skey], batch_size)  # (V, b, C)
-                at = pos[i][good[sel]]
+                at = at[sel]
                 probs_buf[at] = merge_views(logits, plan.merge).cpu().numpy()
                 ok_buf[at] = True
                 if views_buf is not None:
                     views_buf[:, at] = logits.softmax(-1).cpu().numpy()
-            done = int((pos[i][rows_b] >= 0).sum())
             left[i] -= done
             progress.advance(done)
-            stats.seconds[i] += time.perf_counter() - t0 + decode_s / len(active)
+            stats.seconds[i] += time.perf_counter() - t0 + decode_s
+            decode_s = 0.0  # the batch's decode wait is charged once, to the first item that reads it
             if left[i] == 0:
                 bad_rows = {int(r): stats.bad[int(r)] for r in it.rows[~ok_buf] if int(r) in stats.bad}
                 parts[i] = resume.Part(it.key, it.rows, probs_buf, ok_buf, views_buf, bad_rows)

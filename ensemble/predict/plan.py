@@ -34,7 +34,7 @@ class WorkItem:
         model: index into the plan's configs.
         fold: the fold whose weights run.
         shard: shard number within (model, fold).
-        rows: row indices into the data, shape (n,).
+        rows: row indices into the data, ascending, shape (n,).
         key: inputs hash (resume).
         path: where its part is stored.
     """
