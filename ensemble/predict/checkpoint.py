@@ -232,6 +232,9 @@ def load_model(cfg: ModelConfig, fold: int, *, device: torch.device | str = "cpu
     model = create_model(cfg)
     own = model.state_dict()
     sd = load_state_dict(path, ema=cfg.ema, trust=cfg.trust_checkpoint, expected=own.keys())
+    for k in own:  # BatchNorm step counters (absent from old or trimmed checkpoints) never change eval outputs
+        if k.endswith("num_batches_tracked") and k not in sd:
+            sd[k] = own[k]
     check_fits(model, sd, path, cfg)
     model.load_state_dict(sd, strict=True)
     model.eval().to(device)

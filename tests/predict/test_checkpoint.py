@@ -124,7 +124,7 @@ def test_classifier_width_disagreeing_with_num_classes(tmp_path):
 
 def test_missing_and_unexpected_keys_are_listed_with_counts(tmp_path):
     sd = tiny_model("test_resnet", 0).state_dict()
-    dropped = [k for k in sd if k.startswith("layer4.")]
+    dropped = [k for k in sd if k.startswith("layer4.") and not k.endswith("num_batches_tracked")]
     for k in dropped:
         del sd[k]
     sd["aux_head.weight"] = torch.zeros(3)
@@ -136,6 +136,15 @@ def test_missing_and_unexpected_keys_are_listed_with_counts(tmp_path):
     assert f'missing keys "{dropped[0]}"' in msg and f"and {len(dropped) - 5} more ({len(dropped)} in all)" in msg
     assert 'unexpected keys "aux_head.weight"' in msg
     assert "classifier" not in msg  # the classifier is fine here
+
+
+def test_batchnorm_counters_may_be_absent(tmp_path, reference):
+    x, want = reference
+    sd = {k: v for k, v in tiny_model("test_resnet", 0).state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(sd, tmp_path / "trimmed.pth")
+    model, _ = load_model(cfg_for(tmp_path / "trimmed.pth"), 0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want, rtol=0, atol=1e-6)
 
 
 def test_lightning_module_with_extra_members(tmp_path, reference):
