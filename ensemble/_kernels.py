@@ -139,6 +139,34 @@ if HAVE_NUMBA:
                         tp[q, b, t] += w
         return tp, pc, tc
 
+    @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
+    def _boot_rows_nb(inv, y, preds, rows, n_classes):  # pragma: no cover - compiled
+        # rows (B, n): drawn row indices; inv (n,): each row's type; y (U,), preds (k, U) per type
+        n_boot, m = rows.shape
+        k = preds.shape[0]
+        tp = np.zeros((k, n_boot, n_classes), dtype=np.int64)
+        pc = np.zeros((k, n_boot, n_classes), dtype=np.int64)
+        tc = np.zeros((n_boot, n_classes), dtype=np.int64)
+        u_count = y.shape[0]
+        for b in prange(n_boot):
+            # histogram of the drawn types first (one increment per drawn row), then one pass over
+            # the types: far fewer scattered read-modify-writes than k+1 per drawn row
+            w = np.zeros(u_count, dtype=np.int32)
+            for j in range(m):
+                w[inv[rows[b, j]]] += 1
+            for u in range(u_count):
+                c = w[u]
+                if c == 0:
+                    continue
+                t = y[u]
+                tc[b, t] += c
+                for q in range(k):
+                    p = preds[q, u]
+                    pc[q, b, p] += c
+                    if p == t:
+                        tp[q, b, t] += c
+        return tp, pc, tc
+
 
 def argmax(probs: np.ndarray) -> np.ndarray:
     """Row argmax (first maximum on ties) of (n, C) probabilities, int64 of shape (n,)."""
@@ -190,6 +218,26 @@ def boot_counts(
     pc = np.stack([w @ eye[p] for p in preds])
     tp = np.stack([w @ (eye[y] * (p == y)[:, None]) for p in preds])
     return tp.astype(np.int64), pc.astype(np.int64), tc.astype(np.int64)
+
+
+def boot_rows(
+    inv: np.ndarray, y: np.ndarray, preds: np.ndarray, rows: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`boot_counts` for resamples given as drawn row indices, counted without materialising them.
+
+    Args:
+        inv: the type of each of the n rows, shape (n,).
+        y: int64 label of each type, shape (U,).
+        preds: int64 prediction of each model for each type, shape (k, U).
+        rows: drawn row indices, shape (B, n).
+        n_classes: C.
+    """
+    if HAVE_NUMBA:
+        return _boot_rows_nb(np.ascontiguousarray(inv), y, preds, np.ascontiguousarray(rows), n_classes)
+    u = len(y)
+    off = (np.arange(len(rows), dtype=np.int64) * u)[:, None]
+    weights = np.bincount((off + inv[rows]).ravel(), minlength=len(rows) * u).reshape(len(rows), u)
+    return boot_counts(y, preds, weights, n_classes)
 
 
 def _contiguous(probs: np.ndarray) -> np.ndarray:

@@ -24,13 +24,15 @@ from a call with that model alone (both are valid bootstraps; only within one ca
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ensemble import _kernels
 from ensemble.errors import MetricError
 from ensemble.metrics import argmax, f1_from_counts
 
-__all__ = ["bootstrap_ci", "bootstrap_scores", "resample_counts"]
+__all__ = ["bootstrap_ci", "bootstrap_scores", "resamples", "row_types"]
 
 # type counts held in memory at once (int64): 4M = 32 MB, whatever n_boot and U are
 _CHUNK = 1 << 22
@@ -38,7 +40,9 @@ _CHUNK = 1 << 22
 _TYPES_PER_ROW = 16
 
 
-def resample_counts(y: np.ndarray, preds: np.ndarray, n_boot: int, seed: int = 42):
+def resamples(
+    y: np.ndarray, preds: np.ndarray, n_boot: int, seed: int = 42, n_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray, bool, Iterator[np.ndarray]]:
     """The row types and, in chunks, how often each is drawn per resample (see the module docstring).
 
     Args:
@@ -46,18 +50,19 @@ def resample_counts(y: np.ndarray, preds: np.ndarray, n_boot: int, seed: int = 4
         preds: int64 predictions, shape (k, n).
         n_boot: number of resamples.
         seed: seeds the draws.
+        n_classes: C (default: the largest label + 1); lets the types be found by one 1-D sort.
 
     Returns:
-        types of shape (U, 1 + k) (label, then each model's prediction) and a generator of int64
-        count chunks of shape (b, U); the chunks concatenated are the n_boot resamples.
+        types of shape (U, 1 + k) (label, then each model's prediction), each row's type (n,),
+        whether resamples come as type counts, and a generator of int64 chunks — type counts of
+        shape (b, U), or drawn row indices of shape (b, n); concatenated, the n_boot resamples.
     """
     n = len(y)
-    types, inv, freq = np.unique(np.column_stack([y, *preds]), axis=0, return_inverse=True, return_counts=True)
-    inv = inv.ravel()  # numpy 2.0.x returned it with the input's 2-D shape
+    types, inv, freq = row_types(np.stack([y, *preds]), n_classes or int(max(y.max(), preds.max())) + 1)
     u = len(types)
     rng = np.random.default_rng(seed)
     by_type = u * _TYPES_PER_ROW <= n
-    per_chunk = max(1, _CHUNK // (u if by_type else max(n, u)))
+    per_chunk = max(1, _CHUNK // (u if by_type else n))
 
     def chunks():
         for start in range(0, n_boot, per_chunk):
@@ -68,10 +73,35 @@ def resample_counts(y: np.ndarray, preds: np.ndarray, n_boot: int, seed: int = 4
             rows = np.empty((b, n), dtype=np.int64)
             for r in range(b):
                 rows[r] = rng.integers(0, n, size=n)
-            codes = (np.arange(b, dtype=np.int64)[:, None] * u + inv[rows]).ravel()
-            yield np.bincount(codes, minlength=b * u).reshape(b, u)
+            yield rows
 
-    return types, chunks()
+    return types, inv, by_type, chunks()
+
+
+def row_types(cols: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`np.unique(cols.T, axis=0, return_inverse=True, return_counts=True)`, faster.
+
+    Each row's labels are packed into one int64 (first column most significant, so the sorted
+    codes are the rows in lexicographic order, as `np.unique(axis=0)` sorts them) when they fit.
+
+    Args:
+        cols: int64 labels in 0..C-1, shape (1 + k, n).
+        n_classes: C.
+
+    Returns:
+        types (U, 1 + k), the type of each row (n,), and how many rows each type has (U,).
+    """
+    if len(cols) * np.log2(max(n_classes, 2)) > 62:
+        types, inv, freq = np.unique(cols.T, axis=0, return_inverse=True, return_counts=True)
+        return types, inv.ravel(), freq  # numpy 2.0.x returned inv with the input's 2-D shape
+    code = np.zeros(cols.shape[1], dtype=np.int64)
+    for col in cols:
+        code = code * n_classes + col
+    uniq, inv, freq = np.unique(code, return_inverse=True, return_counts=True)
+    types = np.empty((len(uniq), len(cols)), dtype=np.int64)
+    for j in range(len(cols) - 1, -1, -1):
+        uniq, types[:, j] = np.divmod(uniq, n_classes)
+    return types, inv, freq
 
 
 def bootstrap_scores(
@@ -104,11 +134,15 @@ def bootstrap_scores(
     if n_boot < 1:
         raise MetricError(f"n_boot={n_boot}; the bootstrap needs at least 1 resample")
     out = np.empty((p.shape[0], n_boot))
-    types, chunks = resample_counts(y, p, n_boot, seed)
+    types, inv, by_type, chunks = resamples(y, p, n_boot, seed, n_classes)
     ty, tp_ = np.ascontiguousarray(types[:, 0]), np.ascontiguousarray(types[:, 1:].T)
+    inv = inv.astype(np.int32 if len(types) < 2**31 else np.int64)  # a smaller table stays in cache
     done = 0
     for w in chunks:
-        tp, pc, tc = _kernels.boot_counts(ty, tp_, w, n_classes)  # (k, b, C), (k, b, C), (b, C)
+        if by_type:
+            tp, pc, tc = _kernels.boot_counts(ty, tp_, w, n_classes)  # (k, b, C), (k, b, C), (b, C)
+        else:
+            tp, pc, tc = _kernels.boot_rows(inv, ty, tp_, w, n_classes)
         out[:, done : done + len(w)] = f1_from_counts(tp, pc, tc[None], all_classes=all_classes)
         done += len(w)
     return out[0] if single else out

@@ -39,12 +39,19 @@ def test_numpy_fallback_agrees_with_the_compiled_kernels(rng, monkeypatch):
     y = rng.integers(0, c, n)
     preds = rng.integers(0, c, (k, n))
     weights = rng.integers(0, 3, (20, n))
-    compiled = (_kernels.argmax(probs), _kernels.confusion_from_probs(y, probs, c), _kernels.boot_counts(y, preds, weights, c))
+    inv = rng.integers(0, 50, n).astype(np.int32)  # 50 row types
+    rows = rng.integers(0, n, (7, n))
+
+    def run():
+        return (_kernels.argmax(probs), _kernels.confusion_from_probs(y, probs, c), _kernels.boot_counts(y, preds, weights, c),
+                _kernels.boot_rows(inv, y[:50], preds[:, :50], rows, c))
+
+    compiled = run()
     monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
-    fallback = (_kernels.argmax(probs), _kernels.confusion_from_probs(y, probs, c), _kernels.boot_counts(y, preds, weights, c))
+    fallback = run()
     np.testing.assert_array_equal(compiled[0], fallback[0])
     np.testing.assert_array_equal(compiled[1][0], fallback[1][0])
-    for a, b in zip(compiled[2], fallback[2]):
+    for a, b in [*zip(compiled[2], fallback[2]), *zip(compiled[3], fallback[3])]:
         np.testing.assert_array_equal(a, b)
 
 
