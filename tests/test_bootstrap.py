@@ -86,3 +86,14 @@ def test_errors(kwargs, message):
         bootstrap_scores(np.array([0, 1, 2]), n_classes=3, **kwargs)
     with pytest.raises(MetricError, match="alpha=1.5"):
         bootstrap_ci(np.array([0, 1]), np.array([0, 1]), n_classes=2, alpha=1.5)
+
+
+@pytest.mark.parametrize("k", [1, 6])  # one model: type counts; six random models: drawn rows
+def test_chunking_does_not_change_the_resamples(rng, monkeypatch, k):
+    import ensemble.bootstrap as boot
+
+    y = rng.integers(0, 5, 500)
+    preds = rng.integers(0, 5, (k, 500))
+    whole = bootstrap_scores(y, preds, n_classes=5, n_boot=37)
+    monkeypatch.setattr(boot, "_CHUNK", 1000)  # a few resamples per chunk
+    np.testing.assert_array_equal(whole, bootstrap_scores(y, preds, n_classes=5, n_boot=37))
