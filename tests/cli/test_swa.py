@@ -114,6 +114,12 @@ def _pickled(tmp_path: Path) -> Path:
         (["{a}", "{p}"], "--trust-checkpoint"),
         (["--glob", "nothing*/x.pth"], "matches no files"),
         (["{a}", "{b}", "--out", "o.bin"], "unknown checkpoint suffix '.bin'; end it in one of: .safetensors, .pth, .pt"),
+        (["{a}", "{b}", "--out", "{b}", "--force"], "is one of the checkpoints being averaged; choose another output"),
+        (["{a}", "{a}"], "is given twice"),
+        (["{a}", "missing.pth"], "missing.pth: no such checkpoint file"),
+        (["--glob", "runs/fold{{fold}}/*.pth"], "has {fold} but no --fold was given; pass --fold k"),
+        (["{a}", "{b}", "--top-n", "1", "--metrics", "none.json", "--mode", "max"], "none.json: no such metrics file"),
+        (["{a}", "{b}", "--card", "none.toml"], "none.toml: no such model card"),
     ],
 )
 def test_errors_are_one_line_exit_2_and_write_nothing(ckpts, tmp_path, args, message):
@@ -145,5 +151,6 @@ def test_existing_output_needs_force(ckpts, tmp_path):
     before = sha(out)
     r = run(*paths, "--out", out)
     assert r.exit_code == 2 and "swa.safetensors exists; pass --force" in r.stderr and sha(out) == before
-    r = run(*paths, "--out", out, "--force", "--quiet")
-    assert r.exit_code == 0 and sha(out) != before
+    r = run(*paths, "--out", out, "--force", "--quiet", "--json", tmp_path / "r.json")
+    assert r.exit_code == 0 and sha(out) != before and "wrote" in r.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["sha256"] == sha(out)
