@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ensemble.errors import ConfigError, ModelLoadError, OutputExistsError, UnknownNameError
+from ensemble.errors import ConfigError, DataError, ModelLoadError, OutputExistsError, UnknownNameError
 from ensemble.predict.checkpoint import load_state_dict
 from ensemble.swa import average_checkpoints, match_metrics, read_metrics, select_top_n, swa
 from ensemble.swa.bn import bn_rows
@@ -218,6 +218,8 @@ def test_bn_rows_leave_the_fold_out_and_are_seeded():
     assert len(rows) == 12 and len(set(rows)) == 12 and not (folds[rows] == 1).any()
     assert np.array_equal(rows, bn_rows(folds, 30, fold=1, limit=12, seed=3))
     assert len(bn_rows(None, 30, fold=None, limit=100, seed=0)) == 30
+    assert len(bn_rows(None, 30, fold=None, limit=100, seed=0, batch_size=8)) == 24  # full batches only
+    assert len(bn_rows(None, 5, fold=None, limit=100, seed=0, batch_size=8)) == 5  # one short batch is kept
 
 
 # --- swa(): outputs ----------------------------------------------------------------------------
@@ -391,6 +393,16 @@ def test_card_checks_the_average_fits_and_bn_needs_batchnorm(bn_setup, tmp_path)
     only0.write_text("id,path,fold\n1,img0.png,0\n")
     with pytest.raises(ConfigError, match="no rows outside fold 0 to refresh BatchNorm on"):
         swa(paths, out=tmp_path / "x.pth", card=card, fold=0, bn_data=only0, device="cpu", workers=0)
+    gone = tmp_path / "gone.csv"
+    gone.write_text("id,path,fold\n1,img0.png,1\n2,nothere.png,1\n")
+    with pytest.raises(DataError, match="gone.csv: 1 image files are missing, e.g. .*nothere.png"):
+        swa(paths, out=tmp_path / "x.pth", card=card, fold=0, bn_data=gone, device="cpu", workers=0)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    broken = tmp_path / "broken.csv"
+    broken.write_text("id,path,fold\n1,img0.png,1\n2,bad.png,1\n")
+    with pytest.raises(DataError, match="bad.png: cannot decode the image of id '2'.*drop its row from the --bn-data CSV"):
+        swa(paths, out=tmp_path / "x.pth", card=card, fold=0, bn_data=broken, device="cpu", workers=0)
     assert not (tmp_path / "x.pth").exists()
 
 
@@ -417,3 +429,19 @@ def test_tied_weights_are_scaled_once(tmp_path):
     b = save({"emb": torch.zeros(2, dtype=torch.float64), "head": torch.zeros(2, dtype=torch.float64)}, tmp_path / "b.pth")
     got = average_checkpoints([a, b])
     assert torch.equal(got["emb"], torch.tensor([0.5, 1.5], dtype=torch.float64)) and torch.equal(got["head"], got["emb"])
+
+
+def test_bn_refresh_over_several_batches_matches_update_bn_by_hand(bn_setup, tmp_path):
+    paths, card, data = bn_setup
+    res = swa(paths, out=tmp_path / "swa.pth", card=card, fold=2, bn_data=data, bn_batches=2, batch_size=3,
+              device="cpu", workers=0, seed=7)
+    # the rows are a seeded sample (bn_rows, tested above); the batches are what update_bn must see
+    rows = bn_rows(np.arange(12) % 3, 12, fold=2, limit=6, seed=7, batch_size=3)
+    x = images(data, fold_out=-1)
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=3)
+    model.load_state_dict(average_checkpoints(paths))
+    torch.optim.swa_utils.update_bn([x[rows[:3]], x[rows[3:]]], model)
+    got = load_state_dict(res.out)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(got[k], v, rtol=1e-4, atol=1e-5, msg=k)
+    assert res.meta["bn_refresh"]["batches"] == 2 and res.meta["bn_refresh"]["images"] == 6

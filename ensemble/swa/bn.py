@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ensemble._progress import NoProgress, Progress
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, DataError, preview
 from ensemble.labels import Columns
 from ensemble.predict.config import ModelConfig
 
@@ -66,7 +66,9 @@ def refresh_bn(model: nn.Module, batches: Iterable[torch.Tensor], *, device: tor
     model.eval()
 
 
-def bn_rows(folds: np.ndarray | None, n: int, *, fold: int | None, limit: int, seed: int) -> np.ndarray:
+def bn_rows(
+    folds: np.ndarray | None, n: int, *, fold: int | None, limit: int, seed: int, batch_size: int | None = None
+) -> np.ndarray:
     """Rows to refresh on: a seeded random sample of at most `limit` rows, fold `fold` left out.
 
     Args:
@@ -76,12 +78,18 @@ def bn_rows(folds: np.ndarray | None, n: int, *, fold: int | None, limit: int, s
         limit: the most rows to take.
         seed: sample seed.
 
+        batch_size: when given, the count is cut to a multiple of it (if at least one full batch
+            remains): `update_bn` weighs every batch alike, so a small last batch would count as much
+            as a full one (and a batch of one cannot train a BatchNorm layer).
+
     Returns:
         int64 row indices, shape (<= limit,), in sampled order.
     """
     rows = np.arange(n, dtype=np.int64) if fold is None else np.flatnonzero(folds != fold).astype(np.int64)
-    rng = np.random.default_rng(seed)
-    return rng.permutation(rows)[:limit]
+    rows = np.random.default_rng(seed).permutation(rows)[:limit]
+    if batch_size is not None and len(rows) >= batch_size:
+        rows = rows[: len(rows) // batch_size * batch_size]
+    return rows
 
 
 def data_batches(
@@ -121,19 +129,22 @@ def data_batches(
         LabelError: a bad CSV, or no fold column while `fold` is given.
         DataError: a missing or undecodable image.
     """
-    from ensemble.predict.data import Preprocess, check_files, decode_error, make_loader, missing_error, normalise, read_data
+    from ensemble.predict.data import Preprocess, check_files, make_loader, normalise, read_data
 
     if n_batches < 1 or batch_size < 1:
         raise ConfigError(f"--bn-batches {n_batches} and --batch-size {batch_size} must both be at least 1")
     data = read_data(data_csv, columns=columns, root=root, need_folds=fold is not None)
     if fold is not None and fold not in data.fold_values:
         log.warning("%s has no rows of fold %d; every row is used for the BatchNorm refresh", data.source, fold)
-    rows = bn_rows(data.folds, len(data), fold=fold, limit=n_batches * batch_size, seed=seed)
+    rows = bn_rows(data.folds, len(data), fold=fold, limit=n_batches * batch_size, seed=seed, batch_size=batch_size)
     if not len(rows):
         raise ConfigError(f"{data.source}: no rows outside fold {fold} to refresh BatchNorm on; give the training CSV")
-    missing = check_files(data, rows)
+    missing = rows[check_files(data, rows)]
     if len(missing):
-        raise missing_error(data, rows[missing])
+        raise DataError(
+            f"{data.source}: {len(missing)} image files are missing, e.g. {data.paths[missing[0]]} (ids "
+            f"{preview(data.ids[missing])}); fix the paths (relative to the CSV's folder unless --root)"
+        )
     if fold is None:
         log.warning(
             "BatchNorm refresh uses every row of %s: if they include this model's validation rows, its OOF "
@@ -149,7 +160,11 @@ def data_batches(
             for batch_rows, images, errors in loader:
                 bad = [i for i, e in enumerate(errors) if e]
                 if bad:
-                    raise decode_error(data, int(batch_rows[bad[0]]), errors[bad[0]])
+                    row = int(batch_rows[bad[0]])
+                    raise DataError(
+                        f"{data.paths[row]}: cannot decode the image of id {data.ids[row]!r} ({errors[bad[0]]}); "
+                        "replace the file or drop its row from the --bn-data CSV"
+                    )
                 yield normalise(images, cfg.mean, cfg.std, device)
                 hook.advance()
         finally:
