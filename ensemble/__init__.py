@@ -21,6 +21,9 @@ _LAZY = {
     "blend": "ensemble.blend",
     "predict": "ensemble.predict",
     "read_labels": "ensemble.labels",
+    "swa": "ensemble.swa",
+    "record_submission": "ensemble.ledger",
+    "select_finals": "ensemble.select",
 }
 
 __all__ = ["EnsembleError", "PredTable", "make_table", "read_table", "write_table", "__version__", *_LAZY]
