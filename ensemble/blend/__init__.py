@@ -10,6 +10,7 @@ without compiling anything.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 _LAZY = {
@@ -30,3 +31,14 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ensemble.blend' has no attribute {name!r}")
+
+
+class _CallableModule(sys.modules[__name__].__class__):
+    """`ensemble.blend(...)` (DESIGN.md's API) calls `blend`: once this subpackage is imported,
+    Python binds the name `ensemble.blend` to the module, so the module itself must be callable."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.blend(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -149,3 +149,12 @@ def test_seed_method_writes_only_family_averages(small_tables):
     fam = r.unit_test[0].name
     expect = np.mean([t.probs for t in test if t.family == fam], axis=0)
     np.testing.assert_allclose(r.unit_test[0].probs, expect, rtol=1e-6)
+
+
+def test_the_stable_api_name_calls_blend(small_tables):
+    import ensemble
+    import ensemble.blend  # binds the name ensemble.blend to the subpackage: it must still be callable
+
+    oof, test, lab, *_ = small_tables
+    r = ensemble.blend(oof, lab, method="soft", nested=False, n_boot=20)
+    assert r.method == "soft" and ensemble.blend.blend is ensemble.blend.core.blend
