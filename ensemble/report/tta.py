@@ -7,9 +7,9 @@ from itertools import combinations
 
 import numpy as np
 
+from ensemble import _kernels
 from ensemble.metrics import f1_from_confusion, log_loss
 from ensemble.tables import PredTable
-from ensemble import _kernels
 
 # exhaustive search over merges up to this many views (2**(V-1) subsets that keep the identity view)
 MAX_EXHAUSTIVE = 6
@@ -71,8 +71,10 @@ def score_tta(table: PredTable, y: np.ndarray, *, all_classes: bool = False) -> 
         return []
     views = {v: np.asarray(table.views[v], dtype=np.float32) for v in names}
     c = len(table.classes)
+    # the merge the table holds: its sidecar's views (all views when not recorded), if merged by mean
     tta = table.meta.get("tta") if isinstance(table.meta.get("tta"), dict) else {}
-    current = tuple(v for v in names if v in set(map(str, tta.get("views") or names))) if tta.get("merge", "mean") == "mean" else ()
+    held = set(map(str, tta.get("views") or names))
+    current = tuple(v for v in names if v in held) if tta.get("merge", "mean") == "mean" else ()
     cache: dict[tuple[str, ...], TTAScore] = {}
 
     def score(subset: tuple[str, ...]) -> TTAScore:
