@@ -113,6 +113,16 @@ def test_metric_registry_is_row_order_invariant_and_directed(rng):
         METRICS.get("f2")
 
 
+def test_metric_registry_is_class_permutation_invariant(rng):
+    y = rng.integers(0, 6, 300)
+    probs = rng.dirichlet(np.ones(6), 300)
+    perm = rng.permutation(6)  # class j becomes class perm[j]
+    permuted = np.empty_like(probs)
+    permuted[:, perm] = probs
+    for name, m in METRICS.items():
+        assert m.fn(perm[y], permuted) == pytest.approx(m.fn(y, probs), rel=1e-12), name
+
+
 def test_top_confused_pairs():
     cm = np.array([[5, 3, 0], [1, 4, 7], [0, 0, 9]])
     assert top_confused(cm, 2) == [(1, 2, 7, 7 / 12), (0, 1, 3, 3 / 8)]

@@ -120,6 +120,24 @@ def test_greedy_selection_beyond_six_views(world):
     assert len(scores) < 2**7  # not exhaustive
 
 
+def test_progress_hook_hears_each_row(world):
+    labels, tables, _, _ = world
+    calls = []
+
+    class Recorder:
+        def start(self, description, total):
+            calls.append(("start", total))
+
+        def advance(self, n=1):
+            calls.append(("advance", n))
+
+        def stop(self):
+            calls.append(("stop", None))
+
+    oof_report(labels, tables, n_boot=0, progress=Recorder())
+    assert calls == [("start", 4), *[("advance", 1)] * 4, ("stop", None)]  # 3 models + 1 seed average
+
+
 def test_repeated_names_are_told_apart(world):
     labels, tables, _, _ = world
     r = oof_report(labels, [tables[1], tables[1]], n_boot=0)
