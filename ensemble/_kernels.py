@@ -75,16 +75,16 @@ if HAVE_NUMBA:
         return out
 
     @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
-    def _confusion_probs_nb(y, probs, n_classes):  # pragma: no cover - compiled
+    def _confusion_probs_nb(y, probs, n_classes, block):  # pragma: no cover - compiled
         n, c = probs.shape
-        n_blocks = (n + _BLOCK - 1) // _BLOCK
+        n_blocks = (n + block - 1) // block
         # one partial matrix per block (not per thread: prange gives no stable thread id); the
         # extra column counts labels outside 0..C-1 so the caller can refuse them after one pass
         width = n_classes + 1
         part = np.zeros((n_blocks, n_classes * width), dtype=np.int64)
         for b in prange(n_blocks):
-            lo = b * _BLOCK
-            hi = min(lo + _BLOCK, n)
+            lo = b * block
+            hi = min(lo + block, n)
             cm = np.zeros(n_classes * width, dtype=np.int64)
             best = np.empty(_TILE, dtype=probs.dtype)
             arg = np.empty(_TILE, dtype=np.int32)  # 32-bit lanes line up with float32 ones: ~1.4x faster
@@ -188,7 +188,9 @@ def confusion_from_probs(y: np.ndarray, probs: np.ndarray, n_classes: int) -> tu
         outside 0..C-1 (those rows are not counted).
     """
     if HAVE_NUMBA:
-        full = _confusion_probs_nb(np.ascontiguousarray(y, dtype=np.int64), _contiguous(probs), n_classes)
+        # a (C, C+1) partial per block: with many classes, few big blocks keep that memory small
+        block = _BLOCK if n_classes <= 64 else max(_BLOCK, -(-len(y) // (4 * threads())))
+        full = _confusion_probs_nb(np.ascontiguousarray(y, dtype=np.int64), _contiguous(probs), n_classes, block)
         return full[:, :n_classes], int(full[0, n_classes])
     ok = (y >= 0) & (y < n_classes)
     pred = np.argmax(probs[ok], axis=1)

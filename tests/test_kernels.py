@@ -23,6 +23,15 @@ def test_fused_confusion_matches_numpy_across_tile_and_block_edges(rng, n, dtype
     np.testing.assert_array_equal(_kernels.argmax(probs), np.argmax(probs, axis=1))
 
 
+def test_many_classes(rng):
+    n, c = 50_000, 300  # large C takes the few-big-blocks path
+    probs = rng.random((n, c), dtype=np.float32)
+    y = rng.integers(0, c, n)
+    cm, bad = _kernels.confusion_from_probs(y, probs, c)
+    np.testing.assert_array_equal(cm, numpy_confusion(y, probs, c))
+    assert bad == 0
+
+
 def test_labels_outside_the_classes_are_counted_not_scored(rng):
     probs = rng.random((100, 3), dtype=np.float32)
     y = rng.integers(0, 3, 100)
