@@ -68,6 +68,7 @@ def verdict(scores: dict[str, Any]) -> str:
     gain = scores.get("nested_gain_over_best_single")
     if gain is None:
         return "nested estimate skipped (--no-nested): the in-sample score is optimistic"
+    gain = round(gain, 3) + 0.0  # no "-0.000"
     if scores.get("within_noise"):
         return f"nested gain over best single model {gain:+.3f}, within noise: prefer the simpler blend"
     if gain < 0:
