@@ -124,7 +124,8 @@ def blend(
     units = build_units(members, seed_average=seed_average or method == "seed")
     spec = _spec(method, meth, units, weights, top, tune_bias, rounds, all_classes)
     X = np.ascontiguousarray(np.stack([u.oof(members) for u in units], axis=1))  # (n, U, C)
-    Xm = np.ascontiguousarray(np.stack([t.probs for t in members], axis=1))  # (n, M, C)
+    same = len(units) == len(members)  # no family averaged anything: units are the members
+    Xm = X if same else np.ascontiguousarray(np.stack([t.probs for t in members], axis=1))  # (n, M, C)
     member_f1 = M.unit_scores(Xm, y, C, all_classes)
     folds, folds_source = N.make_folds(lab.folds, y, seed)
 
