@@ -26,3 +26,9 @@ def write_csv_table(path: Path, ids, classes, probs) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_ledger(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that record submissions by default never touch the repo's own .ens/ledger.db."""
+    monkeypatch.setenv("ENS_LEDGER", str(tmp_path_factory.mktemp("ledger") / "ledger.db"))

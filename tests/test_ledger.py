@@ -233,8 +233,17 @@ def test_input_errors(base):
 def test_default_ledger_lives_in_dot_ens(base, monkeypatch):
     tmp, ids, codes = base
     monkeypatch.chdir(tmp)
+    monkeypatch.delenv("ENS_LEDGER")
     record_submission(write_sub(tmp / "a.csv", ids, codes))
     assert (tmp / ".ens" / "ledger.db").is_file() and len(list_submissions()) == 1
+
+
+def test_ens_ledger_variable_moves_the_default(base, monkeypatch):
+    tmp, ids, codes = base
+    monkeypatch.chdir(tmp)
+    monkeypatch.setenv("ENS_LEDGER", str(tmp / "comp" / "ledger.db"))
+    record_submission(write_sub(tmp / "a.csv", ids, codes))
+    assert (tmp / "comp" / "ledger.db").is_file() and not (tmp / ".ens").exists()
 
 
 @pytest.mark.parametrize("kind", ["text", "foreign_sqlite", "corrupt", "newer"])

@@ -55,6 +55,7 @@ class BlendResult:
     options: dict[str, Any]
     folds_source: str
     unit_oof: list[PredTable] = field(default_factory=list)
+    ledger_entry: Any = None  # the ledger's AddResult when the submission was recorded
     unit_test: list[PredTable] = field(default_factory=list)
 
     @property

@@ -13,6 +13,8 @@ from ensemble.blend.core import BlendResult, blend
 from ensemble.blend.recipe import apply_recipe, write_blend
 from ensemble.errors import ConfigError, TableError, preview
 from ensemble.labels import Columns, read_labels
+from ensemble.ledger import record_submission
+from ensemble.ledger._db import connect
 from ensemble.submission import SubmissionFormat
 from ensemble.tables import PredTable, read_table, resolve_table_path
 
@@ -50,6 +52,9 @@ def blend_folders(
     fmt: SubmissionFormat = SubmissionFormat(),
     force: bool = False,
     strict: bool = False,
+    ledger: str | os.PathLike | None = None,
+    record: bool = True,
+    note: str = "",
     progress: Progress | None = None,
     **options: Any,
 ) -> tuple[BlendResult, dict[str, Path]]:
@@ -66,6 +71,9 @@ def blend_folders(
         fmt: the submission format.
         force: overwrite existing outputs.
         strict: with `recipe`, refuse members whose table hash differs from the recipe's.
+        ledger: the submission ledger (default `.ens/ledger.db`) that records `submission`.
+        record: record the submission in the ledger (identical earlier predictions are warned about).
+        note: the ledger entry's note.
         progress: progress hook.
         **options: passed to `blend` (weights, top, seed_average, tune_bias, rounds, seed, nested, all_classes).
 
@@ -75,6 +83,10 @@ def blend_folders(
     out = Path(out)
     # refuse an existing output before spending time on the fit
     check_writable([out / "recipe.json", *([submission] if submission is not None else [])], force=force)
+    recording = submission is not None and record
+    if recording:
+        with connect(ledger, create=True):
+            pass  # a foreign or corrupt ledger fails here, before anything is fitted or written
     oofs, tests = read_members(pred_dirs)
     if submission is not None and tests is None:
         raise ConfigError("--submission needs test tables: put test.csv beside each member's oof.csv")
@@ -91,4 +103,8 @@ def blend_folders(
         lab = read_labels(labels, columns=columns, classes=oofs[0].classes)
         result = blend(oofs, lab, method=method, test_tables=tests, name=out.name, progress=progress, **options)
     paths = write_blend(result, out, submission=submission, fmt=fmt, force=force)
+    if recording:
+        result.ledger_entry = record_submission(
+            paths["submission"], ledger=ledger, fmt=fmt, recipe_path=paths["recipe"], note=note
+        )
     return result, paths

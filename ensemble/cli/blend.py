@@ -48,6 +48,11 @@ def blend(
     labels_id_col: Annotated[str, typer.Option("--labels-id-col", help="Id column of the labels CSV.")] = "id",
     label_col: Annotated[str, typer.Option("--label-col", help="Label column of the labels CSV.")] = "label",
     fold_col: Annotated[str, typer.Option("--fold-col", help="Fold column of the labels CSV.")] = "fold",
+    ledger: Annotated[
+        Optional[Path], typer.Option("--ledger", help="Ledger that records the submission (default .ens/ledger.db).")
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="Note for the submission's ledger entry.")] = "",
+    no_ledger: Annotated[bool, typer.Option("--no-ledger", help="Do not record the submission in the ledger.")] = False,
     json_out: _render.JsonOpt = None,
     force: _render.ForceOpt = False,
     quiet: _render.QuietOpt = False,
@@ -67,7 +72,7 @@ def blend(
             pred_dirs, out=out, labels=labels, method=method, recipe=recipe,
             columns=Columns(id=labels_id_col, label=label_col, fold=fold_col),
             submission=submission, fmt=SubmissionFormat(id_col, target_col, target_format),
-            force=force, strict=strict, progress=progress,
+            force=force, strict=strict, ledger=ledger, record=not no_ledger, note=note, progress=progress,
             weights=_parse_weights(weights), top=top, seed_average=seed_average, tune_bias=tune_bias,
             rounds=rounds, seed=seed, nested=not no_nested, all_classes=all_classes,
         )
@@ -111,6 +116,12 @@ def _show(result: Any, paths: dict[str, Path], *, quiet: bool) -> None:
     if "nested_gain_over_best_single" in s:
         console.print(_verdict(s))
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    added = result.ledger_entry
+    if added is not None:
+        line = f"ledger: recorded as submission #{added.entry.id}"
+        if added.duplicate_of is None and added.closest is not None and added.agreement is not None:
+            line += f" (agrees with #{added.closest.id} on {added.agreement:.1%} of rows)"
+        console.print(line)
 
 
 def _verdict(s: dict[str, Any]) -> str:

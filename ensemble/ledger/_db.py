@@ -58,8 +58,10 @@ _SCHEMA = (
 
 
 def ledger_path(ledger: str | os.PathLike | None) -> Path:
-    """The ledger file: `ledger`, or `.ens/ledger.db` under the current directory."""
-    return Path(ledger) if ledger is not None else DEFAULT_LEDGER
+    """The ledger file: `ledger`, else $ENS_LEDGER, else `.ens/ledger.db` under the current directory."""
+    if ledger is not None:
+        return Path(ledger)
+    return Path(os.environ.get("ENS_LEDGER") or DEFAULT_LEDGER)
 
 
 @contextmanager
