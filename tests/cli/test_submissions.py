@@ -140,6 +140,7 @@ def test_ledger_errors_through_the_cli(subs):
 
 def test_default_ledger_is_dot_ens_in_the_current_folder(subs, monkeypatch):
     monkeypatch.chdir(subs["tmp"])
+    monkeypatch.delenv("ENS_LEDGER")
     assert ens("submissions", "add", subs["a"]).exit_code == 0
     assert (subs["tmp"] / ".ens" / "ledger.db").is_file()
     r = ens("submissions", "list")
