@@ -4,7 +4,8 @@ One run, one model (random weights), one set of generated JPEGs; K fold checkpoi
 weights, the same TTA views everywhere, test split (every fold on every image). Printed in images/s,
 where an image counts once it has been through all K folds x V views:
 
-  (a) limit: forward only, on pre-decoded, pre-normalised tensors, the views stacked in one batch;
+  (a) limit: forward only, on pre-decoded, pre-normalised tensors, the views stacked (forwards of
+      --batch-size images, as ens predict chunks them);
   (b) ttach: `ttach.ClassificationTTAWrapper` (one forward per view) on the same pre-decoded tensors;
   (c) naive loop: per fold, a DataLoader re-decodes every image, one forward per view;
   (d) ens predict, torch (decoding included, once for all folds);
@@ -134,8 +135,8 @@ def main() -> None:
         def limit() -> None:
             for b in x.split(args.batch_size):
                 stacked = torch.cat([w(b) for w in views]).contiguous(memory_format=torch.channels_last)
-                for m in models:
-                    m(stacked).softmax(-1).view(v, len(b), -1).mean(0)
+                for m in models:  # forwards of --batch-size images, as ens predict chunks them
+                    torch.cat([m(c) for c in stacked.split(args.batch_size)]).softmax(-1).view(v, len(b), -1).mean(0)
 
         def with_ttach() -> None:
             tf = ttach.Compose([ttach.HorizontalFlip()]) if args.tta == "hflip" else ttach.aliases.d4_transform()

@@ -10,9 +10,11 @@ item's part is stored the moment its last row is done, so an interrupted run res
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,13 +146,32 @@ def run_plan(
     progress = progress or NoProgress()
     progress.start("predicting", sum(len(plan.items[i].rows) for i in pending))
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), _cpu_threads(device, workers):
             for pre, items in groups.items():
                 _run_group(plan, pre, items, parts, stats, device=device, amp=amp, batch_size=batch_size,
                            workers=workers, skip_bad=skip_bad, channels_last=channels_last, progress=progress)
     finally:
         progress.stop()
     return parts, stats
+
+
+@contextmanager
+def _cpu_threads(device: torch.device, workers: int) -> Iterator[None]:
+    """On the CPU, give compute the cores the decode workers leave (torch and ONNX Runtime alike).
+
+    OpenMP threads that outnumber the free cores spin against the decoding processes; on 2 cores
+    with 1 worker that made torch several times slower than with 1 thread (bench_predict.py).
+    """
+    if device.type != "cpu" or workers == 0:
+        yield
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, cores - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _locate(sorted_rows: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
