@@ -22,7 +22,7 @@ from ensemble.errors import MetricError, preview
 
 __all__ = [
     "METRICS", "Metric", "PerClass", "accuracy", "argmax", "confusion_matrix", "f1_from_confusion",
-    "f1_from_counts", "log_loss", "macro_f1", "per_class", "top_confused",
+    "f1_from_counts", "log_loss", "macro_f1", "per_class", "per_class_from_confusion", "top_confused",
 ]
 
 
