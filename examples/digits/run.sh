@@ -36,7 +36,7 @@ echo "TTA chosen by OOF: --tta $TTA"
 
 step "4. SWA: average the last 3 epochs of resnet_s0 per fold, without and with a BatchNorm refresh"
 for k in 0 1 2 3 4; do
-    [ -e "$W/checkpoints/resnet_s0_epochs/fold${k}_epoch1.pth" ] || continue
+    compgen -G "$W/checkpoints/resnet_s0_epochs/fold${k}_epoch*.pth" > /dev/null || continue
     snaps="$W/checkpoints/resnet_s0_epochs/fold{fold}_epoch*.pth"
     [ -e "$W/checkpoints/resnet_swa/fold$k.safetensors" ] || $ENS swa --glob "$snaps" --fold "$k" \
         --card "$MODELS/digits_resnet_swa.toml" --out "$W/checkpoints/resnet_swa/fold$k.safetensors" --quiet > /dev/null
