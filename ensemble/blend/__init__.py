@@ -10,8 +10,9 @@ without compiling anything.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
+
+from ensemble._api import make_module_callable
 
 _LAZY = {
     "blend": "ensemble.blend.core",
@@ -33,12 +34,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ensemble.blend' has no attribute {name!r}")
 
 
-class _CallableModule(sys.modules[__name__].__class__):
-    """`ensemble.blend(...)` (DESIGN.md's API) calls `blend`: once this subpackage is imported,
-    Python binds the name `ensemble.blend` to the module, so the module itself must be callable."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.blend(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, "blend")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ensemble._api import make_module_callable
+
 _LAZY = {
     "average_checkpoints": "average", "check_compatible": "average", "normalise_weights": "average",
     "BnRefresh": "bn", "refresh_bn": "bn",
@@ -27,3 +29,6 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f"ensemble.swa.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+make_module_callable(__name__, "swa")
