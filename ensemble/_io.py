@@ -58,6 +58,28 @@ def write_json(path: str | os.PathLike, obj: Any, *, force: bool = False) -> Non
         tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")
 
 
+def read_json_object(path: str | os.PathLike, error: type[Exception], *, what: str, fix: str) -> dict[str, Any]:
+    """Read a JSON file that must hold an object (sidecar, recipe, metrics...).
+
+    Args:
+        path: the file (its existence is the caller's to check, with its own advice).
+        error: the `EnsembleError` subclass to raise.
+        what: what the file is, for the message ("sidecar", "recipe").
+        fix: what the user should do, ending the message.
+
+    Raises:
+        error: invalid JSON, or JSON that is not an object.
+    """
+    p = Path(path)
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{p}: {what} is not valid JSON ({getattr(e, 'msg', e)}); {fix}") from None
+    if not isinstance(obj, dict):
+        raise error(f"{p}: {what} must hold a JSON object, not {type(obj).__name__}; {fix}")
+    return obj
+
+
 def _json_default(obj: Any) -> Any:
     # numpy scalars and arrays, Paths: the usual things that end up in recipes and reports
     if hasattr(obj, "tolist"):

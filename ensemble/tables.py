@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ensemble._io import atomic_outputs, check_writable, sha256_file
+from ensemble._io import atomic_outputs, check_writable, read_json_object, sha256_file
 from ensemble.errors import AlignmentError, ClassMismatchError, TableError, preview
 
 SUM_ATOL = 1e-4
@@ -295,12 +295,7 @@ def _read_sidecar(p: Path) -> dict[str, Any]:
     sp = sidecar_path(p)
     if not sp.is_file():
         return {}
-    try:
-        meta = json.loads(sp.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TableError(f"{sp}: sidecar is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); fix or delete it") from None
-    if not isinstance(meta, dict):
-        raise TableError(f"{sp}: sidecar must hold a JSON object; fix or delete it")
+    meta = read_json_object(sp, TableError, what="sidecar", fix="fix or delete it")
     return meta
 
 

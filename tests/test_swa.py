@@ -180,7 +180,7 @@ def test_read_metrics_json_and_csv(tmp_path):
     with pytest.raises(ConfigError, match='checkpoints listed twice: "a.pth"'):
         read_metrics(tmp_path / "dup.csv")
     (tmp_path / "list.json").write_text("[1, 2]")
-    with pytest.raises(ConfigError, match="expected a JSON object"):
+    with pytest.raises(ConfigError, match="metrics file must hold a JSON object, not list; write an object of checkpoint -> number"):
         read_metrics(tmp_path / "list.json")
     with pytest.raises(ConfigError, match="no such metrics file"):
         read_metrics(tmp_path / "none.json")

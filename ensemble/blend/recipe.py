@@ -7,7 +7,6 @@ with `strict=True`; a member the recipe needs and that is not given is always an
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble._io import check_writable, write_json
+from ensemble._io import check_writable, read_json_object, write_json
 from ensemble.blend import methods as M
 from ensemble.blend.core import BlendResult
 from ensemble.blend.units import Unit
@@ -169,10 +168,7 @@ def read_recipe(recipe: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
         where = str(p)
         if not p.is_file():
             raise ConfigError(f"{p}: no such recipe; give the recipe.json that `ens blend` wrote")
-        try:
-            raw = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{p}: recipe is not valid JSON ({getattr(e, 'msg', e)}); give the recipe.json that `ens blend` wrote") from None
+        raw = read_json_object(p, ConfigError, what="recipe", fix="give the recipe.json that `ens blend` wrote")
     missing = [k for k in ("method", "members", "units", "unit_members", "classes") if not isinstance(raw, dict) or k not in raw]
     if missing:
         raise ConfigError(f"{where}: recipe lacks {', '.join(missing)}; give a recipe.json written by `ens blend`")

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ensemble._io import _json_default, atomic_outputs
+from ensemble.errors import ConfigError
 
 # Options that several commands share, defined once.
 JsonOpt = Annotated[
@@ -24,6 +25,16 @@ JsonOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, warnings only.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (results are reproducible run to run).")]
+
+
+def parse_floats(text: str | None, flag: str, hint: str) -> list[float] | None:
+    """A comma-separated list of numbers from an option (None when the option was not given)."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not a comma-separated list of numbers; {hint}") from None
 
 
 def out() -> Console:

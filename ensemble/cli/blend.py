@@ -9,7 +9,6 @@ import typer
 
 from ensemble.blend.methods import METHODS
 from ensemble.cli import _render
-from ensemble.errors import ConfigError
 
 _METHOD_HELP = "Blend method: " + "; ".join(f"{n} ({m.help})" for n, m in METHODS.items()) + "."
 
@@ -83,12 +82,7 @@ def blend(
 
 
 def _parse_weights(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"--weights {text!r} is not a comma-separated list of numbers; e.g. --weights 0.5,0.3,0.2") from None
+    return _render.parse_floats(text, "--weights", "e.g. --weights 0.5,0.3,0.2")
 
 
 def _show(result: Any, paths: dict[str, Path], *, quiet: bool) -> None:

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from ensemble.cli import _render
-from ensemble.errors import ConfigError
 from ensemble.swa.select import MODES
 from ensemble.swa.write import FORMATS
 
@@ -102,14 +101,7 @@ def swa(
 
 
 def _parse_weights(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(x) for x in text.split(",")]
-    except ValueError:
-        raise ConfigError(
-            f"--weights {text!r}: give comma-separated numbers, one per checkpoint, e.g. --weights 1,2,1"
-        ) from None
+    return _render.parse_floats(text, "--weights", "give one per checkpoint, e.g. --weights 1,2,1")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,13 +6,12 @@ Only the keys needed here are checked: `classes`, `members`, `method`, and `scor
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ensemble._io import sha256_file
+from ensemble._io import read_json_object, sha256_file
 from ensemble.errors import LedgerError
 
 
@@ -70,12 +69,7 @@ def read_recipe(path: str | os.PathLike) -> RecipeInfo:
         p = p / "recipe.json"
     if not p.is_file():
         raise LedgerError(f"{p}: no such recipe; give the recipe.json that `ens blend` wrote (or its blend folder)")
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LedgerError(f"{p}: recipe is not valid JSON ({getattr(e, 'msg', e)}); give the recipe.json that `ens blend` wrote") from None
-    if not isinstance(raw, dict):
-        raise LedgerError(f"{p}: recipe must hold a JSON object; give the recipe.json that `ens blend` wrote")
+    raw = read_json_object(p, LedgerError, what="recipe", fix="give the recipe.json that `ens blend` wrote")
     scores = raw.get("scores") or {}
     classes = raw.get("classes")
     members = raw.get("members") or []

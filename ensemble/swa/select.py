@@ -16,7 +16,6 @@ Nothing assumes higher is better (timm's `avg_checkpoints.py` does): the directi
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ensemble._io import read_json_object
 from ensemble._registry import Registry
 from ensemble.errors import ConfigError, preview
 
@@ -53,12 +53,7 @@ def read_metrics(path: str | os.PathLike, *, metric: str | None = None) -> tuple
     if p.suffix.lower() == ".json":
         if metric is not None:
             raise ConfigError(f"{p}: --metric picks a CSV column; a JSON metrics file holds one metric")
-        try:
-            obj = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{p}: not valid JSON ({e}); write an object of checkpoint -> number") from None
-        if not isinstance(obj, dict):
-            raise ConfigError(f"{p}: expected a JSON object of checkpoint -> number, got {type(obj).__name__}")
+        obj = read_json_object(p, ConfigError, what="metrics file", fix="write an object of checkpoint -> number")
         return p.stem, {str(k): _number(v, p, k) for k, v in obj.items()}  # e.g. val_f1.json -> "val_f1"
     try:
         frame = pd.read_csv(p, dtype=str, keep_default_na=False)

@@ -106,7 +106,7 @@ def _pickled(tmp_path: Path) -> Path:
         (["{a}", "{b}", "--top-n", "1", "--metrics", "{m}", "--mode", "best"], "unknown selection mode 'best'; choose one of: max, min"),
         (["{a}", "{b}", "--top-n", "5", "--metrics", "{m}", "--mode", "min"], "--top-n 5 but 2 checkpoints were given; choose 1 to 2"),
         (["{a}", "{r}", "--top-n", "1", "--metrics", "{m}", "--mode", "min"], 'has no metric for "'),
-        (["{a}", "{b}", "--weights", "1,x"], "--weights '1,x': give comma-separated numbers"),
+        (["{a}", "{b}", "--weights", "1,x"], "--weights '1,x' is not a comma-separated list of numbers; give one per checkpoint"),
         (["{a}", "{b}", "--weights", "1,2,3"], "3 weights for 2 checkpoints"),
         (["{a}", "{b}", "--bn-data", "d.csv"], "--bn-data needs --card CARD"),
         (["{a}", "{r}"], "lacks"),
