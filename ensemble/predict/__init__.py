@@ -3,15 +3,15 @@
 The API is `ensemble.predict.predict(cards, data, *, split, ...)` (see `ensemble.predict.api`);
 the module itself is callable too, so `ensemble.predict(card, data, split="oof")` works as
 DESIGN.md documents. Submodules: `config` (the interface with the model side), `card`,
-`checkpoint`, `runners` (model side), `data`, `tta`, `plan`, `engine`, `resume`, `api` (data side).
-Heavy imports happen on first use.
+`checkpoint`, `runners`, `export` (model side), `data`, `tta`, `plan`, `engine`, `resume`, `api`
+(data side). Heavy imports happen on first use.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
+
+from ensemble._api import make_module_callable
 
 __all__ = ["predict"]
 
@@ -24,14 +24,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _CallableModule(types.ModuleType):
-    """`import ensemble.predict` binds the package, shadowing the function of the same name in
-    `ensemble`; making the package callable keeps `ensemble.predict(...)` meaning the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from ensemble.predict.api import predict
-
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, "predict")
