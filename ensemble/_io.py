@@ -9,7 +9,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas loads only when a CSV is read
+    import pandas as pd
 
 from ensemble.errors import OutputExistsError
 
@@ -78,6 +81,28 @@ def read_json_object(path: str | os.PathLike, error: type[Exception], *, what: s
     if not isinstance(obj, dict):
         raise error(f"{p}: {what} must hold a JSON object, not {type(obj).__name__}; {fix}")
     return obj
+
+
+def read_string_csv(path: str | os.PathLike, error: type[Exception], *, missing: str) -> pd.DataFrame:
+    """Read a CSV with every cell a string (ids keep their leading zeros, "NA" stays "NA").
+
+    Args:
+        path: the file.
+        error: the `EnsembleError` subclass to raise.
+        missing: the message after "<path>: " when the file does not exist (say what it should be).
+
+    Raises:
+        error: no such file, or not a readable CSV.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: {missing}")
+    try:
+        return pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise error(f"{p}: not a readable CSV ({str(e).strip().splitlines()[0]})") from None
 
 
 def _json_default(obj: Any) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ensemble._io import read_string_csv
 from ensemble.errors import ClassMismatchError, LabelError, preview
 from ensemble.tables import check_ids
 
@@ -82,12 +83,7 @@ def read_labels(
         LabelError: missing file or column, empty/duplicate ids, labels outside the classes, bad folds.
     """
     p = Path(path)
-    if not p.is_file():
-        raise LabelError(f"{p}: no such labels CSV; give the file with id/label/fold columns")
-    try:
-        frame = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise LabelError(f"{p}: not a readable CSV ({str(e).strip().splitlines()[0]})") from None
+    frame = read_string_csv(p, LabelError, missing="no such labels CSV; give the file with id/label/fold columns")
     role_of = {"id": columns.id, "label": columns.label, "fold": columns.fold, "path": columns.path}
     for role in ("id", *require):
         col = role_of[role]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble._io import atomic_outputs
+from ensemble._io import atomic_outputs, read_string_csv
 from ensemble.errors import ConfigError, LabelError, unknown_name
 from ensemble.tables import PredTable, check_ids
 
@@ -56,12 +56,7 @@ def read_submission(path: str | os.PathLike, fmt: SubmissionFormat = SubmissionF
         LabelError: missing file or columns, empty or duplicate ids, empty targets.
     """
     p = Path(path)
-    if not p.is_file():
-        raise LabelError(f"{p}: no such submission file")
-    try:
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise LabelError(f"{p}: not a readable CSV ({str(e).strip().splitlines()[0]})") from None
+    df = read_string_csv(p, LabelError, missing="no such submission file; give the CSV you would upload")
     for col, flag in ((fmt.id_col, "--id-col"), (fmt.target_col, "--target-col")):
         if col not in df.columns:
             raise LabelError(f"{p}: no column {col!r} (columns: {', '.join(df.columns)}); name it with {flag}")

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ensemble import make_table
+from ensemble.errors import ConfigError, LabelError, OutputExistsError, TableError, UnknownNameError
+from ensemble.submission import SubmissionFormat, read_submission, write_submission
+
+
+@pytest.fixture
+def table():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
+    return make_table(["003", "001", "002"], ["cat", "dog", "fox"], probs)
+
+
+def test_names_and_indices_in_the_competition_columns(tmp_path, table):
+    write_submission(table, tmp_path / "a.csv", SubmissionFormat("image_id", "breed", "name"))
+    a = pd.read_csv(tmp_path / "a.csv", dtype=str)
+    assert list(a.columns) == ["image_id", "breed"]
+    assert a.values.tolist() == [["003", "cat"], ["001", "fox"], ["002", "dog"]]  # argmax, ids as strings
+    write_submission(table, tmp_path / "b.csv", SubmissionFormat(target_format="index"))
+    assert pd.read_csv(tmp_path / "b.csv", dtype=str)["label"].tolist() == ["0", "2", "1"]
+
+
+def test_read_back_sorted_by_id(tmp_path, table):
+    fmt = SubmissionFormat("image_id", "breed")
+    write_submission(table, tmp_path / "a.csv", fmt)
+    back = read_submission(tmp_path / "a.csv", fmt)
+    assert back.values.tolist() == [["001", "fox"], ["002", "dog"], ["003", "cat"]]
+
+
+def test_refuses_to_overwrite_without_force(tmp_path, table):
+    write_submission(table, tmp_path / "a.csv")
+    with pytest.raises(OutputExistsError, match="a.csv exists; pass --force"):
+        write_submission(table, tmp_path / "a.csv")
+    write_submission(table, tmp_path / "a.csv", force=True)
+
+
+def test_format_errors():
+    with pytest.raises(UnknownNameError, match="unknown target format 'label'; choose one of: name, index"):
+        SubmissionFormat(target_format="label")
+    with pytest.raises(ConfigError, match="--id-col and --target-col are both 'id'; give two different column names"):
+        SubmissionFormat("id", "id")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("id,target\n1,cat\n", r"no column 'label' \(columns: id, target\); name it with --target-col"),
+        ("image,label\n1,cat\n", r"no column 'id' .*; name it with --id-col"),
+        ("id,label\n1,\n", r"1 rows have an empty 'label'; every id needs a prediction"),
+        ("", r"not a readable CSV"),
+    ],
+)
+def test_read_errors(tmp_path, content, message):
+    (tmp_path / "s.csv").write_text(content)
+    with pytest.raises(LabelError, match=message):
+        read_submission(tmp_path / "s.csv")
+    with pytest.raises(LabelError, match="no such submission file; give the CSV you would upload"):
+        read_submission(tmp_path / "none.csv")
+
+
+def test_duplicate_ids_are_the_table_checker_s_error(tmp_path):
+    (tmp_path / "s.csv").write_text("id,label\n1,cat\n1,dog\n")
+    with pytest.raises(TableError, match=r's.csv: duplicate ids "1"; each id must appear once'):
+        read_submission(tmp_path / "s.csv")
