@@ -67,13 +67,13 @@ def _print(r: Any) -> None:
     con = _render.out()
     level = round(100 * (1 - r.alpha))
     rows = [
-        [i + 1, m.name, m.kind, m.macro_f1, f"{m.ci[0]:.4f}–{m.ci[1]:.4f}" if m.ci else None,
+        [i + 1, m.name, m.family, m.kind, m.macro_f1, f"{m.ci[0]:.4f}–{m.ci[1]:.4f}" if m.ci else None,
          f"{m.fold_mean:.4f} ± {m.fold_std:.4f}" if m.fold_scores else None, m.accuracy, m.log_loss]
         for i, m in enumerate(r.models)
     ]
     con.print(_render.table(
         f"OOF scores, {r.n_samples} rows, {len(r.classes)} classes — {METRIC_NOTE[r.all_classes]}",
-        ["#", "model", "kind", "macro-F1", f"{level}% CI", "per-fold mean ± std", "accuracy", "log-loss"], rows,
+        ["#", "model", "family", "kind", "macro-F1", f"{level}% CI", "per-fold mean ± std", "accuracy", "log-loss"], rows,
     ))
     pc = r.per_class
     con.print(_render.table(

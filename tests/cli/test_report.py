@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -28,6 +29,8 @@ def test_prints_the_report_and_writes_json_and_pngs(world):
     for title in ("OOF scores", "95% CI", "per class", "confusion", "top confused pairs", "probability correlation",
                   "argmax agreement", "TTA views and mean-merges: solo", "f:seed-avg"):
         assert title in r.stdout, title
+    # each row names its family, so seeds and their average read as one group
+    assert re.search(r"f_s1\s*│\s*f\s*│\s*model", r.stdout) and re.search(r"f:seed-avg\s*│\s*f\s*│\s*seed-avg", r.stdout)
     d = json.loads((root / "r.json").read_text())
     assert [m["name"] for m in d["models"]][0] == d["focus"]
     assert {m["name"] for m in d["models"]} == {"solo", "f_s1", "f_s2", "f:seed-avg"}
