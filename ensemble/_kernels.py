@@ -117,6 +117,16 @@ if HAVE_NUMBA:
             part[b] = cm
         return part.sum(axis=0).reshape(n_classes, width)
 
+    @njit(cache=True, nogil=True, boundscheck=False, inline="always")
+    def _add_type(tp, pc, tc, b, t, preds, u, c):  # pragma: no cover - compiled
+        # resample b drew row type u (true class t, predictions preds[:, u]) c times: count it once
+        tc[b, t] += c
+        for q in range(preds.shape[0]):
+            p = preds[q, u]
+            pc[q, b, p] += c
+            if p == t:
+                tp[q, b, t] += c
+
     @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
     def _boot_counts_nb(y, preds, weights, n_classes):  # pragma: no cover - compiled
         # weights (B, U): how often each distinct row type is drawn in each resample
@@ -127,16 +137,8 @@ if HAVE_NUMBA:
         tc = np.zeros((n_boot, n_classes), dtype=np.int64)
         for b in prange(n_boot):
             for j in range(u):
-                w = weights[b, j]
-                if w == 0:
-                    continue
-                t = y[j]
-                tc[b, t] += w
-                for q in range(k):
-                    p = preds[q, j]
-                    pc[q, b, p] += w
-                    if p == t:
-                        tp[q, b, t] += w
+                if weights[b, j] != 0:
+                    _add_type(tp, pc, tc, b, y[j], preds, j, weights[b, j])
         return tp, pc, tc
 
     @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
@@ -155,16 +157,8 @@ if HAVE_NUMBA:
             for j in range(m):
                 w[inv[rows[b, j]]] += 1
             for u in range(u_count):
-                c = w[u]
-                if c == 0:
-                    continue
-                t = y[u]
-                tc[b, t] += c
-                for q in range(k):
-                    p = preds[q, u]
-                    pc[q, b, p] += c
-                    if p == t:
-                        tp[q, b, t] += c
+                if w[u] != 0:
+                    _add_type(tp, pc, tc, b, y[u], preds, u, w[u])
         return tp, pc, tc
 
 
