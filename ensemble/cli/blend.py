@@ -48,7 +48,7 @@ def blend(
     label_col: Annotated[str, typer.Option("--label-col", help="Label column of the labels CSV.")] = "label",
     fold_col: Annotated[str, typer.Option("--fold-col", help="Fold column of the labels CSV.")] = "fold",
     ledger: Annotated[
-        Optional[Path], typer.Option("--ledger", help="Ledger that records the submission (default .ens/ledger.db).")
+        Optional[Path], typer.Option("--ledger", help="Ledger that records the submission (default: $ENS_LEDGER, else .ens/ledger.db).")
     ] = None,
     note: Annotated[str, typer.Option("--note", help="Note for the submission's ledger entry.")] = "",
     no_ledger: Annotated[bool, typer.Option("--no-ledger", help="Do not record the submission in the ledger.")] = False,

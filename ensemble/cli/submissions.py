@@ -10,7 +10,7 @@ import typer
 from ensemble.cli import _render
 
 LedgerOpt = Annotated[
-    Optional[Path], typer.Option("--ledger", help="Ledger file (default: .ens/ledger.db under the current folder).")
+    Optional[Path], typer.Option("--ledger", help="Ledger file (default: $ENS_LEDGER, else .ens/ledger.db under the current folder).")
 ]
 
 submissions = typer.Typer(
