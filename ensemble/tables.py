@@ -329,14 +329,14 @@ def conform_classes(tables: Sequence[PredTable], classes: Sequence[str] | None =
     return out
 
 
-def align_ids(ids: np.ndarray, ref: np.ndarray, *, source: str, ref_name: str) -> np.ndarray:
-    """Index that puts `ids` in the order of `ref`; both must hold the same set.
+def align_ids(ids: np.ndarray, ref: np.ndarray, *, source: str, ref_name: str) -> np.ndarray | None:
+    """Index that puts `ids` in the order of `ref` (None when they already are); both must hold the same set.
 
     Raises:
         AlignmentError: naming a few missing and extra ids and how many.
     """
     if len(ids) == len(ref) and np.array_equal(ids, ref):
-        return np.arange(len(ids))
+        return None
     index = pd.Index(ids).get_indexer(pd.Index(ref))
     missing = ref[index < 0]
     extra = np.setdiff1d(ids, ref) if len(ids) + len(missing) != len(ref) else np.array([], dtype=object)
@@ -367,5 +367,5 @@ def align(tables: Sequence[PredTable], ids: np.ndarray | None = None, *, ref_nam
     out = []
     for t in tables:
         index = align_ids(t.ids, ref, source=t.source, ref_name=ref_name)
-        out.append(t if np.array_equal(index, np.arange(len(t))) and len(t) == len(ref) else t.take(index))
+        out.append(t if index is None else t.take(index))
     return out
