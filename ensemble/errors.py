@@ -88,3 +88,15 @@ class ExportError(EnsembleError):
 
 class MetricError(EnsembleError):
     """Inputs to a metric disagree: lengths, shapes, or labels outside the classes."""
+
+
+class DistributedError(EnsembleError):
+    """A rank of a distributed run failed (or stopped because another one did).
+
+    Every rank raises it so that every process exits with the same status; only rank 0's copy is
+    shown (`silent` on the others), so a run prints its one line once.
+    """
+
+    def __init__(self, message: str, *, silent: bool = False) -> None:
+        super().__init__(message)
+        self.silent = silent

@@ -27,7 +27,8 @@ class EnsGroup(typer.core.TyperGroup):
         except EnsembleError as e:
             if os.environ.get("ENS_DEBUG") == "1":
                 raise
-            _render.error_line(" ".join(str(e).split()))
+            if not getattr(e, "silent", False):  # a distributed run's other ranks: rank 0 says it
+                _render.error_line(" ".join(str(e).split()))
             raise typer.Exit(EXIT_USER_ERROR) from None
 
 

@@ -64,6 +64,7 @@ def predict(
     """Predict OOF or test probabilities with TTA; each image decoded once for every model and fold."""
     from ensemble.labels import Columns
     from ensemble.predict import predict as run
+    from ensemble.predict.distributed import is_rank0
 
     if quiet:
         _render.setup_logging(quiet=True)
@@ -79,6 +80,8 @@ def predict(
         resume=resume, progress=_render.RichProgress(quiet), columns=Columns(id=id_col, path=path_col, fold=fold_col),
         root=root, channels_last=channels_last,
     )
+    if not is_rank0():  # a distributed run: rank 0 reports for every rank
+        return
     console = _render.out()
     console.print(_render.table(
         f"ens predict ({split}) -> {out}", ["model", "table", "folds", "rows", "views", "status", "seconds"],

@@ -16,7 +16,8 @@ from ensemble.errors import ConfigError, preview
 from ensemble.labels import Columns
 from ensemble.predict import engine
 from ensemble.predict.config import ModelConfig
-from ensemble.predict.data import check_files, missing_error, read_data
+from ensemble.predict.data import Preprocess, check_files, missing_error, read_data
+from ensemble.predict.distributed import Session, assign
 from ensemble.predict.plan import Output, Plan, make_plan
 from ensemble.predict.resume import Part
 from ensemble.predict.tta import MERGES, check_views, parse_views
@@ -39,6 +40,10 @@ class PredictResult(dict[str, PredTable]):
 
     summary: list[dict[str, Any]]
     skipped: list[dict[str, str]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.summary, self.skipped = [], []
 
 
 def predict(
@@ -70,7 +75,9 @@ def predict(
     `test.csv`. Each image is decoded once per preprocessing for all models and folds. Finished
     parts are stored under `<out_dir>/<model>/.parts/` and reused by a rerun with the same inputs;
     an existing table made from the same inputs is kept ("up to date"), one made from other inputs
-    needs `force` (see `ensemble.predict.resume`).
+    needs `force` (see `ensemble.predict.resume`). Under torchrun (`WORLD_SIZE` > 1) the ranks
+    split the work and rank 0 writes and returns the tables; the other ranks return an empty
+    result (see `ensemble.predict.distributed`).
 
     Args:
         cards: model card path(s) or resolved `ModelConfig`(s); None to build one model from
@@ -104,6 +111,32 @@ def predict(
         EnsembleError: bad data CSV, card or options, missing weights, an unreadable image
             (without `skip_bad`), an existing output made from other inputs (without `force`).
     """
+    with Session.open(device) as session:
+        plan, dev = session.agree("planning", lambda: _plan(
+            cards, data, session, split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out_dir,
+            batch_size=batch_size, workers=workers, device=device, amp=amp, save_views=save_views, force=force,
+            resume=resume, columns=columns, root=root,
+        ))
+        needed = session.broadcast(plan.needed())  # rank 0 holds the outputs: it decides what is stale
+        mine = _share(plan, needed, session)
+        session.agree("checking the images", lambda: _check_images(plan, mine, skip_bad))
+        rows = {i: len(plan.items[i].rows) for i in needed}
+        hook = session.progress(progress, sum(rows.values()), sum(rows[i] for i in mine))
+        parts, stats = session.agree("predicting", lambda: engine.run_plan(
+            plan, device=dev, amp=amp, batch_size=batch_size, workers=workers, skip_bad=skip_bad,
+            resume_parts=resume, channels_last=channels_last, progress=hook, items=mine,
+        ))
+        shares = session.gather((parts, stats))
+        return session.agree("writing the tables", lambda: _write(plan, shares, force) if shares else PredictResult())
+
+
+def _plan(
+    cards: CardLike | Sequence[CardLike] | None, data: str | os.PathLike, session: Session, *, split: str,
+    overrides: dict[str, Any] | None, tta: str | Sequence[str], merge: str, out_dir: str | os.PathLike,
+    batch_size: int, workers: int, device: str, amp: str, save_views: bool, force: bool, resume: bool,
+    columns: Columns, root: str | os.PathLike | None,
+) -> tuple[Plan, Any]:
+    """Check the options and build the plan (the same on every rank); returns it and the device."""
     views = parse_views(tta)
     MERGES.get(merge)  # unknown merge: error before any work
     if batch_size < 1 or workers < 0:
@@ -111,20 +144,47 @@ def predict(
     configs = resolve_configs(cards, overrides or {})
     for cfg in configs:
         check_views(views, cfg.img_size, cfg.name)
-    dev = engine.resolve_device(device)
+    dev = engine.resolve_device(session.device(device))
     amp_key = engine.amp_mode(amp, dev)
     table_data = read_data(data, columns=columns, root=root, need_folds=split == "oof")
+    # only rank 0 writes tables, so only its outputs may refuse to be overwritten
     plan = make_plan(configs, table_data, split=split, views=views, merge=merge, save_views=save_views,
-                     out_dir=Path(out_dir), path_col=columns.path, amp=amp_key, force=force, resume=resume)
-    needed = [plan.items[i].rows for o in plan.outputs if o.state != "up to date" for i in o.items]
-    todo = np.unique(np.concatenate(needed)) if needed else np.zeros(0, np.int64)
-    missing = todo[check_files(table_data, todo)]
+                     out_dir=Path(out_dir), path_col=columns.path, amp=amp_key, force=force or session.rank != 0,
+                     resume=resume)
+    return plan, dev
+
+
+def _share(plan: Plan, needed: list[int], session: Session) -> list[int]:
+    """This rank's items: whole image shards (every fold model of a shard) where there are enough."""
+    by_rows: dict[tuple, list[int]] = {}
+    for i in needed:
+        it = plan.items[i]
+        cfg = plan.configs[it.model]
+        by_rows.setdefault((Preprocess.of(cfg), it.rows.tobytes()), []).append(i)
+    groups = list(by_rows.values())
+    costs = [len(plan.items[g[0]].rows) * len(g) for g in groups]
+    return assign(groups, costs, session.world)[session.rank]
+
+
+def _check_images(plan: Plan, items: list[int], skip_bad: bool) -> None:
+    """Fail before any work when image files of these items are missing (unless skipping them)."""
+    rows = [plan.items[i].rows for i in items]
+    todo = np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+    missing = todo[check_files(plan.data, todo)]
     if len(missing) and not skip_bad:
-        raise missing_error(table_data, missing)
-    parts, stats = engine.run_plan(
-        plan, device=dev, amp=amp, batch_size=batch_size, workers=workers, skip_bad=skip_bad,
-        resume_parts=resume, channels_last=channels_last, progress=progress,
-    )
+        raise missing_error(plan.data, missing)
+
+
+def _write(plan: Plan, shares: list[tuple[dict[int, Part], engine.RunStats]], force: bool) -> PredictResult:
+    """Rank 0 (or the single process): assemble every output from the parts and write it."""
+    parts: dict[int, Part] = {}
+    stats = engine.RunStats(set(), {}, {})
+    for p, st in shares:
+        parts.update(p)
+        stats.reused |= st.reused
+        stats.seconds.update(st.seconds)
+        stats.bad.update(st.bad)
+    table_data = plan.data
     result = PredictResult()
     result.summary, result.skipped = [], [
         {"id": str(table_data.ids[r]), "path": str(table_data.paths[r]), "reason": why} for r, why in sorted(stats.bad.items())
@@ -146,7 +206,7 @@ def predict(
         result[f"{cfg.name}/{o.name}"] = table
         result.summary.append({
             "model": cfg.name, "table": o.name, "split": o.kind, "folds": o.folds, "rows": len(table),
-            "views": len(views), "status": status, "seconds": round(seconds, 3), "path": str(o.path),
+            "views": len(plan.views), "status": status, "seconds": round(seconds, 3), "path": str(o.path),
         })
     return result
 

@@ -161,14 +161,24 @@ class ImageDataset(Dataset):
 
 
 def make_loader(
-    data: Labels, rows: np.ndarray, preprocess: Preprocess, *, batch_size: int, workers: int, device: torch.device
+    data: Labels, rows: np.ndarray, preprocess: Preprocess, *, batch_size: int, workers: int, device: torch.device,
+    blocks: Sequence[int] | None = None,
 ) -> DataLoader:
-    """A DataLoader over `rows` in the order given; yields (rows int64 (B,), images uint8 (B, 3, H, W), errors)."""
+    """A DataLoader over `rows` in the order given; yields (rows int64 (B,), images uint8 (B, 3, H, W), errors).
+
+    Args:
+        blocks: lengths of consecutive blocks of `rows` (summing to `len(rows)`) that no batch
+            straddles, so the batches of a block are the same whatever else is loaded with it
+            (what keeps a distributed run's numbers identical to a single process's).
+    """
     dataset = ImageDataset(list(data.paths), rows, preprocess)
+    bounds = np.cumsum([0, *(blocks if blocks is not None else [len(rows)])])
+    if bounds[-1] != len(rows):
+        raise ValueError(f"blocks sum to {bounds[-1]}, not to the {len(rows)} rows")
+    batches = [list(range(s, min(s + batch_size, e))) for b, e in zip(bounds[:-1], bounds[1:]) for s in range(b, e, batch_size)]
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=False,
+        batch_sampler=batches,
         num_workers=workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -121,8 +121,13 @@ def run_plan(
     resume_parts: bool,
     channels_last: bool = True,
     progress: Progress | None = None,
+    items: Collection[int] | None = None,
 ) -> tuple[dict[int, resume.Part], RunStats]:
-    """Reuse or compute the part of every item of the plan.
+    """Reuse or compute the part of every item the plan needs (or of `items` alone).
+
+    Args:
+        items: the items to reuse or compute (a distributed rank's share); default: every item
+            of an output that is not up to date (`Plan.needed`).
 
     Returns:
         item index -> its part, and what was reused/computed.
@@ -132,7 +137,7 @@ def run_plan(
     """
     parts: dict[int, resume.Part] = {}
     stats = RunStats(set(), {}, {})
-    needed = {i for o in plan.outputs if o.state != "up to date" for i in o.items}
+    needed = set(plan.needed() if items is None else items)
     for i in sorted(needed):
         item = plan.items[i]
         if resume_parts and (part := resume.load_part(item.path, item.key, item.rows, allow_bad=skip_bad)) is not None:
@@ -174,6 +179,25 @@ def _cpu_threads(device: torch.device, workers: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _blocks(item_rows: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """The rows to decode, in item order (oof: fold by fold, so items finish early), and its blocks.
+
+    Items of different models on the same shard hold the same rows: each distinct row set is one
+    block, decoded once. Batches never straddle blocks, so a fold model sees the same batches
+    whichever other items run beside it (single process or any rank of a distributed run).
+    """
+    seen: set[int] = set()
+    parts = []
+    for rows in item_rows:
+        fresh = [r for r in rows.tolist() if r not in seen]
+        if fresh:
+            seen.update(fresh)
+            parts.append(np.array(fresh, dtype=np.int64))
+    if not parts:
+        return np.zeros(0, np.int64), []
+    return np.concatenate(parts), [len(p) for p in parts]
+
+
 def _locate(sorted_rows: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of `query` rows in an item's ascending rows, and which of them it holds."""
     j = np.searchsorted(sorted_rows, query)
@@ -195,14 +219,13 @@ def _run_group(
                 runners[it.model, it.fold] = make_runner(
                     plan.configs[it.model], it.fold, device=device, amp=amp, channels_last=channels_last
                 )
-    # rows in item order (oof: fold by fold) so a fold model sees full batches and items finish early
-    order = np.array(list(dict.fromkeys(np.concatenate([plan.items[i].rows for i in items]).tolist())), dtype=np.int64)
+    order, blocks = _blocks([plan.items[i].rows for i in items])
     left = {i: len(plan.items[i].rows) for i in items}
     buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}  # allocated on an item's first batch
     for i in items:
         stats.seconds[i] = 0.0
     norm_of = {i: plan.configs[plan.items[i].model].normalise_key() for i in items}
-    loader = make_loader(plan.data, order, pre, batch_size=batch_size, workers=workers, device=device)
+    loader = make_loader(plan.data, order, pre, batch_size=batch_size, workers=workers, device=device, blocks=blocks)
     t_wait = time.perf_counter()
     for rows_b, images, errors in loader:
         decode_s = time.perf_counter() - t_wait

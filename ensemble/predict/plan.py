@@ -85,6 +85,10 @@ class Plan:
     outputs: list[Output] = field(default_factory=list)
     weights_sha256: dict[tuple[int, int], str] = field(default_factory=dict)
 
+    def needed(self) -> list[int]:
+        """The items of every output that is not up to date, ascending."""
+        return sorted({i for o in self.outputs if o.state != "up to date" for i in o.items})
+
 
 def weights_file(cfg: ModelConfig, fold: int) -> Path:
     return Path(cfg.onnx[fold] if cfg.onnx else cfg.checkpoints[fold])
