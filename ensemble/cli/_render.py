@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -48,7 +49,9 @@ def err() -> Console:
 
 def error_line(message: str) -> None:
     """One red line on stderr, never wrapped."""
-    Console(stderr=True, soft_wrap=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True  # messages quote paths like [/x]
+    )
 
 
 def setup_logging(quiet: bool = False) -> None:

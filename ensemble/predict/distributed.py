@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -92,12 +93,16 @@ class Session:
             store = None
         session = cls(dist.get_rank(), dist.get_world_size(), local_rank, store)
         previous = signal.signal(signal.SIGTERM, session._on_sigterm)
+        failed = True
         try:
             yield session
+            failed = False
         finally:
-            signal.signal(signal.SIGTERM, previous)
             if created:
                 dist.destroy_process_group()
+            # after a failure the launcher's SIGTERM may come while the error is being printed:
+            # ignore it then, so the one line is not cut off (the process is about to exit)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN if failed else previous)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # torchrun stops the other workers when one dies: unwind cleanly (no temporary files left)
@@ -193,7 +198,8 @@ class Session:
         try:
             op()
         except RuntimeError as e:  # DistBackendError: a peer's connection closed (it died)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            text = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip())  # gloo prefixes its source location
+            first = text.splitlines()[0] if text else type(e).__name__
             raise DistributedError(
                 f"rank {self.rank}: another rank stopped while {phase} ({first[:160]}); the launcher's report "
                 "names the rank that died, fix its cause and rerun (finished parts are reused)",

@@ -35,6 +35,12 @@ def test_long_error_is_not_wrapped(tmp_path):
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_error_text_that_looks_like_markup_is_printed_verbatim(tmp_path):
+    odd = tmp_path / "[bold]" / "[/x]" / "missing.csv"
+    r = runner.invoke(app, ["check", str(odd)])
+    assert r.exit_code == 2 and str(odd) in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("ENS_DEBUG", "1")
     r = runner.invoke(app, ["check", str(tmp_path / "missing.csv")])
