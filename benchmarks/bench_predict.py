@@ -6,14 +6,18 @@ where an image counts once it has been through all K folds x V views:
 
   (a) limit: forward only, on pre-decoded, pre-normalised tensors, the views stacked (forwards of
       --batch-size images, as ens predict chunks them);
+  (a') the same limit with the BatchNorms folded into the convolutions, as ens predict runs them
+      (`ensemble.predict.fuse`): what is left of (d)/(a') is decoding and overhead;
   (b) ttach: `ttach.ClassificationTTAWrapper` (one forward per view) on the same pre-decoded tensors;
   (c) naive loop: per fold, a DataLoader re-decodes every image, one forward per view;
   (d) ens predict, torch (decoding included, once for all folds);
   (e) ens predict, ONNX Runtime (the same folds exported by `ens export-onnx`).
 
-and the ratios (d)/(a), (d)/(c), (e)/(d). Usage:
+and the ratios (d)/(a), (d)/(a'), (d)/(c), (e)/(d). `--workers auto` (the default) is what
+`ens predict` picks on this machine; the naive loop gets the same number of DataLoader workers.
+Usage:
 
-    .venv/bin/python benchmarks/bench_predict.py                       # mobilenetv3_small_050, K=5
+    .venv/bin/python benchmarks/bench_predict.py --repeat 2            # mobilenetv3_small_050, K=5
     .venv/bin/python benchmarks/bench_predict.py --arch resnet18 --folds 3
 """
 
@@ -40,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ensemble.predict import predict  # noqa: E402
 from ensemble.predict.config import ModelConfig  # noqa: E402
-from ensemble.predict.data import Preprocess, normalise  # noqa: E402
+from ensemble.predict.data import Preprocess, normalise, resolve_workers  # noqa: E402
+from ensemble.predict.fuse import fold_batchnorm  # noqa: E402
 from ensemble.predict.tta import parse_views  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -101,12 +106,12 @@ def timed(fn) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="mobilenetv3_small_050")
-    ap.add_argument("--n", type=int, default=200, help="images")
+    ap.add_argument("--n", type=int, default=400, help="images")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--tta", default="hflip")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", default="auto", help="decode processes, or auto (what ens predict picks)")
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best time of each method counts")
@@ -116,6 +121,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
+    workers = resolve_workers(args.workers, torch.device("cpu"))
     views = parse_views(args.tta)
     n, k, v = args.n, args.folds, len(views)
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,16 +132,17 @@ def main() -> None:
         pre = Preprocess.of(cfg)
         x = normalise(torch.stack([pre(Image.open(p).convert("RGB")) for p in paths]), MEAN, STD, torch.device("cpu"))
         models = [load(cfg, f) for f in range(k)]
+        folded = [fold_batchnorm(load(cfg, f, channels_last=False))[0].to(memory_format=torch.channels_last) for f in range(k)]
         print(f"{args.arch} at {args.size}, {n} JPEGs 512x384, K={k} folds, views={[w.name for w in views]}, "
-              f"batch {args.batch_size}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
+              f"batch {args.batch_size}, workers {workers}, torch threads {torch.get_num_threads()}, "
               f"{os.cpu_count()} cores")
         with torch.inference_mode():
             models[0](x[:2])  # warm-up
 
-        def limit() -> None:
+        def limit(nets: list[torch.nn.Module]) -> None:
             for b in x.split(args.batch_size):
                 stacked = torch.cat([w(b) for w in views]).contiguous(memory_format=torch.channels_last)
-                for m in models:  # forwards of --batch-size images, as ens predict chunks them
+                for m in nets:  # forwards of --batch-size images, as ens predict chunks them
                     torch.cat([m(c) for c in stacked.split(args.batch_size)]).softmax(-1).view(v, len(b), -1).mean(0)
 
         def with_ttach() -> None:
@@ -148,14 +155,14 @@ def main() -> None:
         def naive() -> None:
             for f in range(k):
                 m = load(cfg, f)
-                for b in DataLoader(Naive(paths, cfg), batch_size=args.batch_size, num_workers=args.workers):
+                for b in DataLoader(Naive(paths, cfg), batch_size=args.batch_size, num_workers=workers):
                     torch.stack([m(w(b)).softmax(-1) for w in views]).mean(0)
 
         def ens(c: ModelConfig) -> None:
             predict(c, csv, split="test", tta=args.tta, out_dir=d / "preds", batch_size=args.batch_size,
                     workers=args.workers, device="cpu", resume=False, force=True)
 
-        runs = {"a": limit, "b": with_ttach, "c": naive, "d": lambda: ens(cfg)}
+        runs = {"a": lambda: limit(models), "a'": lambda: limit(folded), "b": with_ttach, "c": naive, "d": lambda: ens(cfg)}
         if args.tta not in ("hflip", "d4"):
             del runs["b"]
         if not args.no_onnx:
@@ -165,21 +172,23 @@ def main() -> None:
             onnx_cfg = replace(cfg, checkpoints={}, onnx={r["fold"]: d / "onnx" / Path(r["file"]).name for r in rows})
             ens(onnx_cfg)  # first-session set-up cost out of the timing
             runs["e"] = lambda: ens(onnx_cfg)
-        best = dict.fromkeys("abcde", float("nan"))
+        best = dict.fromkeys(["a", "a'", "b", "c", "d", "e"], float("nan"))
         for _ in range(args.repeat):  # interleaved, best of: drift in machine load hits every method alike
             for key, fn in runs.items():
                 with torch.inference_mode():
                     t = timed(fn)
                 best[key] = t if np.isnan(best[key]) else min(best[key], t)
-    t_a, t_b, t_c, t_d, t_e = (best[key] for key in "abcde")
-    rate = {name: n / t for name, t in zip("abcde", (t_a, t_b, t_c, t_d, t_e))}
+    rate = {name: n / t for name, t in best.items()}
     labels = {
-        "a": "limit: forward only, pre-decoded, views stacked", "b": "ttach wrapper, pre-decoded",
+        "a": "limit: forward only, pre-decoded, views stacked", "a'": "the same limit, BatchNorm folded",
+        "b": "ttach wrapper, pre-decoded",
         "c": "naive loop: re-decode per fold, forward per view", "d": "ens predict (torch)", "e": "ens predict (ONNX Runtime)",
     }
     for key, label in labels.items():
-        print(f"({key}) {label:<52} {rate[key]:8.1f} img/s")
-    print(f"(d)/(a) = {rate['d'] / rate['a']:.2f}   (d)/(c) = {rate['d'] / rate['c']:.2f}   (e)/(d) = {rate['e'] / rate['d']:.2f}")
+        print(f"{'(' + key + ')':<4} {label:<52} {rate[key]:8.1f} img/s")
+    r = {key: rate["d"] / rate[key] for key in ("a", "a'", "c")}
+    folded_ratio = r["a'"]
+    print(f"(d)/(a) = {r['a']:.2f}   (d)/(a') = {folded_ratio:.2f}   (d)/(c) = {r['c']:.2f}   (e)/(d) = {rate['e'] / rate['d']:.2f}")
 
 
 if __name__ == "__main__":

@@ -34,10 +34,12 @@ def predict(
     merge: Annotated[str, _opt("--merge", help="How the views' probabilities merge (see --list-tta).", panel=_RUN)] = "mean",
     save_views: Annotated[bool, _opt("--save-views", help="Keep every view's probabilities (<table>.views.npz).", panel=_RUN)] = False,
     batch_size: Annotated[int, _opt("--batch-size", help="Images per batch and per forward.", panel=_RUN)] = 64,
-    workers: Annotated[int, _opt("--workers", help="Decoding processes (0: decode in this process).", panel=_RUN)] = 2,
+    workers: Annotated[str, _opt("--workers", help="Decoding processes (0: decode in the main process); auto: none on a CPU "
+                                 "below 8 cores, up to 8 per GPU.", panel=_RUN)] = "auto",
     device: Annotated[str, _opt("--device", help="auto | cpu | cuda | cuda:N.", panel=_RUN)] = "auto",
     amp: Annotated[str, _opt("--amp", help="Mixed precision on CUDA: auto | bf16 | fp16 | none.", panel=_RUN)] = "auto",
     channels_last: Annotated[bool, _opt("--channels-last/--no-channels-last", help="NHWC memory format for torch models.", panel=_RUN)] = True,
+    fuse_bn: Annotated[bool, _opt("--fuse-bn/--no-fuse-bn", help="Fold BatchNorms into the convolutions before them (torch models).", panel=_RUN)] = True,
     skip_bad: Annotated[bool, _opt("--skip-bad", help="Skip missing/corrupt images (listed at the end) instead of failing.", panel=_RUN)] = False,
     resume: Annotated[bool, _opt("--resume/--no-resume", help="Reuse finished parts whose inputs match.", panel=_RUN)] = True,
     arch: Annotated[Optional[str], _opt("--arch", help="timm architecture.")] = None,
@@ -78,7 +80,7 @@ def predict(
         card, data, split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out, batch_size=batch_size,
         workers=workers, device=device, amp=amp, save_views=save_views, skip_bad=skip_bad, force=force,
         resume=resume, progress=_render.RichProgress(quiet), columns=Columns(id=id_col, path=path_col, fold=fold_col),
-        root=root, channels_last=channels_last,
+        root=root, channels_last=channels_last, fuse_bn=fuse_bn,
     )
     if not is_rank0():  # a distributed run: rank 0 reports for every rank
         return

@@ -201,3 +201,30 @@ def rows_fingerprint(data: Labels, rows: np.ndarray, path_col: str) -> str:
     for i, p in zip(data.ids[rows], raw):
         h.update(f"{i}\t{p}\n".encode())
     return h.hexdigest()
+
+
+def resolve_workers(workers: int | str, device: torch.device) -> int:
+    """Decoding processes for `workers` ("auto" or a count) on `device`.
+
+    "auto": on a GPU, up to 8 per process, leaving a core to the main process; on the CPU, one per
+    8 cores and none below 8 (decoding in the main process): the decode processes and the compute
+    threads share the cores there, and on 2 cores a worker made `ens predict` 15% slower than
+    decoding in-process (bench_predict.py). Cores are shared between the processes a launcher
+    starts on one machine (`LOCAL_WORLD_SIZE`).
+
+    Raises:
+        ConfigError: neither "auto" nor a count >= 0.
+    """
+    if isinstance(workers, str) and workers.strip().lower() != "auto":
+        if not workers.strip().isdigit():
+            raise ConfigError(f"--workers {workers!r}: give a number of decoding processes (0: decode in the main process) or auto")
+        workers = int(workers)
+    if isinstance(workers, int):
+        if workers < 0:
+            raise ConfigError(f"--workers {workers}: give a number of decoding processes >= 0 (0: decode in the main process) or auto")
+        return workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+    if device.type == "cuda":
+        return max(0, min(8, cores - 1))
+    return cores // 8

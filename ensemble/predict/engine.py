@@ -30,11 +30,12 @@ from ensemble.predict.tta import View, merge_views
 log = logging.getLogger(__name__)
 
 
-def make_runner(cfg: ModelConfig, fold: int, *, device: torch.device, amp: str | None, channels_last: bool) -> Runner:
+def make_runner(cfg: ModelConfig, fold: int, *, device: torch.device, amp: str | None, channels_last: bool,
+                fuse_bn: bool = True) -> Runner:
     """The model side's runner factory (torch or ONNX Runtime); a seam for tests and distributed runs."""
     from ensemble.predict.runners import make_runner as factory
 
-    return factory(cfg, fold, device=device, amp=amp, channels_last=channels_last)
+    return factory(cfg, fold, device=device, amp=amp, channels_last=channels_last, fuse_bn=fuse_bn)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -120,6 +121,7 @@ def run_plan(
     skip_bad: bool,
     resume_parts: bool,
     channels_last: bool = True,
+    fuse_bn: bool = True,
     progress: Progress | None = None,
     items: Collection[int] | None = None,
 ) -> tuple[dict[int, resume.Part], RunStats]:
@@ -154,7 +156,8 @@ def run_plan(
         with torch.inference_mode(), _cpu_threads(device, workers):
             for pre, items in groups.items():
                 _run_group(plan, pre, items, parts, stats, device=device, amp=amp, batch_size=batch_size,
-                           workers=workers, skip_bad=skip_bad, channels_last=channels_last, progress=progress)
+                           workers=workers, skip_bad=skip_bad, channels_last=channels_last, fuse_bn=fuse_bn,
+                           progress=progress)
     finally:
         progress.stop()
     return parts, stats
@@ -208,7 +211,7 @@ def _locate(sorted_rows: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.
 def _run_group(
     plan: Plan, pre: Preprocess, items: list[int], parts: dict[int, resume.Part], stats: RunStats, *,
     device: torch.device, amp: str | None, batch_size: int, workers: int, skip_bad: bool, channels_last: bool,
-    progress: Progress,
+    fuse_bn: bool, progress: Progress,
 ) -> None:
     """Compute the items sharing one preprocessing: one decode of their rows for all of them."""
     runners: dict[tuple[int, int], Runner] = {}
@@ -217,7 +220,8 @@ def _run_group(
             it = plan.items[i]
             if (it.model, it.fold) not in runners:
                 runners[it.model, it.fold] = make_runner(
-                    plan.configs[it.model], it.fold, device=device, amp=amp, channels_last=channels_last
+                    plan.configs[it.model], it.fold, device=device, amp=amp, channels_last=channels_last,
+                    fuse_bn=fuse_bn,
                 )
     order, blocks = _blocks([plan.items[i].rows for i in items])
     left = {i: len(plan.items[i].rows) for i in items}

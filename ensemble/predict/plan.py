@@ -129,6 +129,7 @@ def make_plan(
     amp: str,
     force: bool,
     resume: bool = True,
+    fuse_bn: bool = True,
 ) -> Plan:
     """Build and check the work list and the outputs (nothing is read or run yet).
 
@@ -162,7 +163,7 @@ def make_plan(
             for s, start in enumerate(range(0, len(rows), SHARD_ROWS)):
                 shard_rows = rows[start:start + SHARD_ROWS]
                 key = part_key(
-                    cfg, sha, rows_fingerprint(data, shard_rows, path_col), view_names, merge, save_views, amp
+                    cfg, sha, rows_fingerprint(data, shard_rows, path_col), view_names, merge, save_views, amp, fuse_bn
                 )
                 by_fold.setdefault(k, []).append(len(plan.items))
                 plan.items.append(WorkItem(m, k, s, shard_rows, key, part_path(out_dir, cfg.name, split, k, s)))

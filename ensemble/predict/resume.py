@@ -4,7 +4,7 @@ A *part* is the merged probabilities of one work item (model x fold x image shar
 `<out>/<model>/.parts/<split>_fold<k>_<shard>.npz` (atomic write) as soon as the item is done. Its
 *key* hashes everything its numbers depend on: the weights file's SHA-256, the ids and paths of its
 rows (as written in the data CSV), the preprocessing and normalisation, the architecture and
-backend, the TTA views, the merge and whether views are kept. A rerun reuses a part whose key
+backend, the TTA views, the merge, whether views are kept, AMP and BatchNorm folding. A rerun reuses a part whose key
 matches and recomputes one whose key differs, so an interrupted run continues where it stopped.
 Image *contents* are not hashed (that would cost a full read); replacing an image at the same
 path needs `resume=False` (`--no-resume`).
@@ -65,6 +65,7 @@ def part_key(
     merge: str,
     save_views: bool,
     amp: str,
+    fuse_bn: bool = True,
 ) -> str:
     """The inputs hash of one part (see the module docstring for what goes in)."""
     return _hash({
@@ -81,6 +82,7 @@ def part_key(
         "merge": merge,
         "save_views": save_views,
         "amp": amp,
+        "fuse_bn": fuse_bn and cfg.backend == "torch",  # folding changes the last bits
     })
 
 

@@ -83,13 +83,20 @@ class TorchRunner:
         sha256: hash of its checkpoint file.
         amp: autocast dtype on CUDA, or None for float32.
         channels_last: run in NHWC memory format (faster convolutions on CPU and GPU).
+        fuse_bn: fold BatchNorms into the convolutions before them (`fuse.fold_batchnorm`); the
+            model's weights change in place.
     """
 
     def __init__(self, model: torch.nn.Module, *, device: torch.device, sha256: str,
-                 amp: torch.dtype | None = None, channels_last: bool = True) -> None:
+                 amp: torch.dtype | None = None, channels_last: bool = True, fuse_bn: bool = True) -> None:
         self.device, self.sha256, self.amp, self.channels_last = device, sha256, amp, channels_last
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.eval().to(device=device, memory_format=fmt)
+        model = model.eval()
+        if fuse_bn:
+            from ensemble.predict.fuse import fold_batchnorm
+
+            model, self.folded = fold_batchnorm(model)
+        self.model = model.to(device=device, memory_format=fmt)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) float32 normalised images -> (B, C) float32 logits on x's device."""
@@ -230,7 +237,7 @@ class OnnxRunner:
 
 
 def make_runner(cfg: ModelConfig, fold: int, *, device: torch.device, amp: str | None = None,
-                channels_last: bool = True, threads: int | None = None) -> Runner:
+                channels_last: bool = True, threads: int | None = None, fuse_bn: bool = True) -> Runner:
     """The runner of fold `fold` of `cfg`: ONNX Runtime for ONNX models, torch otherwise.
 
     Args:
@@ -240,6 +247,7 @@ def make_runner(cfg: ModelConfig, fold: int, *, device: torch.device, amp: str |
         amp: "auto" (None), "bf16", "fp16" or "none"; torch on CUDA only.
         channels_last: NHWC memory format for the torch model.
         threads: ONNX Runtime intra-op threads on the CPU.
+        fuse_bn: fold BatchNorms into convolutions (torch models; ONNX Runtime does it itself).
 
     Raises:
         ConfigError: no weights for `fold`, AMP asked for on the CPU. ModelLoadError: unloadable weights.
@@ -252,7 +260,7 @@ def make_runner(cfg: ModelConfig, fold: int, *, device: torch.device, amp: str |
 
     dtype = amp_dtype(amp, device)  # checked before the (slow) checkpoint load
     model, sha = load_model(cfg, fold, device=device)
-    return TorchRunner(model, device=device, sha256=sha, amp=dtype, channels_last=channels_last)
+    return TorchRunner(model, device=device, sha256=sha, amp=dtype, channels_last=channels_last, fuse_bn=fuse_bn)
 
 
 __all__ = ["AMP_MODES", "OnnxRunner", "TorchRunner", "amp_dtype", "make_runner", "onnx_providers", "resolve_device"]

@@ -30,7 +30,7 @@ def proj(tmp_path):
 
 
 def ens(*args: str):
-    return runner.invoke(app, ["predict", *args, "--workers", "0", "--quiet"])
+    return runner.invoke(app, ["predict", "--workers", "0", "--quiet", *args])  # args may override --workers
 
 
 def one_error_line(r, expected_start: str) -> str:
@@ -98,7 +98,8 @@ def test_list_tta_shows_the_registries():
     (["--split", "val"], "unknown split 'val'; choose one of: oof, test"),
     (["--tta", "center_crop_2"], "TTA view center_crop_2: the crop fraction must be in (0, 1]; e.g. center_crop_0.875"),
     (["--img-size", "32,48", "--tta", "d4"], "model 'tiny': TTA views rot90, rot270, hflip_rot90, hflip_rot270 rotate by 90 degrees"),
-    (["--batch-size", "0"], "batch_size must be >= 1 and workers >= 0 (got 0 and 0)"),
+    (["--batch-size", "0"], "--batch-size 0: give 1 or more images per batch"),
+    (["--workers", "many"], "--workers 'many': give a number of decoding processes (0: decode in the main process) or auto"),
     (["--amp", "fp16", "--device", "cpu"], "--amp fp16 runs on CUDA only (device is cpu); use --amp none or auto on the CPU"),
     (["--resize-mode", "pad"], "--resize-mode: "),
 ])

@@ -11,6 +11,7 @@ from ensemble.errors import ConfigError, LabelError
 from ensemble.labels import Columns
 from ensemble.predict.data import (
     ImageDataset, Preprocess, check_files, decode_error, make_loader, missing_error, normalise, read_data,
+    resolve_workers,
 )
 from tests.predict._data_helpers import write_data, write_images
 
@@ -123,3 +124,29 @@ def test_loader_with_workers_keeps_the_order_given(tmp_path):
     assert seen == order.tolist()
     expected = pre(Image.open(d.paths[6]).convert("RGB"))
     torch.testing.assert_close(torch.cat(images)[2], expected, rtol=0, atol=0)
+
+
+def test_batches_never_straddle_blocks(tmp_path):
+    d = read_data(write_data(tmp_path, 9))
+    order = np.arange(9)[::-1].copy()
+    loader = make_loader(d, order, Preprocess((16, 16)), batch_size=3, workers=0, device=torch.device("cpu"), blocks=[4, 5])
+    assert [rows.tolist() for rows, _, _ in loader] == [[8, 7, 6], [5], [4, 3, 2], [1, 0]]
+    with pytest.raises(ValueError, match="blocks sum to 8, not to the 9 rows"):
+        make_loader(d, order, Preprocess((16, 16)), batch_size=3, workers=0, device=torch.device("cpu"), blocks=[4, 4])
+
+
+def test_resolve_workers(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert (resolve_workers("auto", cpu), resolve_workers("auto", gpu)) == (2, 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 ranks on this machine share its 16 cores
+    assert (resolve_workers("auto", cpu), resolve_workers("AUTO", gpu)) == (0, 3)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert (resolve_workers("auto", cpu), resolve_workers("auto", gpu)) == (0, 1)
+    assert resolve_workers("3", cpu) == 3 and resolve_workers(0, gpu) == 0
+    with pytest.raises(ConfigError, match=r"--workers 'x': give a number of decoding processes \(0: decode in the main process\) or auto"):
+        resolve_workers("x", cpu)
+    with pytest.raises(ConfigError, match=r"--workers -1: give a number of decoding processes >= 0"):
+        resolve_workers(-1, cpu)

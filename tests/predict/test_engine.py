@@ -148,7 +148,7 @@ def test_option_errors(setup, tmp_path):
         predict([cfg, cfg], csv, split="test", out_dir=tmp_path)
     with pytest.raises(ConfigError, match="unknown split 'val'; choose one of: oof, test"):
         predict(cfg, csv, split="val", out_dir=tmp_path)
-    with pytest.raises(ConfigError, match=r"batch_size must be >= 1 and workers >= 0 \(got 0 and 2\)"):
+    with pytest.raises(ConfigError, match=r"--batch-size 0: give 1 or more images per batch"):
         predict(cfg, csv, split="test", out_dir=tmp_path, batch_size=0)
     with pytest.raises(ConfigError, match="overrides apply to model cards, not to resolved ModelConfigs"):
         predict(cfg, csv, split="test", out_dir=tmp_path, overrides={"img_size": 64})
