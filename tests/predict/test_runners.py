@@ -84,6 +84,8 @@ def test_onnx_runner_reads_names_and_shapes_from_the_model(tmp_path, capfd):
     x = torch.rand(2, 3, 9, 7)
     np.testing.assert_allclose(r.logits(x).numpy(), x.mean((2, 3)).numpy() @ w, rtol=1e-5, atol=1e-6)
     assert capfd.readouterr().err == ""  # no provider or optimizer noise on stderr
+    # on the CPU its threads sleep between runs instead of spinning against decoding and torch
+    assert r.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_fixed_batch_models_run_in_padded_chunks(tmp_path):
