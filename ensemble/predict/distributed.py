@@ -92,7 +92,10 @@ class Session:
         except (AttributeError, ValueError):  # private helper gone: no early stop or global progress
             store = None
         session = cls(dist.get_rank(), dist.get_world_size(), local_rank, store)
-        previous = signal.signal(signal.SIGTERM, session._on_sigterm)
+        try:
+            previous = signal.signal(signal.SIGTERM, session._on_sigterm)
+        except ValueError:  # not the main thread: the launcher's SIGTERM ends the process as usual
+            previous = None
         failed = True
         try:
             yield session
@@ -102,7 +105,8 @@ class Session:
                 dist.destroy_process_group()
             # after a failure the launcher's SIGTERM may come while the error is being printed:
             # ignore it then, so the one line is not cut off (the process is about to exit)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN if failed else previous)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN if failed else previous)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # torchrun stops the other workers when one dies: unwind cleanly (no temporary files left)

@@ -137,6 +137,8 @@ def run_plan(
     Raises:
         DataError: an image cannot be read (without `skip_bad`); parts finished so far are kept.
     """
+    if device.type == "cuda":  # pinned-memory thread and default stream on this rank's GPU, not cuda:0
+        torch.cuda.set_device(device)
     parts: dict[int, resume.Part] = {}
     stats = RunStats(set(), {}, {})
     needed = set(plan.needed() if items is None else items)
