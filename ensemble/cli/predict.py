@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -66,6 +67,7 @@ def predict(
     """Predict OOF or test probabilities with TTA; each image decoded once for every model and fold."""
     from ensemble.labels import Columns
     from ensemble.predict import predict as run
+    from ensemble.errors import DistributedError
     from ensemble.predict.distributed import is_rank0
 
     if quiet:
@@ -76,12 +78,18 @@ def predict(
         "mean": mean, "std": std, "crop_pct": crop_pct, "interpolation": interpolation, "resize_mode": resize_mode,
         "name": name, "family": family, "ema": ema, "trust_checkpoint": trust_checkpoint,
     }
-    result = run(
-        card, data, split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out, batch_size=batch_size,
-        workers=workers, device=device, amp=amp, save_views=save_views, skip_bad=skip_bad, force=force,
-        resume=resume, progress=_render.RichProgress(quiet), columns=Columns(id=id_col, path=path_col, fold=fold_col),
-        root=root, channels_last=channels_last, fuse_bn=fuse_bn,
-    )
+    try:
+        result = run(
+            card, data, split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out, batch_size=batch_size,
+            workers=workers, device=device, amp=amp, save_views=save_views, skip_bad=skip_bad, force=force,
+            resume=resume, progress=_render.RichProgress(quiet), columns=Columns(id=id_col, path=path_col, fold=fold_col),
+            root=root, channels_last=channels_last, fuse_bn=fuse_bn,
+        )
+    except DistributedError:
+        # the launcher's SIGTERM to the other ranks may come while this error is printed: the
+        # process is about to exit, let nothing cut the one line off
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise
     if not is_rank0():  # a distributed run: rank 0 reports for every rank
         return
     console = _render.out()

@@ -114,6 +114,7 @@ def predict(
     Raises:
         EnsembleError: bad data CSV, card or options, missing weights, an unreadable image
             (without `skip_bad`), an existing output made from other inputs (without `force`).
+        DistributedError: under a launcher, some rank failed (naming it) or died.
     """
     with Session.open(device) as session:
         plan, dev, workers = session.agree("planning", lambda: _plan(

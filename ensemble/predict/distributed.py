@@ -7,7 +7,8 @@ shares that keep each image shard's fold models together (one decode per shard a
 rank reuses or computes its share on its own device (`cuda:LOCAL_RANK`, else the CPU) and stores
 its parts as usual (so a rerun with the same world size resumes per rank), and rank 0 gathers the
 parts and writes the tables. Batches never straddle shards (`engine._blocks`), so the tables are
-byte for byte those of a single-process run.
+byte for byte those of a single-process run with the same thread count per process (CPU kernels
+may round the last bit differently with another count; torchrun sets OMP_NUM_THREADS=1).
 
 Failures: each phase ends with `Session.agree`, where every rank reports success or its error;
 one failed rank makes every rank raise `DistributedError` naming it (shown once, by rank 0), before
@@ -83,9 +84,11 @@ class Session:
         import torch
         import torch.distributed as dist
 
+        cuda = device.strip().lower() in ("auto", "cuda") and torch.cuda.is_available()
+        if cuda and local_rank < torch.cuda.device_count():
+            torch.cuda.set_device(local_rank)  # a caller's NCCL-only group exchanges objects on it
         created = not dist.is_initialized()
         if created:
-            cuda = device.strip().lower() in ("auto", "cuda") and torch.cuda.is_available()
             dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=TIMEOUT)
         try:
             store = dist.PrefixStore(f"ens/predict/{next(_calls)}", dist.distributed_c10d._get_default_store())
@@ -96,17 +99,13 @@ class Session:
             previous = signal.signal(signal.SIGTERM, session._on_sigterm)
         except ValueError:  # not the main thread: the launcher's SIGTERM ends the process as usual
             previous = None
-        failed = True
         try:
             yield session
-            failed = False
         finally:
             if created:
                 dist.destroy_process_group()
-            # after a failure the launcher's SIGTERM may come while the error is being printed:
-            # ignore it then, so the one line is not cut off (the process is about to exit)
             if previous is not None:
-                signal.signal(signal.SIGTERM, signal.SIG_IGN if failed else previous)
+                signal.signal(signal.SIGTERM, previous)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # torchrun stops the other workers when one dies: unwind cleanly (no temporary files left)
@@ -131,6 +130,11 @@ class Session:
 
         if s == "auto" and not torch.cuda.is_available():
             return "cpu"
+        if torch.cuda.is_available() and self.local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"rank {self.rank} has local rank {self.local_rank} but this machine shows {torch.cuda.device_count()} GPU(s); "
+                f"start at most {torch.cuda.device_count()} processes per machine (--nproc_per_node) or pass --device cpu"
+            )
         return f"cuda:{self.local_rank}"
 
     def agree(self, phase: str, fn: Callable[[], T]) -> T:

@@ -7,9 +7,11 @@ the separate BatchNorm passes cost 25-45% of a MobileNet/EfficientNet forward on
 (`benchmarks/bench_predict.py`). The folded model computes the same function up to float rounding
 (max |probability difference| ~1e-7 on the tiny test models).
 
-The graph comes from `torch.fx`; only a plain convolution whose single use is a BatchNorm (each
-module called once) is folded, so weight standardisation, shared modules or a BatchNorm after
-anything else are left as they are. A model fx cannot trace runs unfused.
+The graph comes from `torch.fx`; only a plain convolution whose single use is a BatchNorm is
+folded, and only when both modules are called once, carry no hooks or parametrizations (weight or
+spectral norm), share no parameter with another module and have no parameter read by the forward
+directly. Weight standardisation, shared modules or a BatchNorm after anything else are left as
+they are; a model fx cannot trace runs unfused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 
 import torch
 from torch import fx, nn
+from torch.nn.utils import parametrize
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,19 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
+    read = [str(n.target) for n in graph.nodes if n.op == "get_attr"]  # parameters the forward reads itself
+    owners: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        owners[id(p)] = owners.get(id(p), 0) + 1
+
+    def plain(name: str) -> bool:
+        """Only the module's own forward uses its weights, unchanged, and nothing else holds them."""
+        m = modules[name]
+        return (calls[name] == 1 and not m._forward_hooks and not m._forward_pre_hooks  # weight/spectral norm
+                and not parametrize.is_parametrized(m)
+                and not any(r == name or r.startswith(name + ".") for r in read)
+                and all(owners.get(id(p), 0) <= 1 for p in m.parameters(recurse=False)))
+
     pairs = []
     for node in graph.nodes:
         bn = modules.get(node.target) if node.op == "call_module" else None
@@ -79,7 +95,7 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
         prev = node.args[0] if node.args else None
         if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
             continue
-        if type(modules[prev.target]) in convs and calls[prev.target] == 1 and calls[node.target] == 1:
+        if type(modules[prev.target]) in convs and plain(prev.target) and plain(node.target):
             pairs.append((prev.target, node.target))
     if not pairs:
         return model, 0

@@ -175,7 +175,7 @@ def make_plan(
     if clash and not force:
         raise OutputExistsError(
             f"{clash[0].path} exists and "
-            + ("was made from other inputs (checkpoint, data, preprocessing or TTA differ)" if resume else "would be recomputed (no resume)")
+            + ("was made from other inputs (checkpoint, data, preprocessing, TTA, AMP or BatchNorm folding differ)" if resume else "would be recomputed (no resume)")
             + (f" (and {len(clash) - 1} more tables)" if len(clash) > 1 else "")
             + "; pass --force (force=True) to overwrite or choose another --out"
         )

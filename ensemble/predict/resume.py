@@ -68,7 +68,9 @@ def part_key(
     fuse_bn: bool = True,
 ) -> str:
     """The inputs hash of one part (see the module docstring for what goes in)."""
+    extra = {"fuse_bn": True} if fuse_bn and cfg.backend == "torch" else {}  # folding changes the last bits
     return _hash({
+        **extra,  # absent when off, so parts made before folding existed stay valid
         "format": PART_FORMAT,
         "weights": weights_sha256,
         "rows": rows_fingerprint,
@@ -82,7 +84,6 @@ def part_key(
         "merge": merge,
         "save_views": save_views,
         "amp": amp,
-        "fuse_bn": fuse_bn and cfg.backend == "torch",  # folding changes the last bits
     })
 
 

@@ -136,8 +136,8 @@ def test_existing_output_from_other_inputs_needs_force(proj):
     assert ens(*args).exit_code == 0
     before = (d / "p" / "tiny" / "oof.csv").read_bytes()
     one_error_line(ens(*args, "--tta", "hflip"),
-                   f"{d}/p/tiny/oof.csv exists and was made from other inputs (checkpoint, data, preprocessing or TTA "
-                   "differ); pass --force (force=True) to overwrite or choose another --out")
+                   f"{d}/p/tiny/oof.csv exists and was made from other inputs (checkpoint, data, preprocessing, TTA, AMP or "
+                   "BatchNorm folding differ); pass --force (force=True) to overwrite or choose another --out")
     assert (d / "p" / "tiny" / "oof.csv").read_bytes() == before
     r = ens(*args, "--tta", "hflip", "--force")
     assert r.exit_code == 0 and "computed" in r.stdout

@@ -170,3 +170,13 @@ def test_sigterm_becomes_a_silent_error_off_rank_0():
         with pytest.raises(DistributedError, match=rf"rank {rank} was stopped by the launcher \(SIGTERM\)") as e:
             Session(rank=rank, world=2)._on_sigterm(15, None)
         assert e.value.silent is silent
+
+
+def test_each_rank_takes_its_local_gpu_and_too_many_ranks_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert Session(rank=3, world=4, local_rank=1).device("auto") == "cuda:1"
+    assert Session(rank=2, world=4, local_rank=0).device("cuda") == "cuda:0"
+    with pytest.raises(ConfigError, match=r"rank 2 has local rank 2 but this machine shows 2 GPU\(s\); start at most 2 "
+                                          r"processes per machine \(--nproc_per_node\) or pass --device cpu"):
+        Session(rank=2, world=3, local_rank=2).device("auto")

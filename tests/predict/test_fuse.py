@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -34,7 +35,7 @@ def test_folded_timm_models_compute_the_eager_function(arch):
     with torch.inference_mode():
         expected = model(x)
     folded, n = fold_batchnorm(copy.deepcopy(model))
-    assert n > 0 and not any(type(m) is nn.BatchNorm2d for m in folded.modules())
+    assert n > 0 and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
     with torch.inference_mode():
         got = folded(x)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
@@ -75,6 +76,49 @@ def test_only_a_plain_conv_used_once_is_folded():
     assert kept == {"bn_after_relu", "bn_shared", "bn_std"}
     with torch.no_grad():
         torch.testing.assert_close(folded(x), expected, atol=1e-5, rtol=1e-5)
+
+
+class ConvBN(nn.Module):
+    """conv -> BatchNorm, with one twist each: an output reused, weight norm, a weight shared with
+    another conv, the weight read by the forward, the BatchNorm's weight read by the forward."""
+
+    def __init__(self, twist: str) -> None:
+        super().__init__()
+        self.twist = twist
+        self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.other, self.other_bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        if twist == "weight_norm":  # the hook version: recomputes conv.weight before each call
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                self.conv = torch.nn.utils.weight_norm(self.conv)
+        if twist == "parametrized":
+            self.conv = torch.nn.utils.parametrizations.weight_norm(self.conv)
+        if twist == "shared_weight":
+            self.other.weight = self.conv.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        out = self.bn(y) + self.other_bn(self.other(x))
+        if self.twist == "output_reused":
+            out = out + y
+        if self.twist == "weight_read":
+            out = out + nn.functional.conv2d(x, self.conv.weight, padding=1)
+        if self.twist == "bn_read":
+            out = out * self.bn.weight.view(1, -1, 1, 1)
+        return out
+
+
+@pytest.mark.parametrize("twist", ["output_reused", "weight_norm", "parametrized", "shared_weight", "weight_read", "bn_read"])
+def test_convs_and_batchnorms_used_beyond_their_pair_are_not_folded(twist):
+    model = randomise_bn(ConvBN(twist))
+    x = normalised_batch(3)
+    with torch.no_grad():
+        expected = model(x)
+    folded, n = fold_batchnorm(copy.deepcopy(model))
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), expected, atol=1e-5, rtol=1e-5)
+    # the untouched pair (other -> other_bn) still folds unless it shares the twisted weight
+    assert n == (0 if twist == "shared_weight" else 1)
 
 
 class Untraceable(nn.Module):

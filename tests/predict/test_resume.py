@@ -63,8 +63,8 @@ def test_changed_checkpoint_recomputes_only_that_fold(case, counted):
     with pytest.raises(OutputExistsError) as e:
         run(cfg, csv, d / "preds", split="oof")
     assert str(e.value) == (
-        f"{d / 'preds' / 'm' / 'oof.csv'} exists and was made from other inputs (checkpoint, data, preprocessing "
-        "or TTA differ); pass --force (force=True) to overwrite or choose another --out"
+        f"{d / 'preds' / 'm' / 'oof.csv'} exists and was made from other inputs (checkpoint, data, preprocessing, "
+        "TTA, AMP or BatchNorm folding differ); pass --force (force=True) to overwrite or choose another --out"
     )
     assert counted == []
     second = run(cfg, csv, d / "preds", split="oof", force=True)
