@@ -89,8 +89,8 @@ def stack_views(x: torch.Tensor, views: Sequence[View], *, channels_last: bool =
     groups = []
     for members in by_shape.values():
         stacked = torch.cat([t for _, t in members]) if len(members) > 1 else members[0][1]  # (v*B, 3, h, w)
-        if channels_last:
-            stacked = stacked.contiguous(memory_format=torch.channels_last)
+        # a no-op when x came NHWC and the views kept it so (flips do); ONNX Runtime reads NCHW
+        stacked = stacked.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         groups.append(([i for i, _ in members], stacked))
     return Stacked(groups, x.shape[0], len(views))
 
@@ -231,6 +231,8 @@ def _run_group(
     for i in items:
         stats.seconds[i] = 0.0
     norm_of = {i: plan.configs[plan.items[i].model].normalise_key() for i in items}
+    # normalisations read by a channels_last torch model are laid out NHWC from the uint8 batch on
+    nhwc_norms = {norm_of[i] for i in items if channels_last and plan.configs[plan.items[i].model].backend == "torch"}
     loader = make_loader(plan.data, order, pre, batch_size=batch_size, workers=workers, device=device, blocks=blocks)
     t_wait = time.perf_counter()
     for rows_b, images, errors in loader:
@@ -242,7 +244,8 @@ def _run_group(
                 raise decode_error(plan.data, int(rows_b[j]), errors[j])
             stats.bad[int(rows_b[j])] = errors[j]
         keep = np.array([not e for e in errors])
-        xs = {key: normalise(images[torch.from_numpy(keep)] if bad else images, key[0], key[1], device)
+        xs = {key: normalise(images[torch.from_numpy(keep)] if bad else images, key[0], key[1], device,
+                             channels_last=key in nhwc_norms)
               for key in set(norm_of.values())}
         good = rows_b[keep]
         stacks: dict[tuple, Stacked] = {}  # views of this batch, shared by the fold models that read them

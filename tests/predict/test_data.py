@@ -36,6 +36,15 @@ def test_crop_mode_matches_timm_eval_transform(tmp_path, img_size, crop_pct, int
         torch.testing.assert_close(got, expected_tf(img), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_normalise_matches_torchvision_in_either_layout(channels_last):
+    u = torch.randint(0, 256, (2, 3, 7, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    got = normalise(u, MEAN, STD, torch.device("cpu"), channels_last=channels_last)
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    expected = T.Normalize(MEAN, STD)(u.float() / 255)
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
 def test_square_crop_against_explicit_resize_and_crop(tmp_path):
     write_images(tmp_path, 1, size=(50, 37))
     img = Image.open(tmp_path / "img" / "0000.png").convert("RGB")

@@ -214,3 +214,8 @@ def test_onnx_models_run_through_the_same_engine(setup, tmp_path):
     onnx_t = predict(onnx_cfg, csv, split="test", tta="hflip", out_dir=tmp_path / "o", workers=0)
     np.testing.assert_allclose(onnx_t["two/test"].probs, torch_t["two/test"].probs, atol=1e-4)
     assert onnx_t["two/test"].meta["backend"] == "onnx"
+
+    # in one run the two share each decoded, normalised batch: NHWC for torch, NCHW for ONNX Runtime
+    both = predict([two, replace(onnx_cfg, name="two_onnx")], csv, split="test", tta="hflip", out_dir=tmp_path / "b", workers=0)
+    np.testing.assert_array_equal(both["two/test"].probs, torch_t["two/test"].probs)
+    np.testing.assert_array_equal(both["two_onnx/test"].probs, onnx_t["two/test"].probs)
