@@ -231,8 +231,9 @@ def _run_group(
     for i in items:
         stats.seconds[i] = 0.0
     norm_of = {i: plan.configs[plan.items[i].model].normalise_key() for i in items}
-    # normalisations read by a channels_last torch model are laid out NHWC from the uint8 batch on
-    nhwc_norms = {norm_of[i] for i in items if channels_last and plan.configs[plan.items[i].model].backend == "torch"}
+    # items whose model reads NHWC (channels_last torch); their normalisations are laid out so from the uint8 batch on
+    nhwc_of = {i: channels_last and plan.configs[plan.items[i].model].backend == "torch" for i in items}
+    nhwc_norms = {norm_of[i] for i in items if nhwc_of[i]}
     loader = make_loader(plan.data, order, pre, batch_size=batch_size, workers=workers, device=device, blocks=blocks)
     t_wait = time.perf_counter()
     for rows_b, images, errors in loader:
@@ -265,7 +266,7 @@ def _run_group(
             probs_buf, ok_buf, views_buf = buffers[i]
             at, sel = _locate(it.rows, good)
             if sel.any():
-                nhwc = channels_last and plan.configs[it.model].backend == "torch"
+                nhwc = nhwc_of[i]
                 skey = (norm_of[i], None if sel.all() else sel.tobytes(), nhwc)
                 if skey not in stacks:
                     x = xs[norm_of[i]] if sel.all() else xs[norm_of[i]][torch.from_numpy(sel).to(device)]
