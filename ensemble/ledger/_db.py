@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,8 +115,18 @@ def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def _state(con: sqlite3.Connection) -> tuple[set[str], int]:
-    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    (app_id,) = con.execute("PRAGMA application_id").fetchone()
+    """The file's tables and application id, read in one transaction: as two autocommit reads they
+    could straddle another process's creation of the ledger (no tables, yet our id: "not an ens
+    ledger")."""
+    own = not con.in_transaction
+    if own:
+        con.execute("BEGIN")
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        (app_id,) = con.execute("PRAGMA application_id").fetchone()
+    finally:
+        if own and con.in_transaction:
+            con.execute("COMMIT")
     return tables, int(app_id)
 
 
@@ -149,7 +160,7 @@ def _check_or_init(con: sqlite3.Connection, p: Path, *, create: bool) -> None:
 
 def _init(con: sqlite3.Connection) -> None:
     # WAL lets readers run while a writer commits; the mode is stored in the file, set once.
-    con.execute("PRAGMA journal_mode = WAL")
+    _set_wal(con)
     with write_transaction(con):
         tables, _ = _state(con)  # another process may have created it while we waited for the lock
         if tables:
@@ -161,3 +172,22 @@ def _init(con: sqlite3.Connection) -> None:
             "INSERT INTO meta (key, value) VALUES (?, ?)",
             [("app", APP_NAME), ("schema_version", str(SCHEMA_VERSION))],
         )
+
+
+def _set_wal(con: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting out another process doing the same.
+
+    Two processes creating the ledger at once both run this pragma; each must upgrade its read lock
+    to an exclusive one, and SQLite answers "database is locked" at once rather than call the busy
+    handler (a deadlock otherwise). The failed statement has released its lock, so retrying until
+    the busy timeout lets the other finish first (one in three concurrent creations failed here).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
