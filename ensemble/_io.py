@@ -58,7 +58,7 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], *, force: bool = False) -
 def write_json(path: str | os.PathLike, obj: Any, *, force: bool = False) -> None:
     """Atomically write `obj` as indented JSON."""
     with atomic_outputs([path], force=force) as (tmp,):
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(obj, indent=2, default=json_default) + "\n", encoding="utf-8")
 
 
 def read_json_object(path: str | os.PathLike, error: type[Exception], *, what: str, fix: str) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def read_string_csv(path: str | os.PathLike, error: type[Exception], *, missing:
         raise error(f"{p}: not a readable CSV ({str(e).strip().splitlines()[0]})") from None
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     # numpy scalars and arrays, Paths: the usual things that end up in recipes and reports
     if hasattr(obj, "tolist"):
         return obj.tolist()

@@ -96,7 +96,7 @@ def read_labels(
 
     y = None
     if columns.label in frame.columns:
-        y, classes = _encode_labels(frame[columns.label].to_numpy(dtype=object), classes, p, columns.label)
+        y, classes = encode_labels(frame[columns.label].to_numpy(dtype=object), classes, p, columns.label)
     elif classes is not None:
         classes = [str(c) for c in classes]
 
@@ -115,7 +115,7 @@ def read_labels(
     return Labels(ids, classes, y, folds, paths, frame, p)
 
 
-def _encode_labels(
+def encode_labels(
     raw: np.ndarray, classes: Sequence[str] | None, p: Path, col: str
 ) -> tuple[np.ndarray, list[str]]:
     """Map labels (names or indices) to int64 indices; returns them and the classes."""

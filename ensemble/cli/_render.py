@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ensemble._io import _json_default, atomic_outputs
+from ensemble._io import json_default, atomic_outputs
 from ensemble.errors import ConfigError
 
 # Options that several commands share, defined once.
@@ -26,6 +26,14 @@ JsonOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, warnings only.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (results are reproducible run to run).")]
+# The labels / data CSV's columns: `--id-col` and friends always name a column of that file, in every command.
+IdColOpt = Annotated[str, typer.Option("--id-col", help="Id column of the labels / data CSV.")]
+LabelColOpt = Annotated[str, typer.Option("--label-col", help="Label column of the labels CSV (class name or index).")]
+FoldColOpt = Annotated[str, typer.Option("--fold-col", help="Fold column of the labels / data CSV.")]
+PathColOpt = Annotated[str, typer.Option("--path-col", help="Image path column of the data CSV.")]
+# The submission CSV's columns (a file of its own, so flags of their own).
+SubmissionIdColOpt = Annotated[str, typer.Option("--submission-id-col", help="Id column of the submission CSV.")]
+TargetColOpt = Annotated[str, typer.Option("--target-col", help="Target column of the submission CSV.")]
 
 
 def parse_floats(text: str | None, flag: str, hint: str) -> list[float] | None:
@@ -83,11 +91,20 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def emit_json(obj: Any, dest: Path | None, *, force: bool = True) -> None:
-    """Write `obj` as JSON to `dest` ('-' = stdout); nothing when `dest` is None."""
+def json_to_stdout(dest: Path | None) -> bool:
+    """Whether `--json -` asked for JSON on stdout (then stdout holds the JSON only: no tables)."""
+    return dest is not None and str(dest) == "-"
+
+
+def emit_json(obj: Any, dest: Path | None, *, force: bool = False) -> None:
+    """Write `obj` as JSON to `dest` ('-' = stdout); nothing when `dest` is None.
+
+    An existing file is refused unless `force` (the one output rule); commands check `dest` with
+    `ensemble._io.check_writable` before their work, so the refusal comes before anything is spent.
+    """
     if dest is None:
         return
-    text = json.dumps(obj, indent=2, default=_json_default)
+    text = json.dumps(obj, indent=2, default=json_default)
     if str(dest) == "-":
         sys.stdout.write(text + "\n")
         return

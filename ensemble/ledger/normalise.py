@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.errors import EnsembleError
-from ensemble.labels import _encode_labels
+from ensemble.labels import encode_labels
 
 AS_NAMES = "class names"
 AS_WRITTEN = "as written"
@@ -118,7 +118,7 @@ def normalise(frame: pd.DataFrame, classes: Sequence[str] | None, source: str | 
 
 def _through_classes(p: Predictions, classes: list[str], source: str | Path) -> Predictions:
     """Map the vocabulary (not every row) through the classes; equal names merge into one code."""
-    as_index, classes = _encode_labels(np.asarray(p.vocab, dtype=object), classes, Path(source), "target")
+    as_index, classes = encode_labels(np.asarray(p.vocab, dtype=object), classes, Path(source), "target")
     used, remap = np.unique(as_index, return_inverse=True)
     vocab = [classes[i] for i in used]
     return Predictions(p.ids, vocab, remap[p.codes].astype(np.int64), AS_NAMES, classes)

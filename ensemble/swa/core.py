@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ensemble import __version__
-from ensemble._io import _json_default, atomic_outputs, check_writable, sha256_file
+from ensemble._io import json_default, atomic_outputs, check_writable, sha256_file
 from ensemble._progress import Progress
 from ensemble.errors import ConfigError
 from ensemble.labels import Columns
@@ -253,7 +253,7 @@ def swa(
     with atomic_outputs([sidecar, out_path], force=force) as (tmp_json, tmp_ckpt):
         save_state_dict(avg, tmp_ckpt, out_path.suffix)
         meta["sha256"] = sha256_file(tmp_ckpt)
-        tmp_json.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        tmp_json.write_text(json.dumps(meta, indent=2, default=json_default) + "\n", encoding="utf-8")
     return SwaResult(out_path, sidecar, meta["sha256"], sources, meta)
 
 
