@@ -1,8 +1,7 @@
-"""`predict`: the library function behind `ens predict` (plan, run, assemble the tables)."""
+"""`predict`: the library function behind `ens predict` (plan, run, then `assemble` writes the tables)."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,41 +9,22 @@ from typing import Any
 
 import numpy as np
 
-from ensemble._io import sha256_file
+from ensemble._io import check_writable
 from ensemble._progress import Progress
-from ensemble.errors import ConfigError, preview
+from ensemble.errors import ConfigError, LabelError
 from ensemble.labels import Columns
 from ensemble.predict import engine
+from ensemble.predict.assemble import PredictResult, write_outputs
 from ensemble.predict.config import ModelConfig
 from ensemble.predict.data import Preprocess, check_files, missing_error, read_data, resolve_workers
 from ensemble.predict.distributed import Session, assign
-from ensemble.predict.plan import Output, Plan, make_plan
-from ensemble.predict.resume import Part
+from ensemble.predict.options import PredictOptions
+from ensemble.predict.plan import Plan, make_plan
 from ensemble.predict.tta import MERGES, check_views, parse_views
-from ensemble.tables import PredTable, make_table, read_table, write_table
 
-log = logging.getLogger(__name__)
+__all__ = ["CardLike", "PredictOptions", "PredictResult", "predict", "resolve_configs", "run"]
 
 CardLike = str | os.PathLike | ModelConfig
-
-
-class PredictResult(dict[str, PredTable]):
-    """The tables written, keyed "<model>/oof", "<model>/test", "<model>/test_fold<k>".
-
-    Attributes:
-        summary: one dict per table: model, table, split, folds, rows, views, status
-            ("computed", "reused" (from stored parts), "up to date" (existing table kept) or a mix),
-            seconds, path.
-        skipped: images skipped with `skip_bad`: dicts with id, path, reason.
-    """
-
-    summary: list[dict[str, Any]]
-    skipped: list[dict[str, str]]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.summary, self.skipped = [], []
-
 
 def predict(
     cards: CardLike | Sequence[CardLike] | None,
@@ -73,9 +53,10 @@ def predict(
 
     `split="oof"`: fold k's weights predict the rows of fold k -> `<out_dir>/<model>/oof.csv`.
     `split="test"`: every fold's weights predict every row -> `test_fold<k>.csv` and their mean
-    `test.csv`. Each image is decoded once per preprocessing for all models and folds. Finished
-    parts are stored under `<out_dir>/<model>/.parts/` and reused by a rerun with the same inputs;
-    an existing table made from the same inputs is kept ("up to date"), one made from other inputs
+    `test.csv` (per-fold tables of folds no longer in the mean are removed when it is written).
+    Each image is decoded once per preprocessing for all models and folds. Finished parts are
+    stored under `<out_dir>/<model>/.parts/` and reused by a rerun with the same inputs; an
+    existing table made from the same inputs is kept ("up to date"), one made from other inputs
     needs `force` (see `ensemble.predict.resume`). Under torchrun (`WORLD_SIZE` > 1) the ranks
     split the work and rank 0 writes and returns the tables; the other ranks return an empty
     result (see `ensemble.predict.distributed`).
@@ -116,47 +97,60 @@ def predict(
             (without `skip_bad`), an existing output made from other inputs (without `force`).
         DistributedError: under a launcher, some rank failed (naming it) or died.
     """
-    with Session.open(device) as session:
-        plan, dev, workers = session.agree("planning", lambda: _plan(
-            cards, data, session, split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out_dir,
-            batch_size=batch_size, workers=workers, device=device, amp=amp, save_views=save_views, force=force,
-            resume=resume, columns=columns, root=root, fuse_bn=fuse_bn,
-        ))
+    options = PredictOptions(
+        split=split, overrides=overrides or {}, tta=tta, merge=merge, out_dir=Path(out_dir), batch_size=batch_size,
+        workers=workers, device=device, amp=amp, save_views=save_views, skip_bad=skip_bad, force=force,
+        resume=resume, columns=columns, root=root, channels_last=channels_last, fuse_bn=fuse_bn,
+    )
+    return run(cards, data, options, progress=progress)
+
+
+def run(
+    cards: CardLike | Sequence[CardLike] | None, data: str | os.PathLike, options: PredictOptions, *,
+    progress: Progress | None = None,
+) -> PredictResult:
+    """`predict` with its options in one record (what the CLI calls): plan, check, run, write."""
+    with Session.open(options.device) as session:
+        plan, dev, workers = session.agree("planning", lambda: _plan(cards, data, session, options))
         needed = session.broadcast(plan.needed())  # rank 0 holds the outputs: it decides what is stale
         mine = _share(plan, needed, session)
-        session.agree("checking the images", lambda: _check_images(plan, mine, skip_bad))
+        session.agree("checking the images", lambda: _check_images(plan, mine, options.skip_bad))
         rows = {i: len(plan.items[i].rows) for i in needed}
         hook = session.progress(progress, sum(rows.values()), sum(rows[i] for i in mine))
         parts, stats = session.agree("predicting", lambda: engine.run_plan(
-            plan, device=dev, amp=amp, batch_size=batch_size, workers=workers, skip_bad=skip_bad,
-            resume_parts=resume, channels_last=channels_last, fuse_bn=fuse_bn, progress=hook, items=mine,
+            plan, device=dev, amp=options.amp, batch_size=options.batch_size, workers=workers,
+            skip_bad=options.skip_bad, resume_parts=options.resume, channels_last=options.channels_last,
+            fuse_bn=options.fuse_bn, progress=hook, items=mine,
         ))
         shares = session.gather((parts, stats))
-        return session.agree("writing the tables", lambda: _write(plan, shares, force) if shares else PredictResult())
+        return session.agree(
+            "writing the tables", lambda: write_outputs(plan, shares, options.force) if shares else PredictResult()
+        )
 
 
 def _plan(
-    cards: CardLike | Sequence[CardLike] | None, data: str | os.PathLike, session: Session, *, split: str,
-    overrides: dict[str, Any] | None, tta: str | Sequence[str], merge: str, out_dir: str | os.PathLike,
-    batch_size: int, workers: int | str, device: str, amp: str, save_views: bool, force: bool, resume: bool,
-    columns: Columns, root: str | os.PathLike | None, fuse_bn: bool,
+    cards: CardLike | Sequence[CardLike] | None, data: str | os.PathLike, session: Session, options: PredictOptions,
 ) -> tuple[Plan, Any, int]:
     """Check the options and build the plan (the same on every rank); returns it, the device and the workers."""
-    views = parse_views(tta)
-    MERGES.get(merge)  # unknown merge: error before any work
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size {batch_size}: give 1 or more images per batch")
-    configs = resolve_configs(cards, overrides or {})
+    views = parse_views(options.tta)
+    MERGES.get(options.merge)  # unknown merge: error before any work
+    options.check()
+    configs = resolve_configs(cards, options.overrides)
     for cfg in configs:
         check_views(views, cfg.img_size, cfg.name)
-    dev = engine.resolve_device(session.device(device))
-    n_workers = resolve_workers(workers, dev)
-    amp_key = engine.amp_mode(amp, dev)
-    table_data = read_data(data, columns=columns, root=root, need_folds=split == "oof")
+    dev = engine.resolve_device(session.device(options.device))
+    n_workers = resolve_workers(options.workers, dev)
+    amp_key = engine.amp_mode(options.amp, dev)
+    table_data = read_data(data, columns=options.columns, root=options.root, need_folds=options.split == "oof")
+    if len(table_data) == 0:
+        raise LabelError(f"{table_data.source}: no rows, only a header; give the data CSV one row per image to predict")
     # only rank 0 writes tables, so only its outputs may refuse to be overwritten
-    plan = make_plan(configs, table_data, split=split, views=views, merge=merge, save_views=save_views,
-                     out_dir=Path(out_dir), path_col=columns.path, amp=amp_key, force=force or session.rank != 0,
-                     resume=resume, fuse_bn=fuse_bn)
+    plan = make_plan(configs, table_data, split=options.split, views=views, merge=options.merge,
+                     save_views=options.save_views, out_dir=options.out_dir, path_col=options.columns.path,
+                     amp=amp_key, force=options.force or session.rank != 0, resume=options.resume,
+                     fuse_bn=options.fuse_bn)
+    if session.rank == 0:
+        check_writable([o.path for o in plan.outputs if o.state != "up to date"], force=True)
     return plan, dev, n_workers
 
 
@@ -181,42 +175,6 @@ def _check_images(plan: Plan, items: list[int], skip_bad: bool) -> None:
         raise missing_error(plan.data, missing)
 
 
-def _write(plan: Plan, shares: list[tuple[dict[int, Part], engine.RunStats]], force: bool) -> PredictResult:
-    """Rank 0 (or the single process): assemble every output from the parts and write it."""
-    parts: dict[int, Part] = {}
-    stats = engine.RunStats(set(), {}, {})
-    for p, st in shares:
-        parts.update(p)
-        stats.reused |= st.reused
-        stats.seconds.update(st.seconds)
-        stats.bad.update(st.bad)
-    table_data = plan.data
-    result = PredictResult()
-    result.summary, result.skipped = [], [
-        {"id": str(table_data.ids[r]), "path": str(table_data.paths[r]), "reason": why} for r, why in sorted(stats.bad.items())
-    ]
-    if result.skipped:
-        log.warning("skipped %d unreadable images (--skip-bad): ids %s", len(result.skipped),
-                    preview([s["id"] for s in result.skipped]))
-    data_sha = sha256_file(table_data.source)
-    for o in plan.outputs:
-        cfg = plan.configs[o.model]
-        if o.state == "up to date":
-            table, status, seconds = read_table(o.path), "up to date", 0.0
-        else:
-            table = _build(plan, o, parts, data_sha)
-            write_table(table, o.path, force=force)
-            reused = sum(i in stats.reused for i in o.items)
-            status = "reused" if reused == len(o.items) else "computed" if not reused else f"computed {len(o.items) - reused}, reused {reused}"
-            seconds = sum(stats.seconds.get(i, 0.0) for i in o.items)
-        result[f"{cfg.name}/{o.name}"] = table
-        result.summary.append({
-            "model": cfg.name, "table": o.name, "split": o.kind, "folds": o.folds, "rows": len(table),
-            "views": len(plan.views), "status": status, "seconds": round(seconds, 3), "path": str(o.path),
-        })
-    return result
-
-
 def resolve_configs(cards: CardLike | Sequence[CardLike] | None, overrides: dict[str, Any]) -> list[ModelConfig]:
     """Model configs from cards and/or flags; precedence is `card.resolve_config`'s alone."""
     from ensemble.predict.card import resolve_config
@@ -235,43 +193,3 @@ def resolve_configs(cards: CardLike | Sequence[CardLike] | None, overrides: dict
         else:
             out.append(resolve_config(c, **overrides))
     return out
-
-
-def _build(plan: Plan, o: Output, parts: dict[int, Part], data_sha: str) -> PredTable:
-    """Put a table together from its parts: oof places each fold's rows, test averages the folds."""
-    cfg, n, c = plan.configs[o.model], len(plan.data), plan.configs[o.model].num_classes
-    acc = np.zeros((n, c), np.float64)
-    covered, ok = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    views = np.zeros((len(plan.views), n, c), np.float64) if plan.save_views else None
-    bad: dict[int, str] = {}
-    for i in o.items:
-        p = parts[i]
-        acc[p.rows] += p.probs
-        covered[p.rows] += 1
-        ok[p.rows] += p.ok
-        if views is not None:
-            views[:, p.rows] += p.views
-        bad.update(p.bad or {})
-    keep = np.flatnonzero((covered > 0) & (ok == covered))
-    div = covered[keep, None]
-    meta = {
-        "model": cfg.name, "family": cfg.family or cfg.name, "kind": o.kind, "folds": o.folds,
-        **({"fold": o.folds[0]} if o.name.startswith("test_fold") else {}),
-        "tta": {"views": [v.name for v in plan.views], "merge": plan.merge},
-        "checkpoints": {str(k): plan.weights_sha256[(o.model, k)] for k in o.folds},
-        "backend": cfg.backend, "arch": cfg.arch, "img_size": list(cfg.img_size), "mean": list(cfg.mean),
-        "std": list(cfg.std), "crop_pct": cfg.crop_pct, "resize_mode": cfg.resize_mode,
-        "interpolation": cfg.interpolation,
-        "data": {"file": str(plan.data.source), "sha256": data_sha, "rows": n},
-        "inputs_key": o.key,
-    }
-    if bad:
-        meta["skipped"] = {
-            "count": len(bad), "ids": [str(plan.data.ids[r]) for r in sorted(bad)],
-            "note": "these images could not be read (--skip-bad); this table has no rows for them",
-        }
-    view_tables = None if views is None else {
-        v.name: (views[j, keep] / div).astype(np.float32) for j, v in enumerate(plan.views)
-    }
-    return make_table(plan.data.ids[keep], cfg.classes, (acc[keep] / div).astype(np.float32), meta=meta,
-                      views=view_tables, source=f"{cfg.name}/{o.name}")

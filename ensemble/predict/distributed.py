@@ -6,7 +6,7 @@ decides which items are needed (the outputs live on its disk), `assign` splits t
 shares that keep each image shard's fold models together (one decode per shard and rank), each
 rank reuses or computes its share on its own device (`cuda:LOCAL_RANK`, else the CPU) and stores
 its parts as usual (so a rerun with the same world size resumes per rank), and rank 0 gathers the
-parts and writes the tables. Batches never straddle shards (`engine._blocks`), so the tables are
+parts and writes the tables. Batches never straddle shards (`group._blocks`), so the tables are
 byte for byte those of a single-process run with the same thread count per process (CPU kernels
 may round the last bit differently with another count; torchrun sets OMP_NUM_THREADS=1).
 

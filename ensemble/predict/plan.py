@@ -3,8 +3,9 @@
 `make_plan` turns configs + data + split into `WorkItem`s (model x fold x image shard), each with
 the key of its inputs, and into `Output`s (the final tables and the items they are made of). It
 checks everything it can before any image is read: folds without a checkpoint, missing weights
-files, existing outputs. The items are independent, so a distributed run can hand rank r the items
-`items[r::world_size]` and let rank 0 assemble the outputs from the stored parts.
+files, existing outputs. The items are independent: a distributed run gives each rank a balanced
+share that keeps an image shard's fold models together (`distributed.assign`), and rank 0
+assembles the outputs from the parts (`assemble.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from ensemble.predict.config import ModelConfig
 from ensemble.predict.data import Preprocess, rows_fingerprint
 from ensemble.predict.tta import View
 
-SPLITS = ("oof", "test")
 SHARD_ROWS = 2048  # images per resumable part: small enough that an interrupted run loses little
 
 
@@ -133,15 +133,15 @@ def make_plan(
 ) -> Plan:
     """Build and check the work list and the outputs (nothing is read or run yet).
 
+    `split` is one of `options.SPLITS`, checked with the other options (`PredictOptions.check`).
+
     Raises:
-        ConfigError: unknown split, duplicate model names, a model without weights, a data fold
+        ConfigError: duplicate model names, a model without weights, a data fold
             without a checkpoint.
         ModelLoadError: a weights file does not exist.
         OutputExistsError: an output exists, was made from other inputs (or `resume` is off, so it
             is to be recomputed), and `force` is off.
     """
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     names = [c.name for c in configs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

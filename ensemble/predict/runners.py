@@ -17,18 +17,11 @@ import numpy as np
 import torch
 
 from ensemble._io import sha256_file
-from ensemble._registry import Registry
 from ensemble.errors import ConfigError, ModelLoadError
 from ensemble.predict.config import ModelConfig, Runner
+from ensemble.predict.options import AMP_MODES
 
 log = logging.getLogger(__name__)
-
-# AMP mode -> dtype on CUDA (None: full float32); "auto" is resolved by `amp_dtype`.
-AMP_MODES: Registry[torch.dtype | None] = Registry("AMP mode")
-AMP_MODES.add("auto", None)
-AMP_MODES.add("bf16", torch.bfloat16)
-AMP_MODES.add("fp16", torch.float16)
-AMP_MODES.add("none", None)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 
@@ -63,8 +56,9 @@ def amp_dtype(amp: str | None, device: torch.device) -> torch.dtype | None:
     Raises:
         UnknownNameError: an unknown mode. ConfigError: bf16/fp16 asked for on the CPU.
     """
-    mode = "auto" if amp is None else str(amp).lower()
-    dtype = AMP_MODES.get(mode)
+    mode = "auto" if amp is None else str(getattr(amp, "value", amp)).lower()
+    name = AMP_MODES.get(mode)
+    dtype = None if name is None else getattr(torch, name)
     if mode == "auto":
         if device.type != "cuda":
             return None

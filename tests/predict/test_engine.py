@@ -16,7 +16,7 @@ from ensemble import read_table
 from ensemble.errors import ConfigError, DataError
 from ensemble.predict import data as data_mod
 from ensemble.predict import engine, predict
-from ensemble.predict.engine import forward_views
+from ensemble.predict.stacking import run_stacked, stack_views
 from ensemble.predict.tta import parse_views
 from tests.predict._data_helpers import CLASSES, make_config, load_module, write_data
 
@@ -118,7 +118,7 @@ def test_views_are_stacked_into_chunked_forwards():
 
     x = torch.randn(5, 3, 8, 8)
     views = parse_views("d2,scale_1.5")
-    out = forward_views(Rec(), x, views, chunk=8)
+    out = run_stacked(Rec(), stack_views(x, views), 8)
     assert calls == [8, 8, 4, 5]  # 4 same-size views x 5 images in chunks of 8, then the scaled view
     for i, v in enumerate(views):
         torch.testing.assert_close(out[i], v(x).mean((2, 3)))

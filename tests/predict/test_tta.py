@@ -9,7 +9,7 @@ import ttach
 from scipy.stats import gmean
 
 from ensemble.errors import ConfigError, UnknownNameError
-from ensemble.predict.engine import forward_views
+from ensemble.predict.stacking import run_stacked, stack_views
 from ensemble.predict.tta import MERGES, VIEWS, check_views, merge_views, parse_views
 
 
@@ -180,5 +180,5 @@ def test_flip_tta_matches_ttach_wrapper(spec, transform):
     softmax_model = torch.nn.Sequential(model, torch.nn.Softmax(-1))
     with torch.inference_mode():
         expected = ttach.ClassificationTTAWrapper(softmax_model, transform, merge_mode="mean")(x)
-        ours = merge_views(forward_views(_Runner(model), x, parse_views(spec), chunk=5), "mean")
+        ours = merge_views(run_stacked(_Runner(model), stack_views(x, parse_views(spec)), 5), "mean")
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
