@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,16 +16,59 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pandas loads only when a CSV is read
     import pandas as pd
 
-from ensemble.errors import OutputExistsError
+from ensemble.errors import OutputError, OutputExistsError
+
+
+_FIX = "choose another output path or fix its permissions"
 
 
 def check_writable(paths: Sequence[str | os.PathLike], *, force: bool) -> None:
-    """Raise `OutputExistsError` for the first existing path unless `force`."""
-    if force:
-        return
+    """Refuse outputs that cannot be written, and existing ones unless `force`: before any work.
+
+    Raises:
+        OutputError: a path is a folder, lies under a file, or its folder does not accept new files
+            (no permission, read-only file system, /proc...).
+        OutputExistsError: a path exists and `force` is False.
+    """
+    probed: dict[Path, str | None] = {}
     for p in map(Path, paths):
-        if p.exists():
+        if p.is_dir():
+            raise OutputError(f"cannot write {p}: it is a folder, not a file; give a file path or choose another output")
+        folder = _nearest_existing(p.parent)
+        if not folder.is_dir():
+            raise OutputError(f"cannot write {p}: {folder} is a file, not a folder; choose another output path")
+        if folder not in probed:
+            probed[folder] = _probe(folder)
+        if probed[folder] is not None:
+            raise OutputError(f"cannot write {p}: {folder} does not accept new files ({probed[folder]}); {_FIX}")
+        if not force and (p.exists() or p.is_symlink()):
             raise OutputExistsError(f"{p} exists; pass --force (force=True) to overwrite it or choose another output")
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _probe(folder: Path) -> str | None:
+    """None when a file can be created in `folder`, else why not (permissions alone miss /proc, read-only mounts)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".ens-probe-")
+    except OSError as e:
+        return _reason(e)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _reason(e: OSError) -> str:
+    return (e.strerror or type(e).__name__).lower()
+
+
+def output_error(e: OSError, path: str | os.PathLike) -> OutputError:
+    """The one line for an OS error met while writing `path`."""
+    return OutputError(f"cannot write {path}: {_reason(e)}; {_FIX}")
 
 
 @contextmanager
@@ -42,17 +87,29 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], *, force: bool = False) -
     finals = [Path(p) for p in paths]
     check_writable(finals, force=force)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    temps = []
-    for p in finals:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        temps.append(p.with_name(f".{p.name}.{tag}.tmp"))
+    temps = [p.with_name(f".{p.name}.{tag}.tmp") for p in finals]
+    final_of = {os.fspath(t): f for t, f in zip(temps, finals)}
     try:
-        yield temps
+        for p in finals:
+            _os_call(p.parent.mkdir, p, parents=True, exist_ok=True)
+        try:
+            yield temps
+        except OSError as e:  # the caller's write of a temporary: name the output, not the temporary
+            if os.fspath(e.filename or "") not in final_of:
+                raise
+            raise output_error(e, final_of[os.fspath(e.filename)]) from None
         for tmp, final in zip(temps, finals):
-            os.replace(tmp, final)
+            _os_call(os.replace, final, tmp, final)
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+def _os_call(fn: Any, path: Path, *args: Any, **kwargs: Any) -> None:
+    try:
+        fn(*args, **kwargs)
+    except OSError as e:
+        raise output_error(e, path) from None
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, force: bool = False) -> None:
@@ -83,26 +140,88 @@ def read_json_object(path: str | os.PathLike, error: type[Exception], *, what: s
     return obj
 
 
-def read_string_csv(path: str | os.PathLike, error: type[Exception], *, missing: str) -> pd.DataFrame:
+def read_string_csv(
+    path: str | os.PathLike, error: type[Exception], *, missing: str, allow_empty: bool = False
+) -> pd.DataFrame:
     """Read a CSV with every cell a string (ids keep their leading zeros, "NA" stays "NA").
+
+    Every row must have as many fields as the header (pandas would otherwise shift a long first
+    row's columns, taking its first field as the index, and pad short rows with empty cells).
 
     Args:
         path: the file.
         error: the `EnsembleError` subclass to raise.
         missing: the message after "<path>: " when the file does not exist (say what it should be).
+        allow_empty: accept a file with a header and no rows.
 
     Raises:
-        error: no such file, or not a readable CSV.
+        error: no such file, not a readable CSV, a row whose field count differs from the header's,
+            or no rows.
     """
     import pandas as pd
 
     p = Path(path)
     if not p.is_file():
         raise error(f"{p}: {missing}")
+    problem = csv_shape_problem(p)
+    if problem:
+        raise error(f"{p}: {problem}")
     try:
-        return pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise error(f"{p}: not a readable CSV ({str(e).strip().splitlines()[0]})") from None
+        frame = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False, index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        raise error(f"{p}: not a readable CSV ({first_line(e)})") from None
+    if len(frame) == 0 and not allow_empty:
+        raise error(f"{p}: no rows (only a header); give a CSV with one row per sample")
+    return frame
+
+
+def csv_shape_problem(path: Path, *, head: int | None = None) -> str | None:
+    """What is wrong with the CSV's shape, or None: unreadable text, or a row whose field count
+    differs from the header's (a trailing comma on every row is named as such).
+
+    Args:
+        path: the file (UTF-8, a BOM allowed).
+        head: look at this many data rows only (None: all).
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                return "not a readable CSV (the file is empty); write it with pandas.to_csv or a spreadsheet's CSV export"
+            return _ragged(reader, len(header), header[-1] == "", head)
+    except (UnicodeDecodeError, csv.Error) as e:
+        return f"not a readable CSV ({first_line(e)}); save it as UTF-8 CSV"
+    except OSError as e:
+        return f"cannot read it ({_reason(e)})"
+
+
+def _ragged(reader: Any, m: int, header_trails: bool, head: int | None) -> str | None:
+    n = 0
+    first_bad: tuple[int, int, int] | None = None
+    trailing = True  # every row so far ends with one extra, empty field
+    for row in reader:
+        if not row:  # a blank line, which pandas skips too
+            continue
+        n += 1
+        extra = len(row) == m + 1 and row[-1] == ""
+        trailing = trailing and (extra or (header_trails and len(row) == m and row[-1] == ""))
+        if len(row) != m and first_bad is None:
+            first_bad = (n, reader.line_num, len(row))
+        if (first_bad and not trailing) or (head is not None and n >= head):
+            break
+    if n and trailing and (first_bad or header_trails):
+        return "every row ends with a trailing comma (an extra empty field); remove the trailing commas"
+    if first_bad:
+        row, line, k = first_bad
+        return f"row {row} (line {line}) has {k} fields, the header has {m}; every row needs one field per column"
+    return None
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), for a one-line error."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def json_default(obj: Any) -> Any:

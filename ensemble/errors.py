@@ -38,6 +38,10 @@ class OutputExistsError(EnsembleError):
     """An output exists and `force` was not given."""
 
 
+class OutputError(EnsembleError):
+    """An output path cannot be written: no permission, a file in the way, a folder where a file goes."""
+
+
 class ConfigError(EnsembleError):
     """A model card or a combination of options is invalid."""
 

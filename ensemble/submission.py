@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -13,28 +14,44 @@ from ensemble._io import atomic_outputs, read_string_csv
 from ensemble.errors import ConfigError, LabelError, unknown_name
 from ensemble.tables import PredTable, check_ids
 
-TARGET_FORMATS = ("name", "index")
+
+
+class TargetFormat(str, Enum):
+    """How the submission writes its target: the class name or the class index (`--target-format`)."""
+
+    NAME = "name"
+    INDEX = "index"
+
+
+TARGET_FORMATS = tuple(f.value for f in TargetFormat)
 
 
 @dataclass(frozen=True)
 class SubmissionFormat:
-    """How the competition wants the file (`--id-col`, `--target-col`, `--target-format`)."""
+    """How the competition wants the file (`--submission-id-col`, `--target-col`, `--target-format`).
+
+    `target_format` is a `TargetFormat` or its value; it is stored as the value ("name", "index").
+    """
 
     id_col: str = "id"
     target_col: str = "label"
-    target_format: str = "name"
+    target_format: str = TargetFormat.NAME.value
 
     def __post_init__(self) -> None:
-        if self.target_format not in TARGET_FORMATS:
-            raise unknown_name("target format", self.target_format, TARGET_FORMATS)
+        value = self.target_format.value if isinstance(self.target_format, TargetFormat) else self.target_format
+        if value not in TARGET_FORMATS:
+            raise unknown_name("target format", value, TARGET_FORMATS)
+        object.__setattr__(self, "target_format", value)
         if self.id_col == self.target_col:
-            raise ConfigError(f"--id-col and --target-col are both {self.id_col!r}; give two different column names")
+            raise ConfigError(
+                f"--submission-id-col and --target-col are both {self.id_col!r}; give two different column names"
+            )
 
 
 def predicted_labels(table: PredTable, fmt: SubmissionFormat) -> np.ndarray:
     """Argmax of each row as class names or indices (strings), shape (n_samples,)."""
     pred = table.probs.argmax(axis=1)
-    if fmt.target_format == "index":
+    if fmt.target_format == TargetFormat.INDEX:
         return pred.astype(str).astype(object)
     return np.asarray(table.classes, dtype=object)[pred]
 
@@ -53,11 +70,11 @@ def read_submission(path: str | os.PathLike, fmt: SubmissionFormat = SubmissionF
     """Read a submission CSV as strings: columns `id` and `target`, sorted by id.
 
     Raises:
-        LabelError: missing file or columns, empty or duplicate ids, empty targets.
+        LabelError: missing file or columns, ragged rows, no rows, empty or duplicate ids, empty targets.
     """
     p = Path(path)
     df = read_string_csv(p, LabelError, missing="no such submission file; give the CSV you would upload")
-    for col, flag in ((fmt.id_col, "--id-col"), (fmt.target_col, "--target-col")):
+    for col, flag in ((fmt.id_col, "--submission-id-col"), (fmt.target_col, "--target-col")):
         if col not in df.columns:
             raise LabelError(f"{p}: no column {col!r} (columns: {', '.join(df.columns)}); name it with {flag}")
     ids = check_ids(df[fmt.id_col].to_numpy(dtype=object), str(p))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ensemble._io import atomic_outputs, check_writable, read_json_object, sha256_file
+from ensemble._io import atomic_outputs, check_writable, csv_shape_problem, first_line, read_json_object, sha256_file
 from ensemble.errors import AlignmentError, ClassMismatchError, TableError, preview
 
 SUM_ATOL = 1e-4
@@ -213,42 +213,88 @@ def read_table(path: str | os.PathLike, *, kind: str = "oof", from_logits: bool 
     """
     p = resolve_table_path(path, kind)
     source = str(p)
-    try:
-        with open(p, newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), [])  # not pandas: it renames a repeated column silently
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise TableError(f"{source}: not a readable CSV ({_first_line(e)}); write it with ens or pandas.to_csv") from None
-    if not header:
-        raise TableError(f"{source}: not a readable CSV (the file is empty); write it with ens or pandas.to_csv")
-    if header[0] != "id":
-        raise TableError(f"{source}: first column is {header[0]!r}, expected 'id' followed by one column per class")
-    classes = check_classes_list(header[1:], source)
+    classes = _read_header(p)
     try:
         df = pd.read_csv(
             p,
-            dtype={"id": str, **{c: np.float64 for c in classes}},
+            dtype={"id": str},  # class columns: inferred, so a `True` stays text and is refused below
             keep_default_na=False,
             na_values={c: ["", "nan", "NaN", "NA"] for c in classes},
+            index_col=False,
         )
-    except ValueError as e:
-        raise TableError(f"{source}: a class column holds a non-numeric value ({_first_line(e)}); fix that cell") from None
+    except pd.errors.ParserError as e:  # a long row further down
+        problem = csv_shape_problem(p) or f"not a readable CSV ({first_line(e)})"
+        raise TableError(f"{source}: {problem}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise TableError(f"{source}: not a readable CSV ({first_line(e)}); write it with ens or pandas.to_csv") from None
+    if len(df) == 0:
+        raise TableError(f"{source}: no rows (only a header); a table needs one row per sample")
+    probs = _numbers(df, classes, source)
+    if np.isnan(probs).any() and (problem := csv_shape_problem(p)):  # a short row reads as NaN
+        raise TableError(f"{source}: {problem}")
     meta = _read_sidecar(p)
     if "classes" in meta and [str(c) for c in meta["classes"]] != classes:
         raise ClassMismatchError(
             f"{source}: columns {preview(classes)} disagree with the sidecar's classes {preview(meta['classes'])}; "
             f"rewrite the table or delete {sidecar_path(p).name}"
         )
-    views = None
-    vp = views_path(p)
-    if vp.is_file():
-        with np.load(vp) as npz:
-            views = {k: npz[k] for k in npz.files}
     table = make_table(
-        df["id"].to_numpy(dtype=object), classes, df[classes].to_numpy(), meta=meta, views=views,
+        df["id"].to_numpy(dtype=object), classes, probs, meta=meta, views=_read_views(p),
         from_logits=from_logits, source=source,
     )
     table.path = p
     return table
+
+
+def _read_header(p: Path) -> list[str]:
+    """The class names from the header, after checking the header and the first row's shape."""
+    source = str(p)
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:  # a BOM is accepted, as labels CSVs do
+            header = next(csv.reader(f), [])  # not pandas: it renames a repeated column silently
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise TableError(f"{source}: not a readable CSV ({first_line(e)}); write it with ens or pandas.to_csv") from None
+    if not header:
+        raise TableError(f"{source}: not a readable CSV (the file is empty); write it with ens or pandas.to_csv")
+    if header[0] != "id":
+        raise TableError(f"{source}: first column is {header[0]!r}, expected 'id' followed by one column per class")
+    # a long first row would silently lose its last field: look at it, and at every row when it is off
+    if csv_shape_problem(p, head=1) and (problem := csv_shape_problem(p)):
+        raise TableError(f"{source}: {problem}")
+    unnamed = [i + 1 for i, c in enumerate(header) if not c.strip()]
+    if unnamed:
+        raise TableError(f"{source}: header column {unnamed[0]} has no name; name every class column")
+    return check_classes_list(header[1:], source)
+
+
+def _numbers(df: pd.DataFrame, classes: list[str], source: str) -> np.ndarray:
+    """The class columns as float64 (n_samples, n_classes); numbers only (`True`, `0x10` refused)."""
+    for c in classes:
+        col = df[c]
+        if col.dtype.kind in "fiu":
+            continue
+        texts = col[col.notna()].astype(str)
+        bad = texts[pd.to_numeric(texts, errors="coerce").isna()]
+        at = bad if len(bad) else texts
+        raise TableError(
+            f"{source}: class column {c!r} holds a non-numeric value (row {at.index[0] + 1}: {at.iloc[0]!r}); "
+            "probabilities are numbers only — fix that cell"
+        )
+    return df[classes].to_numpy(dtype=np.float64)
+
+
+def _read_views(p: Path) -> dict[str, np.ndarray] | None:
+    vp = views_path(p)
+    if not vp.is_file():
+        return None
+    try:
+        with np.load(vp, allow_pickle=False) as npz:
+            return {k: np.asarray(npz[k], dtype=np.float64) for k in npz.files}
+    except Exception as e:  # noqa: BLE001 - a corrupt zip, a pickled array, garbage: numpy raises many kinds
+        raise TableError(
+            f"{vp}: per-view probabilities are unreadable ({type(e).__name__}: {first_line(e)}); "
+            "delete the file (the table itself is kept) or predict again"
+        ) from None
 
 
 def write_table(table: PredTable, path: str | os.PathLike, *, force: bool = False) -> Path:
@@ -297,10 +343,6 @@ def _read_sidecar(p: Path) -> dict[str, Any]:
         return {}
     meta = read_json_object(sp, TableError, what="sidecar", fix="fix or delete it")
     return meta
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def conform_classes(tables: Sequence[PredTable], classes: Sequence[str] | None = None) -> list[PredTable]:

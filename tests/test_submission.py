@@ -6,7 +6,7 @@ import pytest
 
 from ensemble import make_table
 from ensemble.errors import ConfigError, LabelError, OutputExistsError, TableError, UnknownNameError
-from ensemble.submission import SubmissionFormat, read_submission, write_submission
+from ensemble.submission import TARGET_FORMATS, SubmissionFormat, TargetFormat, read_submission, write_submission
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, table):
 def test_format_errors():
     with pytest.raises(UnknownNameError, match="unknown target format 'label'; choose one of: name, index"):
         SubmissionFormat(target_format="label")
-    with pytest.raises(ConfigError, match="--id-col and --target-col are both 'id'; give two different column names"):
+    with pytest.raises(ConfigError, match="--submission-id-col and --target-col are both 'id'; give two different column names"):
         SubmissionFormat("id", "id")
 
 
@@ -49,7 +49,7 @@ def test_format_errors():
     "content, message",
     [
         ("id,target\n1,cat\n", r"no column 'label' \(columns: id, target\); name it with --target-col"),
-        ("image,label\n1,cat\n", r"no column 'id' .*; name it with --id-col"),
+        ("image,label\n1,cat\n", r"no column 'id' .*; name it with --submission-id-col"),
         ("id,label\n1,\n", r"1 rows have an empty 'label'; every id needs a prediction"),
         ("", r"not a readable CSV"),
     ],
@@ -60,6 +60,31 @@ def test_read_errors(tmp_path, content, message):
         read_submission(tmp_path / "s.csv")
     with pytest.raises(LabelError, match="no such submission file; give the CSV you would upload"):
         read_submission(tmp_path / "none.csv")
+
+
+def test_target_format_enum_is_the_one_list_of_choices():
+    assert TARGET_FORMATS == tuple(f.value for f in TargetFormat) == ("name", "index")
+    assert SubmissionFormat(target_format=TargetFormat.INDEX) == SubmissionFormat(target_format="index")
+    assert SubmissionFormat(target_format=TargetFormat.INDEX).target_format == "index"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        pytest.param("id,label\n1,a,extra\n", r"row 1 \(line 2\) has 3 fields, the header has 2",
+                     id="ragged_row_shifts_columns_id_a_label_extra"),
+        pytest.param("id,label\n1,a\n2\n", r"row 2 \(line 3\) has 1 fields, the header has 2",
+                     id="short_row_padded_with_empty_cell"),
+        pytest.param("id,label\n1,a,\n2,b,\n", r"every row ends with a trailing comma",
+                     id="trailing_comma_reported_as_duplicate_ids"),
+        pytest.param("id,label\n", r"no rows \(only a header\)", id="header_only_file_records_an_empty_submission"),
+    ],
+)
+def test_malformed_submission_is_one_line_naming_the_file(tmp_path, content, message):
+    (tmp_path / "s.csv").write_text(content)
+    with pytest.raises(LabelError, match=message) as exc:
+        read_submission(tmp_path / "s.csv")
+    assert "s.csv: " in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_duplicate_ids_are_the_table_checker_s_error(tmp_path):

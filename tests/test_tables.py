@@ -97,7 +97,7 @@ def test_name_comes_from_sidecar_then_folder(tmp_path, rng):
         ("id,a,b\n1,inf,0.5\n", r"rows hold NaN or inf"),
         ("id,a,b\n1,-0.5,1.5\n", r"1 rows hold negative values \(first: row 0\); probabilities must be >= 0"),
         ("id,a,b\n1,0.5,0.4\n2,0.5,0.5\n", r"1 rows do not sum to 1 \(first: row 0 sums to 0.9\); rows must sum to 1 within 0.0001"),
-        ("id,a,b\n1,x,0.5\n", r"a class column holds a non-numeric value .*; fix that cell"),
+        ("id,a,b\n1,x,0.5\n", r"class column 'a' holds a non-numeric value \(row 1: 'x'\); probabilities are numbers only — fix that cell"),
         ("name,a,b\n1,0.5,0.5\n", r"first column is 'name', expected 'id' followed by one column per class"),
         ("id\n1\n", r"no class columns; a table needs `id` then one column per class"),
         ("id,a,a\n1,0.5,0.5\n", r"class column\(s\) \"a\" appear twice; rename them"),
@@ -111,6 +111,70 @@ def test_validation_errors_name_what_where_and_fix(tmp_path, content, message):
         read_table(path)
     assert str(path) in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        pytest.param("id,a,b\n1,0.5,0.5,0\n2,0.5,0.5,0\n", r"row 1 \(line 2\) has 4 fields, the header has 3",
+                     id="long_first_row_silently_drops_its_last_field"),
+        pytest.param("id,a,b\n1,0.5,0.5\n2,0.5,0.5,0\n", r"row 2 \(line 3\) has 4 fields, the header has 3",
+                     id="long_row_further_down_is_named_not_a_parser_error"),
+        pytest.param("id,a,b\n1,0.5,0.5\n2,1\n", r"row 2 \(line 3\) has 2 fields, the header has 3",
+                     id="short_row_reported_as_nan"),
+        pytest.param("id,a,b\n1,0.5,0.5,\n2,0.5,0.5,\n", r"every row ends with a trailing comma",
+                     id="trailing_comma_on_data_rows_silently_dropped"),
+        pytest.param("id,a,b,\n1,0.5,0.5,\n2,0.5,0.5,\n", r"every row ends with a trailing comma",
+                     id="trailing_comma_on_every_line_reported_as_empty_column"),
+        pytest.param("id,a,b\n", r"no rows \(only a header\); a table needs one row per sample",
+                     id="header_only_table_passes_check"),
+        pytest.param("id,a,b\n1,True,0\n", r"class column 'a' holds a non-numeric value \(row 1: 'True'\)",
+                     id="true_read_as_one"),
+        pytest.param("id,a,b\n1,0.5,0.5\n2,false,1\n", r"class column 'a' holds a non-numeric value \(row 2: 'false'\)",
+                     id="false_read_as_zero"),
+        pytest.param("id,a,b\n1,0x10,0\n", r"non-numeric value \(row 1: '0x10'\)", id="hex_number"),
+        pytest.param("id,,b\n1,0.5,0.5\n", r"header column 2 has no name; name every class column",
+                     id="empty_column_name_keyerror"),
+    ],
+)
+def test_malformed_table_is_one_line_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(TableError, match=message) as exc:
+        read_table(path)
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_bom_before_id_is_accepted_as_labels_csvs_do(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffid,a,b\n007,0.25,0.75\n".encode("utf-8"))
+    t = read_table(path)
+    assert t.ids.tolist() == ["007"] and t.classes == ["a", "b"]
+    np.testing.assert_allclose(t.probs, [[0.25, 0.75]])
+
+
+def test_spaces_around_numbers_and_integer_columns_read_as_numbers(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("id,a,b\n1, 1 ,0\n2,0,1\n")
+    np.testing.assert_array_equal(read_table(path).probs, [[1, 0], [0, 1]])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"garbage, not a zip", id="garbage_bytes_valueerror_traceback"),
+        pytest.param("pickled", id="pickled_object_array_valueerror_traceback"),
+    ],
+)
+def test_corrupt_views_file_is_one_table_error(tmp_path, payload):
+    path = write_csv_table(tmp_path / "oof.csv", ["1"], ["a", "b"], [[0.5, 0.5]])
+    vp = tmp_path / "oof.views.npz"
+    if payload == "pickled":
+        np.savez(vp, identity=np.array([{"a": 1}], dtype=object))
+    else:
+        vp.write_bytes(payload)
+    with pytest.raises(TableError, match=r"oof.views.npz: per-view probabilities are unreadable .*; delete the file"):
+        read_table(path)
 
 
 def test_missing_table_and_folder_without_oof(tmp_path):
