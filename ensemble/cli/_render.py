@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ensemble._io import json_default, atomic_outputs
+from ensemble._io import atomic_outputs, check_writable, json_default
 from ensemble.errors import ConfigError
 
 # Options that several commands share, defined once.
@@ -94,6 +94,12 @@ def fmt(v: Any) -> str:
 def json_to_stdout(dest: Path | None) -> bool:
     """Whether `--json -` asked for JSON on stdout (then stdout holds the JSON only: no tables)."""
     return dest is not None and str(dest) == "-"
+
+
+def check_json_dest(dest: Path | None, *, force: bool) -> None:
+    """Refuse an existing (without `force`) or unwritable `--json` file before the command's work."""
+    if dest is not None and not json_to_stdout(dest):
+        check_writable([dest], force=force)
 
 
 def emit_json(obj: Any, dest: Path | None, *, force: bool = False) -> None:

@@ -16,7 +16,8 @@ EXIT_USER_ERROR = 2
 
 
 class EnsGroup(typer.core.TyperGroup):
-    """Turns a library error into one red line on stderr and exit code 2, for every (sub-)command.
+    """Turns a library error (or an `OSError` that escaped it) into one red line on stderr and exit
+    code 2, for every (sub-)command.
 
     Living in the group (not in `main`) makes the mapping hold under `typer.testing.CliRunner` too.
     """
@@ -29,6 +30,12 @@ class EnsGroup(typer.core.TyperGroup):
                 raise
             if not getattr(e, "silent", False):  # a distributed run's other ranks: rank 0 says it
                 _render.error_line(" ".join(str(e).split()))
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except OSError as e:  # the backstop: a path the library did not check, e.g. a full disk mid-write
+            if os.environ.get("ENS_DEBUG") == "1":
+                raise
+            where = f"{e.filename}: " if e.filename is not None else ""
+            _render.error_line(f"{where}{(e.strerror or str(e)).lower()}; check the path, its permissions and free space")
             raise typer.Exit(EXIT_USER_ERROR) from None
 
 

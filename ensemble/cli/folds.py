@@ -21,9 +21,9 @@ def folds(
     out: Annotated[Optional[Path], typer.Option("--out", help="CSV to write: the data plus the fold column.")] = None,
     check: Annotated[bool, typer.Option("--check", help="Check the existing fold column instead: group leakage (exit 1) and class imbalance.")] = False,
     tolerance: Annotated[float, typer.Option("--tolerance", help="--check: a fold's class count may stray from the expected by this share (or 1 row).")] = 0.2,
-    id_col: Annotated[str, typer.Option("--id-col")] = "id",
-    label_col: Annotated[str, typer.Option("--label-col")] = "label",
-    fold_col: Annotated[str, typer.Option("--fold-col", help="Fold column to write (or to --check).")] = "fold",
+    id_col: _render.IdColOpt = "id",
+    label_col: _render.LabelColOpt = "label",
+    fold_col: _render.FoldColOpt = "fold",
     seed: _render.SeedOpt = 42,
     json_out: _render.JsonOpt = None,
     force: _render.ForceOpt = False,
@@ -35,15 +35,13 @@ def folds(
     distribution per fold. --check reports group leakage (a group in two folds: exit code 1) and
     fold imbalance.
     """
-    from ensemble._io import check_writable
     from ensemble.errors import ConfigError
     from ensemble.folds import check_fold_file, write_folds
     from ensemble.labels import Columns
 
     _render.setup_logging(quiet)
     columns = Columns(id=id_col, label=label_col, fold=fold_col)
-    if json_out is not None and str(json_out) != "-":
-        check_writable([json_out], force=force)  # refuse before writing the folds CSV, not after
+    _render.check_json_dest(json_out, force=force)  # refuse before writing the folds CSV, not after
     if check:
         result = check_fold_file(data, group_col=group_col, columns=columns, tolerance=tolerance)
     else:
@@ -52,11 +50,10 @@ def folds(
         result = write_folds(
             data, out, method=method, n_splits=n_splits, seed=seed, group_col=group_col, columns=columns, force=force
         )
-    if json_out is not None and str(json_out) == "-":
-        _render.emit_json(result.to_dict(), json_out)
-    else:
+    if not _render.json_to_stdout(json_out):
         _print(result, None if check else out)
-        _render.emit_json(result.to_dict(), json_out, force=force)
+    _print_findings(result)
+    _render.emit_json(result.to_dict(), json_out, force=force)
     if not result.ok:
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -68,13 +65,18 @@ def _print(r: Any, out: Path | None) -> None:
         "class distribution per fold (rows)", ["fold", "rows", *r.classes, "max share deviation"],
         [[f, int(s), *map(int, row), float(d)] for f, s, row, d in zip(r.folds, sizes, r.counts, r.deviation)],
     ))
-    for f in r.findings:
-        colour = "red" if f.level == "error" else "yellow"
-        con.print(f"[{colour}]{f.level}[/]: {f.message}", soft_wrap=True, highlight=False)
     if out is not None:
         con.print(f"wrote {out}", highlight=False)
     elif not r.findings:
         con.print("no leakage or imbalance found", highlight=False)
+
+
+def _print_findings(r: Any) -> None:
+    """Findings are diagnostics: stderr, so stdout holds only the results (or the JSON)."""
+    con = _render.err()
+    for f in r.findings:
+        colour = "red" if f.level == "error" else "yellow"
+        con.print(f"[{colour}]{f.level}[/]: {f.message}", soft_wrap=True, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ensemble.cli import _render
+
+if TYPE_CHECKING:  # the ledger loads only when a sub-command runs
+    from ensemble.ledger import AddResult, Entry, SubmissionDiff
 
 LedgerOpt = Annotated[
     Optional[Path], typer.Option("--ledger", help="Ledger file (default: $ENS_LEDGER, else .ens/ledger.db under the current folder).")
@@ -32,9 +35,10 @@ def add(
         bool, typer.Option("--strict", help="Refuse (exit 2, nothing recorded) when identical to an earlier one.")
     ] = False,
     ledger: LedgerOpt = None,
-    id_col: Annotated[str, typer.Option("--id-col", help="Id column of the submission.")] = "id",
-    target_col: Annotated[str, typer.Option("--target-col", help="Target column of the submission.")] = "label",
+    submission_id_col: _render.SubmissionIdColOpt = "id",
+    target_col: _render.TargetColOpt = "label",
     json_out: _render.JsonOpt = None,
+    force: _render.ForceOpt = False,
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Record a submission; warn when its predictions equal an earlier one's, else show the closest.
@@ -46,10 +50,17 @@ def add(
     from ensemble.submission import SubmissionFormat
 
     _render.setup_logging(quiet)
+    _render.check_json_dest(json_out, force=force)
     res = record_submission(
-        file, ledger=ledger, fmt=SubmissionFormat(id_col=id_col, target_col=target_col),
+        file, ledger=ledger, fmt=SubmissionFormat(id_col=submission_id_col, target_col=target_col),
         recipe_path=recipe, note=note, strict=strict,
     )
+    if not _render.json_to_stdout(json_out):
+        _print_added(res)
+    _render.emit_json(res.to_dict(), json_out, force=force)
+
+
+def _print_added(res: AddResult) -> None:
     con = _render.out()
     e = res.entry
     con.print(f"recorded submission #{e.id}: {e.path} ({e.n_rows} rows{', ' + repr(e.note) if e.note else ''})")
@@ -63,15 +74,21 @@ def add(
         )
     else:
         con.print("no earlier submission over the same ids")
-    _render.emit_json(res.to_dict(), json_out)
 
 
 @submissions.command("list")
-def list_(ledger: LedgerOpt = None, json_out: _render.JsonOpt = None) -> None:
+def list_(ledger: LedgerOpt = None, json_out: _render.JsonOpt = None, force: _render.ForceOpt = False) -> None:
     """Show every recorded submission, oldest first; `same as` marks identical predictions."""
     from ensemble.ledger import list_submissions
 
+    _render.check_json_dest(json_out, force=force)
     entries = list_submissions(ledger)
+    if not _render.json_to_stdout(json_out):
+        _print_entries(entries)
+    _render.emit_json([e.to_dict() for e in entries], json_out, force=force)
+
+
+def _print_entries(entries: list[Entry]) -> None:
     first_of: dict[str, int] = {}
     rows = []
     for e in entries:
@@ -88,7 +105,6 @@ def list_(ledger: LedgerOpt = None, json_out: _render.JsonOpt = None) -> None:
             rows,
         )
     )
-    _render.emit_json([e.to_dict() for e in entries], json_out)
 
 
 @submissions.command("score")
@@ -98,16 +114,19 @@ def score(
     private: Annotated[Optional[float], typer.Option("--private", help="Private leaderboard score.")] = None,
     ledger: LedgerOpt = None,
     json_out: _render.JsonOpt = None,
+    force: _render.ForceOpt = False,
 ) -> None:
     """Record leaderboard scores for a submission."""
     from ensemble.ledger import score_submission
 
+    _render.check_json_dest(json_out, force=force)
     e = score_submission(entry, public=public, private=private, ledger=ledger)
-    _render.out().print(
-        f"submission #{e.id} ({Path(e.path).name}): public {_render.fmt(e.public_score)}, "
-        f"private {_render.fmt(e.private_score)}"
-    )
-    _render.emit_json(e.to_dict(), json_out)
+    if not _render.json_to_stdout(json_out):
+        _render.out().print(
+            f"submission #{e.id} ({Path(e.path).name}): public {_render.fmt(e.public_score)}, "
+            f"private {_render.fmt(e.private_score)}"
+        )
+    _render.emit_json(e.to_dict(), json_out, force=force)
 
 
 @submissions.command("diff")
@@ -117,11 +136,22 @@ def diff(
     rows: Annotated[int, typer.Option("--rows", help="How many flipped rows to show (--json writes all).")] = 20,
     ledger: LedgerOpt = None,
     json_out: _render.JsonOpt = None,
+    force: _render.ForceOpt = False,
 ) -> None:
     """Compare two submissions: agreement, per-class count changes, and the rows that flipped."""
+    from ensemble.errors import ConfigError
     from ensemble.ledger import diff_submissions
 
+    if rows < 0:
+        raise ConfigError(f"--rows {rows} is negative; give how many flipped rows to show (0 or more)")
+    _render.check_json_dest(json_out, force=force)
     d = diff_submissions(a, b, ledger=ledger)
+    if not _render.json_to_stdout(json_out):
+        _print_diff(d, a, b, rows)
+    _render.emit_json(d.to_dict(), json_out, force=force)
+
+
+def _print_diff(d: SubmissionDiff, a: int, b: int, rows: int) -> None:
     con = _render.out()
     con.print(
         f"#{a} vs #{b}: {d.agreement:.2%} agree on {d.n_common} common ids ({len(d.flipped)} flipped)"
@@ -134,11 +164,10 @@ def diff(
         )
     )
     if len(d.flipped):
-        shown = d.flipped.head(max(rows, 0))
+        shown = d.flipped.head(rows)
         con.print(_render.table("flipped rows", ["id", f"#{a}", f"#{b}"], shown.values.tolist()))
         if len(d.flipped) > len(shown):
             con.print(f"... and {len(d.flipped) - len(shown)} more (--rows N, or --json FILE for all)")
-    _render.emit_json(d.to_dict(), json_out)
 
 
 def register(app: typer.Typer) -> None:

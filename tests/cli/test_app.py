@@ -65,3 +65,19 @@ def test_python_dash_m(argv):
 
     r = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == f"ens {ensemble.__version__}"
+
+
+def test_os_error_escaping_a_command_is_one_line_naming_the_file(monkeypatch, tmp_path):
+    import ensemble.tables
+
+    def broken(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/data/oof.csv")
+
+    monkeypatch.setattr(ensemble.tables, "resolve_table_path", broken)
+    r = runner.invoke(app, ["check", str(tmp_path / "oof.csv")])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert lines == ["error: /data/oof.csv: permission denied; check the path, its permissions and free space"]
+    monkeypatch.setenv("ENS_DEBUG", "1")
+    r = runner.invoke(app, ["check", str(tmp_path / "oof.csv")])
+    assert isinstance(r.exception, PermissionError)

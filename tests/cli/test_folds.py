@@ -46,7 +46,8 @@ def test_check_reports_leakage_with_exit_1(data):
     df.to_csv(data / "leaky.csv", index=False)
     r = runner.invoke(app, ["folds", "--data", str(data / "leaky.csv"), "--check", "--group-col", "patient", "--id-col", "image_id"])
     assert r.exit_code == 1
-    assert "error: " in r.stdout and "appear in more than one fold" in r.stdout
+    assert "error: " in r.stderr and "appear in more than one fold" in r.stderr  # findings are diagnostics
+    assert "appear in more than one fold" not in r.stdout and "class distribution per fold" in r.stdout
     r = runner.invoke(app, ["folds", "--data", str(data / "leaky.csv"), "--check", "--id-col", "image_id", "--json", "-"])
     assert r.exit_code == 0 and json.loads(r.stdout)["leaked_groups"] == []
 
@@ -69,3 +70,39 @@ def test_errors_one_line_exit_2(data, argv, message):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (data / "x.csv").exists()
+
+
+def test_check_leakage_error_printed_on_stdout_with_json_dash(data):
+    df = pd.read_csv(data / "train.csv", dtype=str).assign(fold=np.arange(300) % 5)
+    df.to_csv(data / "leaky.csv", index=False)
+    r = runner.invoke(app, ["folds", "--data", str(data / "leaky.csv"), "--check", "--group-col", "patient",
+                            "--id-col", "image_id", "--json", "-"])
+    assert r.exit_code == 1 and json.loads(r.stdout)["ok"] is False
+    assert "appear in more than one fold" in r.stderr
+
+
+def test_check_inf_fold_becomes_a_huge_negative_fold(tmp_path):
+    (tmp_path / "d.csv").write_text("id,label,fold\n1,a,0\n2,b,inf\n3,a,1\n4,b,1\n")
+    r = runner.invoke(app, ["folds", "--data", str(tmp_path / "d.csv"), "--check"])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "d.csv: fold column 'fold' holds non-integer values \"inf\"" in lines[0]
+
+
+@pytest.mark.parametrize("argv", [["--check"], ["--method", "kfold", "--out", "x.csv"]])
+def test_header_only_csv_crashes_with_zero_size_array(tmp_path, argv):
+    (tmp_path / "d.csv").write_text("id,label,fold\n")
+    argv = [a if a != "x.csv" else str(tmp_path / "x.csv") for a in argv]
+    r = runner.invoke(app, ["folds", "--data", str(tmp_path / "d.csv"), *argv])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "d.csv: no rows (only a header)" in lines[0] and "Traceback" not in r.output
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_json_file_refused_without_force_before_the_folds_csv_is_written(data):
+    (data / "f.json").write_text("keep")
+    r = runner.invoke(app, ["folds", "--data", str(data / "train.csv"), "--id-col", "image_id",
+                            "--out", str(data / "folds.csv"), "--json", str(data / "f.json")])
+    assert r.exit_code == 2 and "f.json exists; pass --force" in r.stderr
+    assert not (data / "folds.csv").exists() and (data / "f.json").read_text() == "keep"

@@ -126,8 +126,8 @@ def test_ledger_errors_through_the_cli(subs):
     assert text.read_text() == "my submissions: 1, 2, 3\n"
     one_error_line(ens("submissions", "add", tmp / "nope.csv", "--ledger", led), "nope.csv: no such submission file")
     one_error_line(
-        ens("submissions", "add", subs["a"], "--ledger", led, "--id-col", "image_id"),
-        "no column 'image_id' (columns: id, label); name it with --id-col",
+        ens("submissions", "add", subs["a"], "--ledger", led, "--submission-id-col", "image_id"),
+        "no column 'image_id' (columns: id, label); name it with --submission-id-col",
     )
     one_error_line(ens("submissions", "add", subs["a"], "--ledger", led, "--recipe", tmp / "r.json"), "no such recipe")
     bad = write_sub(tmp / "bad.csv", ["1", "2"], ["cat", "wolf"])
@@ -145,3 +145,51 @@ def test_default_ledger_is_dot_ens_in_the_current_folder(subs, monkeypatch):
     assert (subs["tmp"] / ".ens" / "ledger.db").is_file()
     r = ens("submissions", "list")
     assert r.exit_code == 0 and "submissions (1)" in r.stdout
+
+
+def test_id_col_no_longer_names_the_submission_s_column(subs):
+    r = ens("submissions", "add", subs["a"], "--ledger", subs["ledger"], "--id-col", "id")
+    assert r.exit_code == 2 and "No such option" in r.output
+
+
+def test_json_file_is_not_overwritten_without_force_and_checked_before_recording(subs):
+    led, out = subs["ledger"], subs["tmp"] / "add.json"
+    out.write_text("keep")
+    one_error_line(ens("submissions", "add", subs["a"], "--ledger", led, "--json", out), "add.json exists; pass --force")
+    assert out.read_text() == "keep" and not led.exists()  # refused before the ledger was touched
+    assert ens("submissions", "add", subs["a"], "--ledger", led, "--json", out, "--force").exit_code == 0
+    assert json.loads(out.read_text())["entry"]["id"] == 1
+    for argv in (["list"], ["score", "1", "--public", "0.9"], ["diff", "1", "1"]):
+        one_error_line(ens("submissions", *argv, "--ledger", led, "--json", out), "add.json exists; pass --force")
+        assert ens("submissions", *argv, "--ledger", led, "--json", out, "--force").exit_code == 0
+
+
+@pytest.mark.parametrize("argv", [["add", "b"], ["list"], ["score", "1", "--private", "0.8"], ["diff", "1", "2"]])
+def test_json_to_stdout_mixes_in_no_rich_tables(subs, argv):
+    led = subs["ledger"]
+    assert ens("submissions", "add", subs["a"], "--ledger", led).exit_code == 0
+    assert ens("submissions", "add", subs["b"], "--ledger", led).exit_code == 0
+    argv = [subs["b"] if a == "b" else a for a in argv]
+    r = ens("submissions", *argv, "--ledger", led, "--json", "-")
+    assert r.exit_code == 0, r.output
+    json.loads(r.stdout)  # stdout is the JSON and nothing else
+
+
+def test_diff_negative_rows_accepted(subs):
+    led = subs["ledger"]
+    assert ens("submissions", "add", subs["a"], "--ledger", led).exit_code == 0
+    one_error_line(ens("submissions", "diff", "1", "1", "--rows", "-5", "--ledger", led),
+                   "--rows -5 is negative; give how many flipped rows to show (0 or more)")
+
+
+def test_add_of_a_header_only_file_records_an_empty_submission(subs):
+    empty = subs["tmp"] / "empty.csv"
+    empty.write_text("id,label\n")
+    one_error_line(ens("submissions", "add", empty, "--ledger", subs["ledger"]), "empty.csv: no rows (only a header)")
+    assert not subs["ledger"].exists()
+
+
+def test_add_of_a_ragged_row_records_shifted_columns(subs):
+    ragged = subs["tmp"] / "ragged.csv"
+    ragged.write_text("id,label\n1,a,extra\n")
+    one_error_line(ens("submissions", "add", ragged, "--ledger", subs["ledger"]), "row 1 (line 2) has 3 fields, the header has 2")
