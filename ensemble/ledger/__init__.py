@@ -1,12 +1,12 @@
 """The submission ledger: every submission recorded with its normalised-prediction hash, recipe and
 scores, so the same file is never submitted twice and the finals are chosen on evidence.
 
-An SQLite file (`.ens/ledger.db` by default); see `ensemble.ledger.normalise` for what counts as the
-same predictions and `ensemble.ledger._db` for the safety rules (foreign files refused, concurrent
-writers queued).
+An SQLite file (`.ens/ledger.db` by default); see `ensemble.ledger.submission_rows` for what counts
+as the same predictions and `connect` for the safety rules (foreign files refused, concurrent writers
+queued, nothing created until the first write).
 """
 
-from ensemble.ledger._db import DEFAULT_LEDGER
+from ensemble.ledger._db import DEFAULT_LEDGER, connect, ledger_path
 from ensemble.ledger.diff import SubmissionDiff, diff_submissions
 from ensemble.ledger.entries import (
     AddResult,
@@ -17,7 +17,7 @@ from ensemble.ledger.entries import (
     record_submission,
     score_submission,
 )
-from ensemble.ledger.normalise import Predictions
+from ensemble.ledger.submission_rows import Predictions, prediction_agreement
 from ensemble.ledger.recipe import RecipeInfo, read_recipe
 
 __all__ = [
@@ -27,10 +27,13 @@ __all__ = [
     "Predictions",
     "RecipeInfo",
     "SubmissionDiff",
+    "connect",
     "diff_submissions",
     "get_submission",
+    "ledger_path",
     "list_submissions",
     "load_predictions",
+    "prediction_agreement",
     "read_recipe",
     "record_submission",
     "score_submission",

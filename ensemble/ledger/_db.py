@@ -16,7 +16,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from ensemble._io import check_writable, output_error
 from ensemble.errors import LedgerError
 
 DEFAULT_LEDGER = Path(".ens") / "ledger.db"
@@ -67,7 +69,8 @@ def ledger_path(ledger: str | os.PathLike | None) -> Path:
 
 @contextmanager
 def connect(ledger: str | os.PathLike | None, *, create: bool) -> Iterator[sqlite3.Connection]:
-    """Open the ledger, checking that it is ours; create it when `create` and absent.
+    """Open the ledger, checking that it is ours; with `create`, an absent ledger is created at the
+    block's first statement, so a block that fails before it (or writes nothing) leaves no file.
 
     Any SQLite error raised inside the block (corruption found mid-read, a lock held past the
     timeout) becomes a `LedgerError` naming the file.
@@ -75,16 +78,36 @@ def connect(ledger: str | os.PathLike | None, *, create: bool) -> Iterator[sqlit
     Raises:
         LedgerError: no ledger (and not `create`), not a database, another application's database,
             a newer schema, or a corrupt file.
+        OutputError: `create` and the ledger's folder cannot hold a new file.
     """
     p = ledger_path(ledger)
     if p.is_dir():
         raise LedgerError(f"{p}: is a folder, not a ledger file; give --ledger a file path such as .ens/ledger.db")
-    if not p.exists():
-        if not create:
-            raise LedgerError(
-                f"{p}: no ledger here; record a submission first (`ens submissions add FILE`) or give --ledger PATH"
-            )
-        p.parent.mkdir(parents=True, exist_ok=True)
+    con: sqlite3.Connection | _Deferred
+    if p.exists():
+        con = _open(p, create=create)
+    elif create:
+        check_writable([p], force=True)  # a folder that cannot hold it fails now, not after the work
+        con = _Deferred(p)
+    else:
+        raise LedgerError(
+            f"{p}: no ledger here; record a submission first (`ens submissions add FILE`) or give --ledger PATH"
+        )
+    try:
+        yield con  # type: ignore[misc]  # a _Deferred stands in for the connection it opens
+    except sqlite3.DatabaseError as e:
+        raise _unreadable(p, e) from None
+    finally:
+        con.close()
+
+
+def _unreadable(p: Path, e: sqlite3.DatabaseError) -> LedgerError:
+    return LedgerError(
+        f"{p}: the ledger is unreadable ({e}); it was left as is — restore it from a copy or use another --ledger"
+    )
+
+
+def _open(p: Path, *, create: bool) -> sqlite3.Connection:
     try:
         con = sqlite3.connect(p, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as e:
@@ -92,13 +115,35 @@ def connect(ledger: str | os.PathLike | None, *, create: bool) -> Iterator[sqlit
     con.row_factory = sqlite3.Row
     try:
         _check_or_init(con, p, create=create)
-        yield con
     except sqlite3.DatabaseError as e:
-        raise LedgerError(
-            f"{p}: the ledger is unreadable ({e}); it was left as is — restore it from a copy or use another --ledger"
-        ) from None
-    finally:
         con.close()
+        raise _unreadable(p, e) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+class _Deferred:
+    """A ledger not on disk yet: the file is created (or found, if another process made it
+    meanwhile) at the first use of the connection."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._con: sqlite3.Connection | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._con is None:
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise output_error(e, self._path) from None
+            self._con = _open(self._path, create=True)
+        return getattr(self._con, name)
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
 
 
 @contextmanager

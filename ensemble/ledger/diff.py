@@ -11,8 +11,8 @@ import pandas as pd
 
 from ensemble.errors import LedgerError
 from ensemble.ledger._db import connect
-from ensemble.ledger.entries import Entry, _get, _predictions
-from ensemble.ledger.normalise import agreement, reconcile
+from ensemble.ledger.entries import Entry, entry_predictions, get_entry
+from ensemble.ledger.submission_rows import prediction_agreement, reconcile
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ def diff_submissions(a: int, b: int, *, ledger: str | os.PathLike | None = None)
         LedgerError: an entry does not exist, or the two share no id.
     """
     with connect(ledger, create=False) as con:
-        ea, eb = _get(con, a, ledger), _get(con, b, ledger)
-        pa, pb = reconcile(_predictions(con, a), _predictions(con, b))
-    rate, ia, ib = agreement(pa, pb)
+        ea, eb = get_entry(con, a, ledger), get_entry(con, b, ledger)
+        pa, pb = reconcile(entry_predictions(con, a), entry_predictions(con, b))
+    rate, ia, ib = prediction_agreement(pa, pb)
     if rate is None:
         raise LedgerError(
             f"submissions #{a} and #{b} share no id ({ea.n_rows} and {eb.n_rows} rows); "

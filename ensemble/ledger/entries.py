@@ -16,7 +16,7 @@ from typing import Any
 from ensemble._io import sha256_file
 from ensemble.errors import DuplicateSubmissionError, LedgerError
 from ensemble.ledger._db import connect, ledger_path, write_transaction
-from ensemble.ledger.normalise import Predictions, agreement, normalise
+from ensemble.ledger.submission_rows import Predictions, normalise_submission, prediction_agreement
 from ensemble.ledger.recipe import RecipeInfo, read_recipe
 from ensemble.submission import SubmissionFormat, read_submission
 
@@ -31,7 +31,7 @@ class Entry:
         id: the entry number (1, 2, ...), never reused.
         path: the submission CSV (absolute, as it was when recorded).
         file_sha256: hash of the CSV's bytes.
-        pred_sha256: hash of the normalised predictions (see `ensemble.ledger.normalise`).
+        pred_sha256: hash of the normalised predictions (see `ensemble.ledger.submission_rows`).
         ids_sha256: hash of the id set.
         n_rows: number of predictions.
         labels_as: how targets were normalised ("class names" or "as written").
@@ -152,7 +152,7 @@ def record_submission(
     recipe: RecipeInfo | None = read_recipe(recipe_path) if recipe_path is not None else None
     if classes is None and recipe is not None:
         classes = recipe.classes
-    preds = normalise(preds_frame, classes, sub)
+    preds = normalise_submission(preds_frame, classes, sub)
     record = {
         "path": str(sub.resolve()),
         "file_sha256": sha256_file(sub),
@@ -196,7 +196,7 @@ def record_submission(
             f"INSERT INTO submissions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
             [record[c] for c in _COLUMNS],
         )
-        entry = _get(con, int(cur.lastrowid), ledger)
+        entry = get_entry(con, int(cur.lastrowid), ledger)
     if duplicate is not None:
         logger.warning(
             "DUPLICATE: %s has predictions IDENTICAL to submission #%d (%s%s, %s); recorded as #%d anyway — "
@@ -224,14 +224,14 @@ def get_submission(entry_id: int, ledger: str | os.PathLike | None = None) -> En
         LedgerError: no such entry (the message gives the valid range).
     """
     with connect(ledger, create=False) as con:
-        return _get(con, entry_id, ledger)
+        return get_entry(con, entry_id, ledger)
 
 
 def load_predictions(entry_id: int, ledger: str | os.PathLike | None = None) -> tuple[Entry, Predictions]:
     """An entry and its stored normalised predictions."""
     with connect(ledger, create=False) as con:
-        entry = _get(con, entry_id, ledger)
-        return entry, _predictions(con, entry_id)
+        entry = get_entry(con, entry_id, ledger)
+        return entry, entry_predictions(con, entry_id)
 
 
 def score_submission(
@@ -252,16 +252,21 @@ def score_submission(
         if v is not None and not math.isfinite(v):
             raise LedgerError(f"submission #{entry_id}: --{name} {v} is not a finite number; give the leaderboard score")
     with connect(ledger, create=False) as con, write_transaction(con):
-        _get(con, entry_id, ledger)
+        get_entry(con, entry_id, ledger)
         con.execute(
             "UPDATE submissions SET public_score = COALESCE(?, public_score), "
             "private_score = COALESCE(?, private_score), scored = ? WHERE id = ?",
             (public, private, _now(), entry_id),
         )
-        return _get(con, entry_id, ledger)
+        return get_entry(con, entry_id, ledger)
 
 
-def _get(con: sqlite3.Connection, entry_id: int, ledger: str | os.PathLike | None) -> Entry:
+def get_entry(con: sqlite3.Connection, entry_id: int, ledger: str | os.PathLike | None) -> Entry:
+    """One entry read on an open ledger connection (`ledger` names the file in the error).
+
+    Raises:
+        LedgerError: no such entry (the message gives the valid range).
+    """
     row = con.execute("SELECT * FROM submissions WHERE id = ?", (int(entry_id),)).fetchone()
     if row is None:
         lo, hi = con.execute("SELECT MIN(id), MAX(id) FROM submissions").fetchone()
@@ -272,7 +277,8 @@ def _get(con: sqlite3.Connection, entry_id: int, ledger: str | os.PathLike | Non
     return Entry.from_row(row)
 
 
-def _predictions(con: sqlite3.Connection, entry_id: int) -> Predictions:
+def entry_predictions(con: sqlite3.Connection, entry_id: int) -> Predictions:
+    """An entry's stored normalised predictions, read on an open ledger connection."""
     row = con.execute(
         "SELECT i.ids, s.vocab, s.codes, s.labels_as, s.classes FROM submissions s "
         "JOIN idsets i ON i.ids_sha256 = s.ids_sha256 WHERE s.id = ?", (entry_id,)
@@ -289,7 +295,7 @@ def _closest(con: sqlite3.Connection, preds: Predictions) -> tuple[Entry | None,
     ).fetchall()
     for entry_id, *stored in rows:
         other = Predictions.from_stored(preds.ids, *stored)  # same id hash: the same sorted ids
-        rate, _, _ = agreement(preds, other)
+        rate, _, _ = prediction_agreement(preds, other)
         if rate is not None and (best is None or rate >= best[0]):
             best = (rate, entry_id)
     if best is None:

@@ -1,0 +1,161 @@
+"""Normalised submission predictions (the rows of a submission CSV as the ledger stores them): what "the same predictions" means, and how alike two are.
+
+The rule (documented in the README):
+
+1. Rows are sorted by id; ids are compared as the strings written (``"007"`` is not ``"7"``).
+2. With the classes known (a recipe's ``classes``, or given), every target is mapped to its class
+   name: a target equal to a class name is that class, otherwise an integer ``0..C-1`` is that
+   class index (the rule labels CSVs follow). So a file written with class indices and one written
+   with class names normalise the same.
+3. Without classes, targets are compared exactly as written: ``"3"`` and ``"cat"`` differ — except
+   against an entry that has classes, whose classes then map the written targets (`reconcile`).
+
+The hash covers ids and normalised labels, so two files that differ only in row order, id order,
+column names or the name/index form of their targets have the same hash.
+
+Stored form: the id list once per id set, and per submission its label vocabulary plus one small
+integer code per row, so comparing two submissions is an integer comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensemble.errors import EnsembleError
+from ensemble.labels import encode_labels
+
+AS_NAMES = "class names"
+AS_WRITTEN = "as written"
+_SEP = "\x00"  # cannot occur inside a CSV field read as text, so joined strings stay unambiguous
+
+
+@dataclass(eq=False)
+class Predictions:
+    """One submission's normalised predictions.
+
+    Attributes:
+        ids: string ids sorted, shape (n_rows,), object dtype.
+        vocab: the distinct normalised labels.
+        codes: index into `vocab` per row, shape (n_rows,), int64.
+        labels_as: `AS_NAMES` when mapped through known classes, else `AS_WRITTEN`.
+        classes: the classes used to map, or None.
+    """
+
+    ids: np.ndarray
+    vocab: list[str]
+    codes: np.ndarray
+    labels_as: str
+    classes: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Normalised label per row, shape (n_rows,), object dtype."""
+        return np.asarray(self.vocab, dtype=object)[self.codes]
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hash of ids and normalised labels: equal exactly when the predictions are the same."""
+        h = hashlib.sha256(self.ids_sha256.encode())
+        h.update(_SEP.join(self.labels.tolist()).encode("utf-8"))
+        return h.hexdigest()
+
+    @cached_property
+    def ids_sha256(self) -> str:
+        """Hash of the sorted ids: entries with equal id hashes compare row for row."""
+        return hashlib.sha256(_SEP.join(self.ids.tolist()).encode("utf-8")).hexdigest()
+
+    def ids_blob(self) -> bytes:
+        return zlib.compress(_SEP.join(self.ids.tolist()).encode("utf-8"), 1)
+
+    def codes_blob(self) -> bytes:
+        dtype = np.uint8 if len(self.vocab) <= 256 else np.uint32
+        return zlib.compress(self.codes.astype(dtype).tobytes(), 1)
+
+    @classmethod
+    def from_stored(
+        cls, ids: np.ndarray | bytes, vocab_json: str, codes_blob: bytes, labels_as: str, classes_json: str | None
+    ) -> Predictions:
+        """Rebuild from the ledger's columns; `ids` is the stored blob or an already decoded array."""
+        if isinstance(ids, bytes):
+            text = zlib.decompress(ids).decode("utf-8")
+            ids = np.array(text.split(_SEP) if text else [], dtype=object)
+        vocab = json.loads(vocab_json)
+        dtype = np.uint8 if len(vocab) <= 256 else np.uint32
+        codes = np.frombuffer(zlib.decompress(codes_blob), dtype=dtype).astype(np.int64)
+        return cls(ids, vocab, codes, labels_as, json.loads(classes_json) if classes_json else None)
+
+
+def normalise_submission(frame: pd.DataFrame, classes: Sequence[str] | None, source: str | Path) -> Predictions:
+    """Normalise a submission read by `ensemble.submission.read_submission`.
+
+    Args:
+        frame: columns `id` and `target` (strings), sorted by id.
+        classes: the class names in index order, or None.
+        source: the file, for error messages.
+
+    Raises:
+        ClassMismatchError: with `classes`, a target that is neither a class name nor an index.
+    """
+    ids = frame["id"].to_numpy(dtype=object)
+    codes, uniques = pd.factorize(frame["target"].to_numpy(dtype=object))
+    vocab = [str(u) for u in uniques]
+    if classes is None:
+        return Predictions(ids, vocab, codes.astype(np.int64), AS_WRITTEN, None)
+    return _through_classes(Predictions(ids, vocab, codes.astype(np.int64), AS_WRITTEN), list(classes), source)
+
+
+def _through_classes(p: Predictions, classes: list[str], source: str | Path) -> Predictions:
+    """Map the vocabulary (not every row) through the classes; equal names merge into one code."""
+    as_index, classes = encode_labels(np.asarray(p.vocab, dtype=object), classes, Path(source), "target")
+    used, remap = np.unique(as_index, return_inverse=True)
+    vocab = [classes[i] for i in used]
+    return Predictions(p.ids, vocab, remap[p.codes].astype(np.int64), AS_NAMES, classes)
+
+
+def reconcile(a: Predictions, b: Predictions) -> tuple[Predictions, Predictions]:
+    """Map the targets of the one without classes through the other's classes, when they all map.
+
+    So an entry recorded without a recipe (indices as written) still compares with one recorded
+    with a recipe (class names). Unchanged when both or neither have classes, or a target is unknown.
+    """
+    if (a.classes is None) == (b.classes is None):
+        return a, b
+    known, other = (a, b) if a.classes is not None else (b, a)
+    try:
+        mapped = _through_classes(other, known.classes, "submission")
+    except EnsembleError:
+        return a, b
+    return (a, mapped) if known is a else (mapped, b)
+
+
+def prediction_agreement(a: Predictions, b: Predictions) -> tuple[float | None, np.ndarray, np.ndarray]:
+    """Share of the common ids where `a` and `b` predict the same label (after `reconcile`).
+
+    Returns:
+        (rate or None when no id is common, index into `a` of the common ids, index into `b`).
+    """
+    a, b = reconcile(a, b)
+    if len(a) == len(b) and (a.ids is b.ids or np.array_equal(a.ids, b.ids)):
+        ia = ib = np.arange(len(a))
+    else:
+        ib_all = pd.Index(b.ids).get_indexer(pd.Index(a.ids))
+        ia = np.flatnonzero(ib_all >= 0)
+        ib = ib_all[ia]
+    if len(ia) == 0:
+        return None, ia, ib
+    # b's codes in a's vocabulary (-1: a label a never predicts), so rows compare as integers
+    lookup = {v: i for i, v in enumerate(a.vocab)}
+    b_in_a = np.array([lookup.get(v, -1) for v in b.vocab], dtype=np.int64)
+    return float(np.mean(a.codes[ia] == b_in_a[b.codes[ib]])), ia, ib
