@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import signal
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ensemble.cli import _render
+from ensemble.predict.options import AMP_MODES, SPLITS
+
+if TYPE_CHECKING:  # torch loads when the command runs, not when `ens --help` lists it
+    from ensemble.predict.api import PredictOptions, PredictResult
+
+# str Enums built from the one list of names, so typer lists (and checks) the choices
+Split = Enum("Split", {name: name for name in SPLITS}, type=str)
+Amp = Enum("Amp", {name: name for name in AMP_MODES.names()}, type=str)
 
 _MODEL = "Model (override the card)"
 _DATA = "Data"
@@ -21,12 +30,12 @@ def _opt(*names: str, help: str, panel: str = _MODEL) -> typer.models.OptionInfo
 
 def predict(
     data: Annotated[Path, _opt("--data", help="Data CSV: id, path (relative to the CSV or --root), fold for oof.", panel=_DATA)],
-    split: Annotated[str, _opt("--split", help="oof: fold k's model on fold k's rows; test: every fold on every row.", panel=_DATA)],
+    split: Annotated[Split, _opt("--split", help="oof: fold k's model on fold k's rows; test: every fold on every row.", panel=_DATA)],
     card: Annotated[Optional[list[Path]], _opt("--card", help="Model card (TOML); repeat for several models.", panel=_DATA)] = None,
     root: Annotated[Optional[Path], _opt("--root", help="Folder the image paths are relative to.", panel=_DATA)] = None,
-    id_col: Annotated[str, _opt("--id-col", help="Id column.", panel=_DATA)] = "id",
-    path_col: Annotated[str, _opt("--path-col", help="Image path column.", panel=_DATA)] = "path",
-    fold_col: Annotated[str, _opt("--fold-col", help="Fold column (oof).", panel=_DATA)] = "fold",
+    id_col: _render.IdColOpt = "id",
+    path_col: _render.PathColOpt = "path",
+    fold_col: _render.FoldColOpt = "fold",
     out: Annotated[Path, _opt("--out", help="Output folder: <out>/<model>/{oof,test,test_fold<k>}.csv.", panel=_DATA)] = Path("preds"),
     tta: Annotated[str, _opt("--tta", help="Views added to identity, e.g. hflip,center_crop (none: identity only); "
                              "see `ens predict --list-tta`.", panel=_RUN)] = "none",
@@ -38,7 +47,7 @@ def predict(
     workers: Annotated[str, _opt("--workers", help="Decoding processes (0: decode in the main process); auto: none on a CPU "
                                  "below 8 cores, up to 8 per GPU.", panel=_RUN)] = "auto",
     device: Annotated[str, _opt("--device", help="auto | cpu | cuda | cuda:N.", panel=_RUN)] = "auto",
-    amp: Annotated[str, _opt("--amp", help="Mixed precision on CUDA: auto | bf16 | fp16 | none.", panel=_RUN)] = "auto",
+    amp: Annotated[Amp, _opt("--amp", help="Mixed precision on CUDA (auto: bf16 where supported, else fp16; none on the CPU).", panel=_RUN)] = Amp.auto,
     channels_last: Annotated[bool, _opt("--channels-last/--no-channels-last", help="NHWC memory format for torch models.", panel=_RUN)] = True,
     fuse_bn: Annotated[bool, _opt("--fuse-bn/--no-fuse-bn", help="Fold BatchNorms into the convolutions before them (torch models).", panel=_RUN)] = True,
     skip_bad: Annotated[bool, _opt("--skip-bad", help="Skip missing/corrupt images (listed at the end) instead of failing.", panel=_RUN)] = False,
@@ -65,26 +74,30 @@ def predict(
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Predict OOF or test probabilities with TTA; each image decoded once for every model and fold."""
-    from ensemble.labels import Columns
-    from ensemble.predict import predict as run
+    from ensemble._io import check_writable
     from ensemble.errors import DistributedError
+    from ensemble.labels import Columns
+    from ensemble.predict.api import PredictOptions, run
     from ensemble.predict.distributed import is_rank0
 
     if quiet:
         _render.setup_logging(quiet=True)
+    to_stdout = _render.json_to_stdout(json_out)
+    if json_out is not None and not to_stdout and is_rank0():
+        check_writable([json_out], force=force)
     overrides = {
         "arch": arch, "checkpoints": _one_or_list(checkpoint), "onnx": _one_or_list(onnx), "folds": folds,
         "classes": classes, "classes_file": classes_file, "num_classes": num_classes, "img_size": img_size,
         "mean": mean, "std": std, "crop_pct": crop_pct, "interpolation": interpolation, "resize_mode": resize_mode,
         "name": name, "family": family, "ema": ema, "trust_checkpoint": trust_checkpoint,
     }
+    options = PredictOptions(
+        split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out, batch_size=batch_size, workers=workers,
+        device=device, amp=amp, save_views=save_views, skip_bad=skip_bad, force=force, resume=resume,
+        columns=Columns(id=id_col, path=path_col, fold=fold_col), root=root, channels_last=channels_last, fuse_bn=fuse_bn,
+    )
     try:
-        result = run(
-            card, data, split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out, batch_size=batch_size,
-            workers=workers, device=device, amp=amp, save_views=save_views, skip_bad=skip_bad, force=force,
-            resume=resume, progress=_render.RichProgress(quiet), columns=Columns(id=id_col, path=path_col, fold=fold_col),
-            root=root, channels_last=channels_last, fuse_bn=fuse_bn,
-        )
+        result = run(card, data, options, progress=_render.RichProgress(quiet))
     except DistributedError:
         # the launcher's SIGTERM to the other ranks may come while this error is printed: the
         # process is about to exit, let nothing cut the one line off
@@ -92,9 +105,16 @@ def predict(
         raise
     if not is_rank0():  # a distributed run: rank 0 reports for every rank
         return
+    if not to_stdout:  # with --json -, stdout holds the JSON only
+        _print_summary(result, options)
+    _render.emit_json({"tables": result.summary, "skipped": result.skipped}, json_out, force=force)
+
+
+def _print_summary(result: PredictResult, options: PredictOptions) -> None:
+    """The tables written (and the images skipped) as rich tables on stdout."""
     console = _render.out()
     console.print(_render.table(
-        f"ens predict ({split}) -> {out}", ["model", "table", "folds", "rows", "views", "status", "seconds"],
+        f"ens predict ({options.split}) -> {options.out_dir}", ["model", "table", "folds", "rows", "views", "status", "seconds"],
         [[s["model"], s["table"], ",".join(map(str, s["folds"])), s["rows"], s["views"], s["status"], float(s["seconds"])]
          for s in result.summary],
     ))
@@ -103,7 +123,6 @@ def predict(
             f"skipped {len(result.skipped)} unreadable images (--skip-bad); the tables have no rows for them",
             ["id", "path", "reason"], [[s["id"], s["path"], s["reason"]] for s in result.skipped],
         ))
-    _render.emit_json({"tables": result.summary, "skipped": result.skipped}, json_out)
 
 
 def _one_or_list(values: list[str] | None) -> str | list[str] | None:

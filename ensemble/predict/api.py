@@ -11,7 +11,7 @@ import numpy as np
 
 from ensemble._io import check_writable
 from ensemble._progress import Progress
-from ensemble.errors import ConfigError, LabelError
+from ensemble.errors import ConfigError
 from ensemble.labels import Columns
 from ensemble.predict import engine
 from ensemble.predict.assemble import PredictResult, write_outputs
@@ -142,15 +142,16 @@ def _plan(
     n_workers = resolve_workers(options.workers, dev)
     amp_key = engine.amp_mode(options.amp, dev)
     table_data = read_data(data, columns=options.columns, root=options.root, need_folds=options.split == "oof")
-    if len(table_data) == 0:
-        raise LabelError(f"{table_data.source}: no rows, only a header; give the data CSV one row per image to predict")
     # only rank 0 writes tables, so only its outputs may refuse to be overwritten
     plan = make_plan(configs, table_data, split=options.split, views=views, merge=options.merge,
                      save_views=options.save_views, out_dir=options.out_dir, path_col=options.columns.path,
                      amp=amp_key, force=options.force or session.rank != 0, resume=options.resume,
                      fuse_bn=options.fuse_bn)
-    if session.rank == 0:
-        check_writable([o.path for o in plan.outputs if o.state != "up to date"], force=True)
+    # every output that will be written, and a part of each (every rank stores its own parts): an
+    # unwritable --out fails here, in one line, before any image is read
+    todo = [o for o in plan.outputs if o.state != "up to date"]
+    check_writable([o.path for o in todo if session.rank == 0] + [plan.items[o.items[0]].path for o in todo if o.items],
+                   force=True)
     return plan, dev, n_workers
 
 

@@ -55,7 +55,7 @@ def load_card(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"{p}: no such model card; give the path of a .toml card (see models/)")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = tomllib.loads(_utf8_text(p, "model card"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML ({e}); fix the card's syntax") from None
     if "trust_checkpoint" in data:
@@ -280,8 +280,18 @@ def _resolve_classes(get: Callable[[str], tuple[Any, _Layer | None]], onnx_class
 def _read_classes_file(path: Path, where: str) -> tuple[str, ...]:
     if not path.is_file():
         raise ConfigError(f"{where}: no such file {str(path)!r}; give a text file with one class name per line")
-    names = [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
+    names = [s.strip() for s in _utf8_text(path, "classes file").splitlines() if s.strip()]
     return classes_check(names, f"{path}")
+
+
+def _utf8_text(path: Path, what: str) -> str:
+    """A text file that must be UTF-8 (TOML is); anything else is one ConfigError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: the {what} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); save it as UTF-8"
+        ) from None
 
 
 def _onnx_name(spec: Any) -> str:

@@ -21,11 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TVF
 
-from ensemble.errors import ConfigError, DataError, preview
+from ensemble.errors import DataError, preview
+from ensemble.predict._card_fields import FIELDS
 from ensemble.labels import Columns, Labels, read_labels
 from ensemble.predict.config import ModelConfig
+from ensemble.predict.images import to_rgb
+from ensemble.predict.options import check_workers
 
-RESIZE_MODES = ("crop", "squash")
 # The label column plays no part in prediction; reading it could only fail on values we never use.
 _NO_COLUMN = "\x00unused"
 
@@ -54,14 +56,13 @@ class Preprocess:
         return pre
 
     def check(self, model: str) -> None:
-        """Raise ConfigError for a resize mode, interpolation or crop fraction that cannot work."""
-        if self.resize_mode not in RESIZE_MODES:
-            raise ConfigError(f"model {model!r}: unknown resize_mode {self.resize_mode!r}; choose one of: {', '.join(RESIZE_MODES)}")
-        modes = [m.value for m in InterpolationMode if m.value != "nearest-exact"]
-        if self.interpolation not in modes:
-            raise ConfigError(f"model {model!r}: unknown interpolation {self.interpolation!r}; choose one of: {', '.join(modes)}")
-        if not 0 < self.crop_pct <= 1:
-            raise ConfigError(f"model {model!r}: crop_pct {self.crop_pct:g} must be in (0, 1]; 1.0 means no crop")
+        """Raise ConfigError for a resize mode, interpolation or crop fraction that cannot work.
+
+        The card's own checks (`_card_fields.FIELDS`), applied to a config that may have been
+        built without a card (a `ModelConfig` given to the API).
+        """
+        for key in ("resize_mode", "interpolation", "crop_pct"):
+            FIELDS[key](getattr(self, key), f"model {model!r}: {key}")
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         """Resize/crop a PIL RGB image; returns uint8 (3, H, W)."""
@@ -153,9 +154,9 @@ class ImageDataset(Dataset):
         row = int(self.rows[i])
         try:
             with Image.open(self.paths[row]) as img:
-                out = self.preprocess(img.convert("RGB"))
+                out = self.preprocess(to_rgb(img))
             return row, out, ""
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, DataError) as e:
             h, w = self.preprocess.img_size
             return row, torch.zeros(3, h, w, dtype=torch.uint8), f"{type(e).__name__}: {e}".splitlines()[0]
 
@@ -223,14 +224,9 @@ def resolve_workers(workers: int | str, device: torch.device) -> int:
     Raises:
         ConfigError: neither "auto" nor a count >= 0.
     """
-    if isinstance(workers, str) and workers.strip().lower() != "auto":
-        if not workers.strip().isdigit():
-            raise ConfigError(f"--workers {workers!r}: give a number of decoding processes (0: decode in the main process) or auto")
-        workers = int(workers)
-    if isinstance(workers, int):
-        if workers < 0:
-            raise ConfigError(f"--workers {workers}: give a number of decoding processes >= 0 (0: decode in the main process) or auto")
-        return workers
+    count = check_workers(workers)
+    if count is not None:
+        return count
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     cores = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
     if device.type == "cuda":

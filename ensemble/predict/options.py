@@ -82,3 +82,21 @@ class PredictOptions:
         AMP_MODES.get(str(self.amp).lower())
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size}: give 1 or more images per batch")
+
+
+def check_workers(workers: int | str) -> int | None:
+    """A number of decoding processes (>= 0, 0: decode in the main process), or None for "auto".
+
+    Raises:
+        ConfigError: neither "auto" nor a count >= 0.
+    """
+    if isinstance(workers, str):
+        text = workers.strip().lower()
+        if text == "auto":
+            return None
+        if not text.lstrip("-").isdigit():
+            raise ConfigError(f"--workers {workers!r}: give a number of decoding processes (0: decode in the main process) or auto")
+        workers = int(text)
+    if workers < 0:
+        raise ConfigError(f"--workers {workers}: give a number of decoding processes >= 0 (0: decode in the main process) or auto")
+    return workers

@@ -61,11 +61,12 @@ def test_squash_mode_resizes_both_sides(tmp_path):
 
 
 def test_preprocess_checks():
-    with pytest.raises(ConfigError, match="model 'm': unknown resize_mode 'pad'; choose one of: crop, squash"):
+    # the card's checks, applied to a config built without a card
+    with pytest.raises(ConfigError, match="model 'm': resize_mode: 'pad' is not one of: crop, squash"):
         Preprocess((8, 8), 1.0, "bilinear", "pad").check("m")
-    with pytest.raises(ConfigError, match="model 'm': unknown interpolation 'cubic'; choose one of: nearest, bilinear, bicubic"):
+    with pytest.raises(ConfigError, match="model 'm': interpolation: 'cubic' is not one of: nearest, bilinear, bicubic"):
         Preprocess((8, 8), 1.0, "cubic", "crop").check("m")
-    with pytest.raises(ConfigError, match=r"model 'm': crop_pct 1.2 must be in \(0, 1\]; 1.0 means no crop"):
+    with pytest.raises(ConfigError, match=r"model 'm': crop_pct: must be a number in \(0, 1\] \(1.0 = no crop\), got 1.2"):
         Preprocess((8, 8), 1.2, "bilinear", "crop").check("m")
 
 
