@@ -22,8 +22,8 @@ from scipy.optimize import minimize
 
 from ensemble.blend import methods as M
 from ensemble.blend import nested as N
-from ensemble.blend.synthetic import make_problem
 from ensemble.metrics import argmax, macro_f1
+from synthetic import make_problem  # benchmarks/synthetic.py (run as python benchmarks/bench_blend.py)
 
 Fit = Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]  # (X, y) -> predict(X) -> labels
 

@@ -23,19 +23,20 @@ try:  # numba is a declared dependency; the fallback keeps a broken install usab
     import numba
     from numba import njit, prange
 
-    HAVE_NUMBA = os.environ.get("ENS_NO_NUMBA") != "1"
+    NUMBA_INSTALLED = True
+    HAVE_NUMBA = os.environ.get("ENS_NO_NUMBA") != "1"  # ENS_NO_NUMBA=1: these kernels' numpy fallback
 except ImportError:  # pragma: no cover - exercised only on installs without numba
-    HAVE_NUMBA = False
+    NUMBA_INSTALLED = HAVE_NUMBA = False
 
 # Rows per work item: big enough to amortise scheduling, small enough to balance two to many cores.
 _BLOCK = 16384
 _TILE = 32  # rows whose argmax runs side by side (measured best of 8/16/32 on AVX-512)
 
 
-if HAVE_NUMBA:
+if NUMBA_INSTALLED:  # the blend optimisers' kernels (numba only: no fallback there) share it
 
     @njit(cache=True, nogil=True, inline="always")
-    def _row_argmax(probs, i, n_classes):  # pragma: no cover - compiled
+    def row_argmax(probs, i, n_classes):  # pragma: no cover - compiled
         # strict `>` keeps the first maximum, as np.argmax does
         best = probs[i, 0]
         k = 0
@@ -45,6 +46,9 @@ if HAVE_NUMBA:
                 best = v
                 k = j
         return k
+
+
+if HAVE_NUMBA:
 
     @njit(cache=True, nogil=True, boundscheck=False, inline="always")
     def _tile_argmax(probs, i0, c, best, arg):  # pragma: no cover - compiled
@@ -77,7 +81,7 @@ if HAVE_NUMBA:
                     out[i0 + r] = arg[r]
                 i0 += _TILE
             for i in range(i0, hi):
-                out[i] = _row_argmax(probs, i, c)
+                out[i] = row_argmax(probs, i, c)
         return out
 
     @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
@@ -109,7 +113,7 @@ if HAVE_NUMBA:
                 if t < 0 or t >= n_classes:
                     cm[n_classes] += 1
                 else:
-                    cm[t * width + _row_argmax(probs, i, c)] += 1
+                    cm[t * width + row_argmax(probs, i, c)] += 1
             part[b] = cm
         return part.sum(axis=0).reshape(n_classes, width)
 

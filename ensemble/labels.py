@@ -37,6 +37,10 @@ class Labels:
         paths: image paths resolved against the CSV's folder (or `root`), or None.
         frame: the CSV as read (every column a string), for extra columns such as groups.
         source: the CSV's path.
+        raw_labels: the label column as written (strings), or None; `ensemble.join.join_labels`
+            maps them through the tables' class order.
+        by_index: the labels were class indices (not class names) and were read as such.
+        columns: the column names it was read with.
     """
 
     ids: np.ndarray
@@ -46,6 +50,9 @@ class Labels:
     paths: np.ndarray | None
     frame: pd.DataFrame
     source: Path
+    raw_labels: np.ndarray | None = None
+    by_index: bool = False
+    columns: Columns = Columns()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,9 +75,10 @@ def read_labels(
 ) -> Labels:
     """Read and check a labels / data CSV.
 
-    Labels may be class names or class indices. With `classes` given, a label that is a class name
-    maps to its index, otherwise an integer label is taken as an index; without `classes`, integer
-    labels give classes "0".."max" and names give their sorted set.
+    Labels may be class names or class indices, never a mix. With `classes` given, labels that are
+    all class names map by name, else labels that are all integers in 0..C-1 are indices into
+    `classes` (which must then be the real class order: `ensemble.join.join_labels` checks that);
+    without `classes`, integer labels give classes "0".."max" and names give their sorted set.
 
     Args:
         path: the CSV.
@@ -94,9 +102,11 @@ def read_labels(
             )
     ids = check_ids(frame[columns.id].to_numpy(dtype=object), str(p))
 
-    y = None
+    y = raw_labels = None
+    by_index = False
     if columns.label in frame.columns:
-        y, classes = encode_labels(frame[columns.label].to_numpy(dtype=object), classes, p, columns.label)
+        raw_labels = frame[columns.label].to_numpy(dtype=object)
+        y, classes, by_index = encode_labels_how(raw_labels, classes, p, columns.label)
     elif classes is not None:
         classes = [str(c) for c in classes]
 
@@ -112,13 +122,23 @@ def read_labels(
         if len(empty):
             raise LabelError(f"{p}: {len(empty)} rows have an empty {columns.path!r} (ids {preview(ids[empty])})")
         paths = np.array([str(base / r) for r in raw], dtype=object)
-    return Labels(ids, classes, y, folds, paths, frame, p)
+    return Labels(ids, classes, y, folds, paths, frame, p, raw_labels, by_index, columns)
 
 
-def encode_labels(
+def encode_labels(raw: np.ndarray, classes: Sequence[str] | None, p: Path, col: str) -> tuple[np.ndarray, list[str]]:
+    """Map labels (all class names, or all class indices) to int64 indices; returns them and the classes."""
+    y, classes, _ = encode_labels_how(raw, classes, p, col)
+    return y, classes
+
+
+def encode_labels_how(
     raw: np.ndarray, classes: Sequence[str] | None, p: Path, col: str
-) -> tuple[np.ndarray, list[str]]:
-    """Map labels (names or indices) to int64 indices; returns them and the classes."""
+) -> tuple[np.ndarray, list[str], bool]:
+    """Map labels (all names, or all indices) to int64 indices, saying which they were.
+
+    Returns:
+        (y, classes, by_index): the indices, the classes, and whether the labels were indices.
+    """
     empty = raw == ""
     if empty.any():
         raise LabelError(f"{p}: {int(empty.sum())} rows have an empty {col!r} (rows {preview(np.flatnonzero(empty))})")
@@ -130,23 +150,24 @@ def encode_labels(
             if ints.min() < 0:
                 raise LabelError(f"{p}: negative label {ints.min()} in {col!r}; class indices start at 0")
             classes = [str(i) for i in range(int(ints.max()) + 1)]
-            return ints[inverse].astype(np.int64), classes
-        return inverse.astype(np.int64), [str(v) for v in values]
+            return ints[inverse].astype(np.int64), classes, True
+        return inverse.astype(np.int64), [str(v) for v in values], False
     classes = [str(c) for c in classes]
     lookup = {c: i for i, c in enumerate(classes)}
-    codes = np.full(len(values), -1, dtype=np.int64)
-    for j, v in enumerate(values):
-        if v in lookup:
-            codes[j] = lookup[v]
-        elif is_int[j] and 0 <= int(v) < len(classes):
-            codes[j] = int(v)
-    unknown = values[codes < 0]
-    if len(unknown):
+    if all(v in lookup for v in values):  # class names (numeric names such as "3" included)
+        return np.array([lookup[v] for v in values], dtype=np.int64)[inverse], classes, False
+    if is_int.all() and all(0 <= int(v) < len(classes) for v in values):
+        return values.astype(np.int64)[inverse], classes, True
+    unknown = values[[v not in lookup and not (is_int[j] and 0 <= int(v) < len(classes)) for j, v in enumerate(values)]]
+    if not len(unknown):  # some names, some indices: which one a "2" means is a guess
         raise ClassMismatchError(
-            f"{p}: labels {preview(unknown)} in {col!r} are not among the {len(classes)} classes "
-            f"({preview(classes)}); labels must be class names or indices 0..{len(classes) - 1}"
+            f"{p}: {col!r} mixes class names and class indices; write every label as a class name "
+            f"({preview(classes)}) or every label as an index 0..{len(classes) - 1}"
         )
-    return codes[inverse], classes
+    raise ClassMismatchError(
+        f"{p}: labels {preview(unknown)} in {col!r} are not among the {len(classes)} classes "
+        f"({preview(classes)}); labels must be class names or indices 0..{len(classes) - 1}"
+    )
 
 
 def _parse_folds(raw: np.ndarray, p: Path, col: str) -> np.ndarray:
@@ -156,9 +177,13 @@ def _parse_folds(raw: np.ndarray, p: Path, col: str) -> np.ndarray:
         bad = [v for v in raw if not str(v).lstrip("-").isdigit()]
         raise LabelError(
             f"{p}: fold column {col!r} holds non-integer values {preview(np.unique(bad))}; "
-            "folds are integers (make them with `ens folds`)"
+            "folds are finite integers (make them with `ens folds`)"
         ) from None
     arr = folds.to_numpy()
-    if not np.all(arr == np.round(arr)):
-        raise LabelError(f"{p}: fold column {col!r} holds non-integer values; folds are integers")
+    bad = ~np.isfinite(arr) | (arr != np.round(arr))
+    if bad.any():
+        raise LabelError(
+            f"{p}: fold column {col!r} holds non-integer values {preview(np.unique(np.asarray(raw)[bad]))}; "
+            "folds are finite integers (make them with `ens folds`)"
+        )
     return arr.astype(np.int64)

@@ -42,28 +42,6 @@ def test_labels_outside_the_classes_are_counted_not_scored(rng):
     np.testing.assert_array_equal(cm, numpy_confusion(y[ok], probs[ok], 3))
 
 
-def test_numpy_fallback_agrees_with_the_compiled_kernels(rng, monkeypatch):
-    n, c, k = 5000, 6, 3
-    probs = rng.random((n, c), dtype=np.float32)
-    y = rng.integers(0, c, n)
-    preds = rng.integers(0, c, (k, n))
-    weights = rng.integers(0, 3, (20, n))
-    inv = rng.integers(0, 50, n).astype(np.int32)  # 50 row types
-    rows = rng.integers(0, n, (7, n))
-
-    def run():
-        return (_kernels.argmax(probs), _kernels.confusion_from_probs(y, probs, c), _kernels.boot_counts(y, preds, weights, c),
-                _kernels.boot_rows(inv, y[:50], preds[:, :50], rows, c))
-
-    compiled = run()
-    monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
-    fallback = run()
-    np.testing.assert_array_equal(compiled[0], fallback[0])
-    np.testing.assert_array_equal(compiled[1][0], fallback[1][0])
-    for a, b in [*zip(compiled[2], fallback[2]), *zip(compiled[3], fallback[3])]:
-        np.testing.assert_array_equal(a, b)
-
-
 def test_boot_counts_against_explicit_resamples(rng):
     n, c = 200, 4
     y = rng.integers(0, c, n)
@@ -77,3 +55,43 @@ def test_boot_counts_against_explicit_resamples(rng):
             np.testing.assert_array_equal(pc[q, b], np.bincount(preds[q, rows], minlength=c))
             hit = rows[preds[q, rows] == y[rows]]
             np.testing.assert_array_equal(tp[q, b], np.bincount(y[hit], minlength=c))
+
+
+_FALLBACK_SCRIPT = """
+import numpy as np, sys
+from ensemble import _kernels
+assert not _kernels.HAVE_NUMBA
+d = np.load(sys.argv[1])
+probs, y, preds, weights, inv, rows = (d[k] for k in ("probs", "y", "preds", "weights", "inv", "rows"))
+c = probs.shape[1]
+cm = _kernels.confusion_from_probs(y, probs, c)[0]
+bc = _kernels.boot_counts(y, preds, weights, c)
+br = _kernels.boot_rows(inv, y[:50], preds[:, :50], rows, c)
+np.savez(sys.argv[2], argmax=_kernels.argmax(probs), cm=cm, *bc, *br)
+import ensemble.blend.weighted  # the blend optimisers still import (they need numba, not the fallback flag)
+"""
+
+
+def test_numpy_fallback_in_a_fresh_process_agrees_with_the_compiled_kernels(rng, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    n, c, k = 3000, 5, 2
+    data = {
+        "probs": rng.random((n, c), dtype=np.float32), "y": rng.integers(0, c, n), "preds": rng.integers(0, c, (k, n)),
+        "weights": rng.integers(0, 3, (10, n)), "inv": rng.integers(0, 50, n).astype(np.int32),
+        "rows": rng.integers(0, n, (4, n)),
+    }
+    np.savez(tmp_path / "in.npz", **data)
+    env = {**os.environ, "ENS_NO_NUMBA": "1"}
+    subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                   check=True, env=env, capture_output=True)
+    out = np.load(tmp_path / "out.npz")
+    d = data
+    np.testing.assert_array_equal(out["argmax"], _kernels.argmax(d["probs"]))
+    np.testing.assert_array_equal(out["cm"], _kernels.confusion_from_probs(d["y"], d["probs"], c)[0])
+    expect = [*_kernels.boot_counts(d["y"], d["preds"], d["weights"], c),
+              *_kernels.boot_rows(d["inv"], d["y"][:50], d["preds"][:, :50], d["rows"], c)]
+    for i, e in enumerate(expect):
+        np.testing.assert_array_equal(out[f"arr_{i}"], e)

@@ -15,17 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score
 
-from ensemble.errors import ClassMismatchError, DuplicateSubmissionError, LabelError, LedgerError
+from ensemble.errors import ClassMismatchError, ConfigError, DuplicateSubmissionError, LabelError, LedgerError
 from ensemble.ledger import (
     diff_submissions,
     get_submission,
     list_submissions,
     load_predictions,
-    read_recipe,
     record_submission,
     score_submission,
 )
 from ensemble.ledger.submission_rows import normalise_submission, prediction_agreement
+from ensemble.recipe import read_recipe
 from ensemble.submission import SubmissionFormat
 
 CLASSES = ["cat", "dog", "fox"]
@@ -45,7 +45,8 @@ def write_sub(path: Path, ids, targets, *, id_col: str = "id", target_col: str =
 def write_recipe(path: Path, *, classes=CLASSES, oof=0.81, nested=0.78, ci=(0.79, 0.83), method="weighted") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     recipe = {
-        "method": method, "classes": classes, "units": ["m1", "m2"], "weights": [0.6, 0.4], "bias": None,
+        "method": method, "classes": classes, "units": ["m1", "m2"], "unit_members": {"m1": ["m1"], "m2": ["m2"]},
+        "weights": [0.6, 0.4], "bias": None,
         "members": [
             {"name": "m1", "family": "m1", "oof": "preds/m1/oof.csv", "test": "preds/m1/test.csv", "oof_sha256": "a1", "test_sha256": "b1"},
             {"name": "m2", "family": "m2", "oof": "preds/m2/oof.csv", "test": "preds/m2/test.csv", "oof_sha256": "a2", "test_sha256": "b2"},
@@ -216,12 +217,14 @@ def test_input_errors(base):
     with pytest.raises(ClassMismatchError, match=r"labels .* in 'target' are not among the 3 classes"):
         record_submission(sub, ledger=ledger, recipe_path=write_recipe(tmp / "r.json"))
     (tmp / "bad.json").write_text("{not json")
-    with pytest.raises(LedgerError, match=r"bad.json: recipe is not valid JSON"):
+    with pytest.raises(ConfigError, match=r"bad.json: recipe is not valid JSON"):
         record_submission(sub, ledger=ledger, recipe_path=tmp / "bad.json")
-    (tmp / "bad2.json").write_text(json.dumps({"scores": {"oof_macro_f1": "high"}}))
-    with pytest.raises(LedgerError, match=r"recipe scores.oof_macro_f1 is 'high', expected a number or null"):
+    bad2 = json.loads(write_recipe(tmp / "bad2.json").read_text())
+    bad2["scores"]["oof_macro_f1"] = "high"
+    (tmp / "bad2.json").write_text(json.dumps(bad2))
+    with pytest.raises(ConfigError, match=r"recipe key 'scores.oof_macro_f1' is 'high', not a number"):
         record_submission(sub, ledger=ledger, recipe_path=tmp / "bad2.json")
-    with pytest.raises(LedgerError, match=r"no such recipe"):
+    with pytest.raises(ConfigError, match=r"no such recipe"):
         record_submission(sub, ledger=ledger, recipe_path=tmp / "nope.json")
     assert not ledger.exists()  # nothing was created by failed adds
     with pytest.raises(LedgerError, match=r"no ledger here; record a submission first"):
@@ -370,3 +373,15 @@ def test_ledger_under_a_regular_file_is_refused_before_work(tmp_path):
     with pytest.raises(OutputError, match=r"cannot write .*ledger.db: .*file.txt is a file, not a folder"):
         with connect(tmp_path / "file.txt" / "ledger.db", create=True):
             pass
+
+
+def test_submission_with_other_row_count_than_the_recipes_blend_is_refused(base):
+    tmp, ids, codes = base
+    recipe = write_recipe(tmp / "r.json")
+    raw = json.loads(recipe.read_text())
+    raw["n_test"] = len(ids)
+    recipe.write_text(json.dumps(raw))
+    short = write_sub(tmp / "short.csv", ids[:4], codes[:4])
+    with pytest.raises(LedgerError, match=rf"short.csv: 4 rows, but the blend of .*r.json has {len(ids)} test rows"):
+        record_submission(short, ledger=tmp / "l.db", recipe_path=recipe)
+    assert not (tmp / "l.db").exists()

@@ -6,7 +6,7 @@ import pytest
 import ensemble
 from ensemble.errors import OutputExistsError
 from ensemble.labels import read_labels
-from ensemble.plots import PLOTS, write_plots
+from ensemble.report.plots import PLOTS, write_plots
 from tests.test_report import CLASSES, synthetic
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

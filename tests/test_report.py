@@ -149,7 +149,8 @@ def test_labels_in_another_class_order_are_matched_by_name(tmp_path):
     lab = read_labels(path)  # classes sorted from names: same here, so shuffle the tables' columns instead
     t = ensemble.read_table(tmp_path / "preds" / "f_s1")
     order = [2, 0, 3, 1]
-    shuffled = make_table(t.ids, [CLASSES[i] for i in order], t.probs[:, order], meta=t.meta)
+    meta = {k: v for k, v in t.meta.items() if k != "classes"}  # re-saved with other columns: no recorded order
+    shuffled = make_table(t.ids, [CLASSES[i] for i in order], t.probs[:, order], meta=meta)
     r = oof_report(lab, [shuffled], n_boot=0)
     assert r.classes == [CLASSES[i] for i in order]
     assert r.models[0].macro_f1 == sk_f1(y, probs["f_s1"].argmax(1))
@@ -174,7 +175,7 @@ def test_input_errors(tmp_path, world):
     assert oof_report(read_labels(nofold, classes=CLASSES), tables, per_fold=False, n_boot=0).models[0].fold_scores is None
     other = tmp_path / "other.csv"
     pd.read_csv(tmp_path / "train.csv", dtype=str).assign(label="emu").to_csv(other, index=False)
-    with pytest.raises(ClassMismatchError, match=r'labels "emu" are not among the tables\' 4 classes'):
+    with pytest.raises(ClassMismatchError, match=r'labels "emu" in \'label\' are not among the 4 classes'):
         oof_report(read_labels(other), tables)
 
 

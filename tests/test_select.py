@@ -96,10 +96,21 @@ def make_blend(root: Path, name: str, ids, oof_pred, test_ids, test_pred, *, nes
     write_table(make_table(test_ids, CLASSES, one_hot_probs(test_pred), meta={"model": name}), folder / "test.csv")
     recipe = {
         "method": "weighted", "classes": CLASSES, "members": [{"name": name, "oof_sha256": name, "test_sha256": name}],
+        "units": [name], "unit_members": {name: [name]}, "weights": [1.0],
         "scores": {"oof_macro_f1": 0.0, "nested_macro_f1": nested, "ci95": [0.0, 1.0]},
     }
     (folder / "recipe.json").write_text(json.dumps(recipe))
     return folder / "recipe.json"
+
+
+def submit(root: Path, recipe: Path, name: str, *, change: float = 0.0) -> Path:
+    """The submission a blend folder's test table makes (its first `change` share of rows moved one class on)."""
+    t = pd.read_csv(recipe.parent / "test.csv", dtype={"id": str})
+    pred = t[CLASSES].to_numpy().argmax(1)
+    k = int(round(change * len(pred)))
+    pred[:k] = (pred[:k] + 1) % len(CLASSES)
+    pd.DataFrame({"id": t["id"], "label": np.array(CLASSES)[pred]}).to_csv(root / name, index=False)
+    return root / name
 
 
 @pytest.fixture
@@ -201,9 +212,7 @@ def test_public_lb_disagreement_is_reported(world):
     root, recipes, _ = world
     ledger = root / "l.db"
     for i, name in enumerate(["leader", "overfit", "diverse"], 1):
-        sub = root / f"{name}.csv"
-        pd.DataFrame({"id": ["t0"], "label": [CLASSES[i]]}).to_csv(sub, index=False)  # contents don't matter here
-        record_submission(sub, ledger=ledger, recipe_path=recipes[name])
+        record_submission(submit(root, recipes[name], f"{name}.csv"), ledger=ledger, recipe_path=recipes[name])
     score_submission(1, public=0.79, ledger=ledger)
     score_submission(2, public=0.83, ledger=ledger)  # the public LB likes the overfit
     score_submission(3, public=0.78, ledger=ledger)

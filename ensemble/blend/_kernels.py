@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ensemble._kernels import _row_argmax  # shared: first maximum on ties, as np.argmax
+from ensemble._kernels import row_argmax  # shared: first maximum on ties, as np.argmax
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -50,7 +50,7 @@ def argmax_margin(scores):  # pragma: no cover - compiled
     amax = np.empty(n, dtype=np.int64)
     margin = np.empty(n, dtype=np.float64)
     for i in range(n):
-        k = _row_argmax(scores, i, c)
+        k = row_argmax(scores, i, c)
         best = scores[i, k]
         second = -np.inf
         for j in range(c):

@@ -1,22 +1,32 @@
-"""`blend_folders`: what `ens blend` does — read prediction folders, blend (or re-apply), write."""
+"""`blend_folders`: what `ens blend` does — read prediction folders, blend (or re-apply), write, record."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ensemble._io import check_writable
 from ensemble._progress import Progress
-from ensemble.blend.core import BlendResult, blend
-from ensemble.blend.recipe import apply_recipe, write_blend
+from ensemble.blend.apply import apply_recipe
+from ensemble.blend.assemble import BlendResult
+from ensemble.blend.core import BlendOptions, blend
+from ensemble.blend.write import blend_outputs, write_blend
 from ensemble.errors import ConfigError, TableError, preview
 from ensemble.labels import Columns, read_labels
-from ensemble.ledger import record_submission
-from ensemble.ledger._db import connect
 from ensemble.submission import SubmissionFormat
 from ensemble.tables import PredTable, read_table, resolve_table_path
+
+
+@dataclass(frozen=True)
+class WrittenBlend:
+    """One blend folder written by `blend_folders`: the result, its files, and its ledger entry (if recorded)."""
+
+    result: BlendResult
+    paths: dict[str, Path]
+    ledger_entry: Any = None
 
 
 def read_members(pred_dirs: Sequence[str | os.PathLike]) -> tuple[list[PredTable], list[PredTable] | None]:
@@ -45,9 +55,11 @@ def blend_folders(
     *,
     out: str | os.PathLike,
     labels: str | os.PathLike | None = None,
-    method: str | None = None,
+    options: BlendOptions | None = None,
     recipe: str | os.PathLike | None = None,
+    by_family: bool = False,
     columns: Columns = Columns(),
+    classes: Sequence[str] | None = None,
     submission: str | os.PathLike | None = None,
     fmt: SubmissionFormat = SubmissionFormat(),
     force: bool = False,
@@ -56,17 +68,19 @@ def blend_folders(
     record: bool = True,
     note: str = "",
     progress: Progress | None = None,
-    **options: Any,
-) -> tuple[BlendResult, dict[str, Path]]:
-    """Blend prediction folders (or re-apply `recipe` to them) and write the blend folder.
+) -> list[WrittenBlend]:
+    """Blend prediction folders (or re-apply `recipe` to them) and write the blend folder(s).
 
     Args:
         pred_dirs: folders holding oof.csv (and test.csv).
         out: the blend folder to write (blends/NAME); NAME names the blend.
         labels: labels CSV (required to fit; optional with `recipe`, where it re-scores the OOF blend).
-        method: a METHODS key (required unless `recipe`).
+        options: what to fit (required unless `recipe`).
         recipe: re-apply this recipe.json instead of fitting.
+        by_family: blend each family's members on their own into `out/<family>/` (e.g. the seed
+            average of every architecture, as prediction folders for later blends).
         columns: the labels CSV's column names.
+        classes: the class order integer labels refer to.
         submission: also write the competition CSV here.
         fmt: the submission format.
         force: overwrite existing outputs.
@@ -75,36 +89,58 @@ def blend_folders(
         record: record the submission in the ledger (identical earlier predictions are warned about).
         note: the ledger entry's note.
         progress: progress hook.
-        **options: passed to `blend` (weights, top, seed_average, tune_bias, rounds, seed, nested, all_classes).
 
     Returns:
-        The result and the written paths.
+        One `WrittenBlend` (one per family with `by_family`). The blend folder, its submission and
+        its ledger entry are written all or nothing.
     """
+    from ensemble.ledger import connect, record_submission
+
     out = Path(out)
-    # refuse an existing output before spending time on the fit
-    check_writable([out / "recipe.json", *([submission] if submission is not None else [])], force=force)
+    if recipe is not None and (options is not None or by_family):
+        raise ConfigError("--recipe replays a fitted blend; drop --method/--weights/--top/--tune-bias/--seed-average/--by-family")
+    if recipe is None and options is None:
+        raise ConfigError("no --method given; choose one, or pass --recipe to re-apply a blend")
+    if recipe is None and labels is None:
+        raise ConfigError("no --labels given; blending needs the labels CSV (id, label, fold)")
+    oofs, tests = read_members(pred_dirs)
+    groups = _groups(oofs, by_family)
+    if submission is not None and len(groups) > 1:
+        raise ConfigError("--by-family with several families writes one blend per family; blend them to make a submission")
+    if submission is not None and tests is None:
+        raise ConfigError("--submission needs test tables: put test.csv beside each member's oof.csv")
+    folders = {fam: out / fam if by_family else out for fam in groups}
+    # refuse an existing or unwritable output before spending time on the fit
+    check_writable([p for f in folders.values() for p in blend_outputs(f, with_test=tests is not None, submission=submission)], force=force)
     recording = submission is not None and record
     if recording:
         with connect(ledger, create=True):
             pass  # a foreign or corrupt ledger fails here, before anything is fitted or written
-    oofs, tests = read_members(pred_dirs)
-    if submission is not None and tests is None:
-        raise ConfigError("--submission needs test tables: put test.csv beside each member's oof.csv")
-    if recipe is not None:
-        if method is not None or any(v not in (None, False) for k, v in options.items() if k in ("weights", "top", "tune_bias", "seed_average")):
-            raise ConfigError("--recipe replays a fitted blend; drop --method/--weights/--top/--tune-bias/--seed-average")
-        lab = read_labels(labels, columns=columns, classes=oofs[0].classes) if labels is not None else None
-        result = apply_recipe(recipe, oofs, tests, labels=lab, strict=strict, name=out.name)
-    else:
-        if method is None:
-            raise ConfigError("no --method given; choose one, or pass --recipe to re-apply a blend")
-        if labels is None:
-            raise ConfigError("no --labels given; blending needs the labels CSV (id, label, fold)")
-        lab = read_labels(labels, columns=columns, classes=oofs[0].classes)
-        result = blend(oofs, lab, method=method, test_tables=tests, name=out.name, progress=progress, **options)
-    paths = write_blend(result, out, submission=submission, fmt=fmt, force=force)
-    if recording:
-        result.ledger_entry = record_submission(
-            paths["submission"], ledger=ledger, fmt=fmt, recipe_path=paths["recipe"], note=note
-        )
-    return result, paths
+    lab = read_labels(labels, columns=columns, classes=oofs[0].classes) if labels is not None else None
+    written = []
+    for fam, idx in groups.items():
+        o, t = [oofs[i] for i in idx], None if tests is None else [tests[i] for i in idx]
+        folder = folders[fam]
+        if recipe is not None:
+            result = apply_recipe(recipe, o, t, labels=lab, strict=strict, name=folder.name)
+        else:
+            result = blend(o, lab, test_tables=t, options=options, classes=classes, name=folder.name, progress=progress)
+        entry: list[Any] = []
+
+        def record_it(paths: dict[str, Path]) -> None:
+            entry.append(record_submission(paths["submission"], ledger=ledger, fmt=fmt, recipe_path=paths["recipe"], note=note))
+
+        paths = write_blend(result, folder, submission=submission, fmt=fmt, force=force,
+                            after_commit=record_it if recording else None)
+        written.append(WrittenBlend(result, paths, entry[0] if entry else None))
+    return written
+
+
+def _groups(oofs: list[PredTable], by_family: bool) -> dict[str, list[int]]:
+    """Member indices per blend: all in one (keyed ""), or one blend per family."""
+    if not by_family:
+        return {"": list(range(len(oofs)))}
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(oofs):
+        groups.setdefault(t.family, []).append(i)
+    return groups

@@ -132,7 +132,6 @@ METHODS.add("rank", Method(rank, help="per-class rank averaging"))
 METHODS.add("geometric", Method(geometric, takes_weights=True, help="mean of log-probabilities, renormalised"))
 METHODS.add("weighted", Method(soft, fit=_fit_weighted, help="weights that maximise OOF macro-F1"))
 METHODS.add("greedy", Method(soft, fit=_fit_greedy, help="Caruana selection with replacement (best round kept)"))
-METHODS.add("seed", Method(soft, help="only the per-family seed averages"))
 
 
 def fits_anything(method: str, spec: Spec) -> bool:

@@ -12,28 +12,40 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
 from ensemble._progress import NoProgress, Progress
 from ensemble.blend import methods as M
 from ensemble.bootstrap import bootstrap_scores
+from ensemble.errors import LabelError
 from ensemble.metrics import argmax, macro_f1
 
 N_SPLITS = 5
 
 
-def make_folds(folds: np.ndarray | None, y: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
-    """The fold of each row: the labels' fold column, else a seeded stratified split.
+def nested_folds(folds: np.ndarray | None, y: np.ndarray, seed: int, *, source: str = "the labels") -> tuple[np.ndarray, str]:
+    """The outer folds of the nested CV: the labels' fold column, else `ens folds`' stratified split.
 
     Returns:
         int64 folds of shape (n_samples,) and where they came from ("labels" or "stratified(seed=S)").
+
+    Raises:
+        LabelError: the fold column holds a single fold (nothing to fit on outside it).
     """
     if folds is not None:
-        return np.asarray(folds, dtype=np.int64), "labels"
+        folds = np.asarray(folds, dtype=np.int64)
+        if len(np.unique(folds)) < 2:
+            raise LabelError(
+                f"{source}: the fold column holds a single fold, so no blend can be fitted outside it; "
+                "make folds with `ens folds`, or pass --no-nested"
+            )
+        return folds, "labels"
+    from ensemble.folds import FOLD_METHODS
+
     out = np.empty(len(y), dtype=np.int64)
+    splitter = FOLD_METHODS.get("stratified").make(N_SPLITS, seed)
     with warnings.catch_warnings():  # a class rarer than the split count only gets fewer folds
         warnings.simplefilter("ignore", UserWarning)
-        for k, (_, test) in enumerate(StratifiedKFold(N_SPLITS, shuffle=True, random_state=seed).split(y, y)):
+        for k, (_, test) in enumerate(splitter.split(y, y)):
             out[test] = k
     return out, f"stratified(seed={seed})"
 

@@ -21,13 +21,9 @@ class Unit:
     name: str
     members: tuple[int, ...]
 
-    def oof(self, members: list[PredTable]) -> np.ndarray:
-        """Mean of its members' OOF probabilities, float32 of shape (n, C)."""
-        return _mean([members[i].probs for i in self.members])
-
-    def test(self, tests: list[PredTable]) -> np.ndarray:
-        """Mean of its members' test probabilities, float32 of shape (n_test, C)."""
-        return _mean([tests[i].probs for i in self.members])
+    def probs(self, tables: list[PredTable]) -> np.ndarray:
+        """Mean of its members' probabilities in `tables` (OOF or test, one per member), float32 (n, C)."""
+        return _mean([tables[i].probs for i in self.members])
 
 
 def _mean(arrays: list[np.ndarray]) -> np.ndarray:
@@ -37,7 +33,10 @@ def _mean(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def build_units(members: list[PredTable], *, seed_average: bool) -> list[Unit]:
-    """One unit per member, or per family (in order of first appearance) with `seed_average`."""
+    """One unit per member, or per family (in order of first appearance) with `seed_average`.
+
+    Seed averaging is this step, before any method: a family's seeds become one unit.
+    """
     if not seed_average:
         return [Unit(t.name, (i,)) for i, t in enumerate(members)]
     groups: dict[str, list[int]] = {}

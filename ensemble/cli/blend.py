@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -9,8 +10,14 @@ import typer
 
 from ensemble.blend.methods import METHODS
 from ensemble.cli import _render
+from ensemble.cli._options import ClassesFileOpt, ClassesOpt, class_order
+from ensemble.submission import TargetFormat
 
 _METHOD_HELP = "Blend method: " + "; ".join(f"{n} ({m.help})" for n, m in METHODS.items()) + "."
+
+
+# A method name kept for old scripts: `--method seed` is the seed-average step per family.
+_ALIASES = {"seed": ("soft", "--method seed is now --method soft --by-family (the seed average of each family)")}
 
 
 def blend(
@@ -25,6 +32,9 @@ def blend(
     top: Annotated[Optional[int], typer.Option("--top", help="Keep the K members with the best OOF macro-F1.")] = None,
     seed_average: Annotated[
         bool, typer.Option("--seed-average", help="Average members of one family (seeds) first; each family is one unit.")
+    ] = False,
+    by_family: Annotated[
+        bool, typer.Option("--by-family", help="Blend each family on its own into OUT/<family>/ (e.g. seed averages as new members).")
     ] = False,
     tune_bias: Annotated[
         bool, typer.Option("--tune-bias", help="Fit a per-class log-probability bias that maximises macro-F1.")
@@ -41,12 +51,14 @@ def blend(
     strict: Annotated[
         bool, typer.Option("--strict", help="With --recipe: refuse members whose tables changed since the fit.")
     ] = False,
-    id_col: Annotated[str, typer.Option("--id-col", help="Submission id column.")] = "id",
-    target_col: Annotated[str, typer.Option("--target-col", help="Submission target column.")] = "label",
-    target_format: Annotated[str, typer.Option("--target-format", help="Submission target: name or index.")] = "name",
-    labels_id_col: Annotated[str, typer.Option("--labels-id-col", help="Id column of the labels CSV.")] = "id",
-    label_col: Annotated[str, typer.Option("--label-col", help="Label column of the labels CSV.")] = "label",
-    fold_col: Annotated[str, typer.Option("--fold-col", help="Fold column of the labels CSV.")] = "fold",
+    id_col: _render.IdColOpt = "id",
+    label_col: _render.LabelColOpt = "label",
+    fold_col: _render.FoldColOpt = "fold",
+    classes: ClassesOpt = None,
+    classes_file: ClassesFileOpt = None,
+    submission_id_col: _render.SubmissionIdColOpt = "id",
+    target_col: _render.TargetColOpt = "label",
+    target_format: Annotated[TargetFormat, typer.Option("--target-format", help="Submission target: class name or index.")] = TargetFormat("name"),
     ledger: Annotated[
         Optional[Path], typer.Option("--ledger", help="Ledger that records the submission (default: $ENS_LEDGER, else .ens/ledger.db).")
     ] = None,
@@ -57,71 +69,75 @@ def blend(
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Blend members' OOF and test probabilities; print in-sample and nested scores and an honest verdict."""
+    from ensemble._io import check_writable
+    from ensemble.blend.core import BlendOptions
     from ensemble.blend.folders import blend_folders
-    from ensemble.blend.recipe import recipe_dict
     from ensemble.labels import Columns
     from ensemble.submission import SubmissionFormat
 
     _render.setup_logging(quiet)
+    if method in _ALIASES:
+        method, why = _ALIASES[method]
+        by_family = True
+        logging.getLogger("ensemble").warning(why)
     if method is not None:
         METHODS.get(method)  # an unknown name fails before any table is read, listing the choices
+    if json_out is not None and not _render.json_to_stdout(json_out):
+        check_writable([json_out], force=force)
+    options = None if method is None else BlendOptions(
+        method=method, weights=_parse_weights(weights), top=top, seed_average=seed_average, tune_bias=tune_bias,
+        rounds=rounds, seed=seed, nested=not no_nested, all_classes=all_classes,
+    )
     progress = _render.RichProgress(quiet)
     try:
-        result, paths = blend_folders(
-            pred_dirs, out=out, labels=labels, method=method, recipe=recipe,
-            columns=Columns(id=labels_id_col, label=label_col, fold=fold_col),
-            submission=submission, fmt=SubmissionFormat(id_col, target_col, target_format),
+        written = blend_folders(
+            pred_dirs, out=out, labels=labels, options=options, recipe=recipe, by_family=by_family,
+            columns=Columns(id=id_col, label=label_col, fold=fold_col), classes=class_order(classes, classes_file),
+            submission=submission, fmt=SubmissionFormat(submission_id_col, target_col, target_format.value),
             force=force, strict=strict, ledger=ledger, record=not no_ledger, note=note, progress=progress,
-            weights=_parse_weights(weights), top=top, seed_average=seed_average, tune_bias=tune_bias,
-            rounds=rounds, seed=seed, nested=not no_nested, all_classes=all_classes,
         )
     finally:
         progress.stop()
-    _show(result, paths, quiet=json_out is not None and str(json_out) == "-")
-    _render.emit_json({**recipe_dict(result), "outputs": {k: str(v) for k, v in paths.items()}}, json_out)
+    if not _render.json_to_stdout(json_out):
+        for w in written:
+            _show(w)
+    docs = [{**w.result.recipe.to_dict(), "outputs": {k: str(v) for k, v in w.paths.items()}} for w in written]
+    _render.emit_json(docs[0] if len(docs) == 1 else docs, json_out, force=force)
 
 
-def _parse_weights(text: str | None) -> list[float] | None:
-    return _render.parse_floats(text, "--weights", "e.g. --weights 0.5,0.3,0.2")
+def _parse_weights(text: str | None) -> tuple[float, ...] | None:
+    w = _render.parse_floats(text, "--weights", "e.g. --weights 0.5,0.3,0.2")
+    return None if w is None else tuple(w)
 
 
-def _show(result: Any, paths: dict[str, Path], *, quiet: bool) -> None:
-    """Members, then scores side by side, then the verdict (nothing when JSON goes to stdout)."""
-    if quiet:
-        return
+def _show(w: Any) -> None:
+    """Members, then scores side by side, then the verdict."""
+    result, s = w.result, w.result.scores
     console = _render.out()
     console.print(_render.table(
         f"members ({result.method})", ["member", "family", "OOF macro-F1", "weight"],
-        [[m["name"], m["family"], m["oof_macro_f1"], m["weight"]] for m in result.member_scores],
+        [[m.name, m.family, m.oof_macro_f1, m.weight] for m in result.member_scores],
     ))
-    s = result.scores
-    best = s.get("best_single") or {}
-    ci = s.get("ci95") or [None, None]
-    ci_text = f"{ci[0]:.4f} – {ci[1]:.4f}" if ci[0] is not None else None
+    best = s.best_single
+    ci_text = f"{s.ci95[0]:.4f} – {s.ci95[1]:.4f}" if s.ci95 is not None else None
     console.print(_render.table(
         "scores", ["", "OOF macro-F1 (in-sample)", "nested", "95% CI (in-sample)"],
         [
-            [f"blend {result.name} ({result.method})", s.get("oof_macro_f1"), s.get("nested_macro_f1"), ci_text],
-            [f"best single ({best.get('name', '-')})", best.get("oof_macro_f1"), best.get("nested_macro_f1"), None],
+            [f"blend {result.name} ({result.method})", s.oof_macro_f1, s.nested_macro_f1, ci_text],
+            [f"best single ({best.name if best else '-'})", best.oof_macro_f1 if best else None,
+             best.nested_macro_f1 if best else None, None],
         ],
     ))
-    if not s.get("fitted", True):
+    if not s.fitted:
         console.print("nothing fitted: the in-sample score is already honest")
-    if "nested_gain_over_best_single" in s:
-        console.print(_verdict(s))
-    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
-    added = result.ledger_entry
+    console.print(s.verdict)
+    console.print("wrote " + ", ".join(str(p) for p in w.paths.values()))
+    added = w.ledger_entry
     if added is not None:
         line = f"ledger: recorded as submission #{added.entry.id}"
         if added.duplicate_of is None and added.closest is not None and added.agreement is not None:
             line += f" (agrees with #{added.closest.id} on {added.agreement:.1%} of rows)"
         console.print(line)
-
-
-def _verdict(s: dict[str, Any]) -> str:
-    from ensemble.blend.core import verdict
-
-    return verdict(s)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ensemble.cli import _render
+from ensemble.cli._options import ClassesFileOpt, ClassesOpt, class_order
 
 _ALL_CLASSES_HELP = (
     "Average F1 over all classes of the tables, absent ones scoring 0 (sklearn labels=range(C)). "
@@ -20,9 +21,11 @@ _MATRIX_MAX = 30  # classes/models beyond which a matrix is too wide to print (t
 def oof_report(
     preds: Annotated[list[Path], typer.Argument(help="OOF prediction tables, or folders holding oof.csv.")],
     labels: Annotated[Path, typer.Option("--labels", help="Labels CSV: id, label, fold.")],
-    id_col: Annotated[str, typer.Option("--id-col", help="Id column of the labels CSV.")] = "id",
-    label_col: Annotated[str, typer.Option("--label-col", help="Label column (class name or index).")] = "label",
-    fold_col: Annotated[str, typer.Option("--fold-col", help="Fold column.")] = "fold",
+    id_col: _render.IdColOpt = "id",
+    label_col: _render.LabelColOpt = "label",
+    fold_col: _render.FoldColOpt = "fold",
+    classes: ClassesOpt = None,
+    classes_file: ClassesFileOpt = None,
     all_classes: Annotated[bool, typer.Option("--all-classes", help=_ALL_CLASSES_HELP)] = False,
     folds: Annotated[bool, typer.Option("--folds/--no-folds", help="Score each fold (needs the fold column).")] = True,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the macro-F1 interval (0: none).")] = 1000,
@@ -51,10 +54,10 @@ def oof_report(
         labels, preds, columns=Columns(id=id_col, label=label_col, fold=fold_col), from_logits=from_logits,
         per_fold=folds, plots_dir=plots, json_path=None if to_stdout or json_out is None else json_out, force=force,
         n_boot=n_boot, seed=seed, all_classes=all_classes, model=model, alpha=alpha, top_k=top_k,
-        progress=_render.RichProgress(quiet),
+        classes=class_order(classes, classes_file), progress=_render.RichProgress(quiet),
     )
     if to_stdout:
-        _render.emit_json(report.to_dict(), json_out)
+        _render.emit_json(report.to_dict(), json_out, force=force)
         return
     _print(report)
     if plots is not None and not quiet:

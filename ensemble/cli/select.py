@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from ensemble.cli import _render
+from ensemble.cli._options import ClassesFileOpt, ClassesOpt, class_order
 from ensemble.cli.submissions import LedgerOpt
 
 
 def select(
-    labels: Annotated[Path, typer.Option("--labels", help="Labels CSV the blends' OOF tables cover.")],
     more: Annotated[
         Optional[list[Path]], typer.Argument(help="Recipes (recipe.json or blend folders), as after --recipes.", show_default=False)
+    ] = None,
+    labels: Annotated[
+        Optional[Path], typer.Option("--labels", help="Labels CSV the blends' OOF tables cover (default: the one their recipes record).")
     ] = None,
     n: Annotated[int, typer.Option("--n", help="How many finals to choose.")] = 2,
     recipes: Annotated[
@@ -24,12 +27,15 @@ def select(
     ledger: LedgerOpt = None,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples of the OOF rows.")] = 2000,
     seed: _render.SeedOpt = 42,
-    id_col: Annotated[str, typer.Option("--id-col")] = "id",
-    label_col: Annotated[str, typer.Option("--label-col")] = "label",
+    id_col: Annotated[Optional[str], typer.Option("--id-col", help="Id column of the labels CSV (default: the recorded one, else id).")] = None,
+    label_col: Annotated[Optional[str], typer.Option("--label-col", help="Label column of the labels CSV (default: the recorded one, else label).")] = None,
+    classes: ClassesOpt = None,
+    classes_file: ClassesFileOpt = None,
     all_classes: Annotated[
         bool, typer.Option("--all-classes", help="Macro-F1 over all classes (default: classes present, as Kaggle).")
     ] = False,
     json_out: _render.JsonOpt = None,
+    force: _render.ForceOpt = False,
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Pick N finals: the best honest (nested) OOF estimate, then hedges that raise the expected best-of-N.
@@ -38,14 +44,26 @@ def select(
     leaderboard), each centred on its honest estimate; each later pick maximises the expected
     best-of-N macro-F1, so it hedges instead of duplicating the first.
     """
+    from ensemble._io import check_writable
     from ensemble.labels import Columns
     from ensemble.select import select_submissions
 
     _render.setup_logging(quiet)
+    if json_out is not None and not _render.json_to_stdout(json_out):
+        check_writable([json_out], force=force)
+    columns = None
+    if id_col is not None or label_col is not None:
+        columns = Columns(id=id_col or "id", label=label_col or "label")
     sel = select_submissions(
         labels, ledger=ledger, recipes=[*(recipes or []), *(more or [])] or None, n=n, n_boot=n_boot,
-        seed=seed, columns=Columns(id=id_col, label=label_col), all_classes=all_classes,
+        seed=seed, columns=columns, classes=class_order(classes, classes_file), all_classes=all_classes,
     )
+    if not _render.json_to_stdout(json_out):
+        _show(sel)
+    _render.emit_json(sel.to_dict(), json_out, force=force)
+
+
+def _show(sel: Any) -> None:
     con = _render.out()
     rows = [
         [
@@ -84,7 +102,6 @@ def select(
         con.print(f"public LB agrees with the OOF ranking on the {scored} scored candidates")
     elif scored < 2:
         con.print("fewer than 2 candidates have public LB scores (record them: ens submissions score ID --public X)")
-    _render.emit_json(sel.to_dict(), json_out)
 
 
 def register(app: typer.Typer) -> None:

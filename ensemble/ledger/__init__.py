@@ -18,14 +18,12 @@ from ensemble.ledger.entries import (
     score_submission,
 )
 from ensemble.ledger.submission_rows import Predictions, prediction_agreement
-from ensemble.ledger.recipe import RecipeInfo, read_recipe
 
 __all__ = [
     "DEFAULT_LEDGER",
     "AddResult",
     "Entry",
     "Predictions",
-    "RecipeInfo",
     "SubmissionDiff",
     "connect",
     "diff_submissions",
@@ -34,7 +32,6 @@ __all__ = [
     "list_submissions",
     "load_predictions",
     "prediction_agreement",
-    "read_recipe",
     "record_submission",
     "score_submission",
 ]

@@ -17,7 +17,7 @@ from ensemble._io import sha256_file
 from ensemble.errors import DuplicateSubmissionError, LedgerError
 from ensemble.ledger._db import connect, ledger_path, write_transaction
 from ensemble.ledger.submission_rows import Predictions, normalise_submission, prediction_agreement
-from ensemble.ledger.recipe import RecipeInfo, read_recipe
+from ensemble.recipe import Recipe, read_recipe
 from ensemble.submission import SubmissionFormat, read_submission
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,20 @@ class AddResult:
 _COLUMNS = [f.name for f in Entry.__dataclass_fields__.values() if f.name not in ("id", "ci95")] + ["ci_lo", "ci_hi", "vocab", "codes"]
 
 
+def _check_rows(sub: Path, n_rows: int, recipe: Recipe) -> None:
+    """A submission recorded against a recipe must have as many rows as the blend's test table."""
+    expected = recipe.n_test
+    if expected is None and recipe.path is not None and (recipe.folder / "test.csv").is_file():
+        from ensemble.tables import read_table
+
+        expected = len(read_table(recipe.folder / "test.csv", kind="test"))  # recipes written before n_test
+    if expected is not None and expected != n_rows:
+        raise LedgerError(
+            f"{sub}: {n_rows} rows, but the blend of {recipe.path or 'the recipe'} has {expected} test rows; "
+            "record the submission that blend wrote, or drop --recipe"
+        )
+
+
 def record_submission(
     submission_path: str | os.PathLike,
     *,
@@ -149,10 +163,13 @@ def record_submission(
     """
     sub = Path(submission_path)
     preds_frame = read_submission(sub, fmt)
-    recipe: RecipeInfo | None = read_recipe(recipe_path) if recipe_path is not None else None
+    recipe: Recipe | None = read_recipe(recipe_path) if recipe_path is not None else None
     if classes is None and recipe is not None:
         classes = recipe.classes
     preds = normalise_submission(preds_frame, classes, sub)
+    if recipe is not None:
+        _check_rows(sub, len(preds), recipe)
+    scores = recipe.scores if recipe is not None else None
     record = {
         "path": str(sub.resolve()),
         "file_sha256": sha256_file(sub),
@@ -164,11 +181,13 @@ def record_submission(
         "recipe_path": str(recipe.path) if recipe else None,
         "recipe_sha256": recipe.sha256 if recipe else None,
         "method": recipe.method if recipe else None,
-        "members": json.dumps(recipe.members) if recipe else None,
-        "oof_macro_f1": recipe.oof_macro_f1 if recipe else None,
-        "nested_macro_f1": recipe.nested_macro_f1 if recipe else None,
-        "ci_lo": recipe.ci95[0] if recipe and recipe.ci95 else None,
-        "ci_hi": recipe.ci95[1] if recipe and recipe.ci95 else None,
+        "members": json.dumps([
+            {"name": m.name, "oof_sha256": m.oof_sha256, "test_sha256": m.test_sha256} for m in recipe.members
+        ]) if recipe else None,
+        "oof_macro_f1": scores.oof_macro_f1 if scores else None,
+        "nested_macro_f1": scores.nested_macro_f1 if scores else None,
+        "ci_lo": scores.ci95[0] if scores and scores.ci95 else None,
+        "ci_hi": scores.ci95[1] if scores and scores.ci95 else None,
         "created": _now(),
         "note": note,
         "public_score": None,

@@ -10,14 +10,16 @@ import numpy as np
 
 from ensemble._progress import NoProgress, Progress
 from ensemble.bootstrap import bootstrap_ci
-from ensemble.errors import ClassMismatchError, ConfigError, LabelError, preview, unknown_name
+from ensemble.errors import ConfigError, unknown_name
+from ensemble.join import join_labels
 from ensemble.labels import Labels
 from ensemble.metrics import (
     PerClass, argmax, f1_from_confusion, f1_from_counts, log_loss, per_class_from_confusion, top_confused,
 )
-from ensemble.report.similarity import agreement, prob_correlation
+from ensemble.naming import unique_names
+from ensemble.report.similarity import argmax_agreement, prob_correlation
 from ensemble.report.tta import TTAScore, score_tta
-from ensemble.tables import PredTable, align
+from ensemble.tables import PredTable
 
 METRIC_NOTE = {
     False: "macro-F1 over the classes present in truth or prediction (sklearn average='macro', Kaggle's)",
@@ -147,6 +149,7 @@ def oof_report(
     per_fold: bool = True,
     alpha: float = 0.05,
     top_k: int = 10,
+    classes: Sequence[str] | None = None,
 ) -> Report:
     """Score OOF prediction tables against the labels.
 
@@ -164,6 +167,7 @@ def oof_report(
         per_fold: score each fold (needs the labels' fold column).
         alpha: 0.05 gives 95% intervals.
         top_k: confused class pairs kept.
+        classes: the class order integer labels refer to (default: the tables' recorded order).
 
     Raises:
         ConfigError: no tables, or n_boot < 0.
@@ -172,17 +176,12 @@ def oof_report(
         LabelError: no label column, or no fold column with `per_fold`.
         UnknownNameError: `model` is not one of the rows.
     """
-    if not tables:
-        raise ConfigError("no prediction tables given; pass at least one OOF table or folder holding oof.csv")
     if n_boot < 0:
         raise ConfigError(f"n_boot={n_boot}; give 0 (no intervals) or more resamples")
-    if labels.y is None:
-        raise LabelError(f"{labels.source}: no label column; name it with --label-col")
     if per_fold and labels.folds is None:
         labels.fold_values  # raises the shared "no fold column" error
-    tables = align(_unique_names(tables), labels.ids, ref_name=str(labels.source))
-    classes = list(tables[0].classes)
-    y = _labels_in(labels, classes)
+    joined = join_labels(labels, _distinct(tables), classes=classes)
+    tables, classes, y = joined.tables, joined.classes, joined.y
     c = len(classes)
     progress = progress or NoProgress()
 
@@ -230,7 +229,7 @@ def oof_report(
         classes=classes, n_samples=len(y), all_classes=all_classes, n_boot=n_boot, alpha=alpha, seed=seed,
         models=scores, focus=focus, per_class=per_class_from_confusion(cm), confusion=cm,
         top_confused=top_confused(cm, top_k), names=[t.name for t in tables],
-        correlation=prob_correlation([t.probs for t in tables]), agreement=agreement(preds), tta=tta,
+        correlation=prob_correlation([t.probs for t in tables]), agreement=argmax_agreement(preds), tta=tta,
     )
 
 
@@ -245,27 +244,7 @@ def _per_fold(
     return {int(v): float(s) for v, s in zip(fold_values, f1)}
 
 
-def _unique_names(tables: Sequence[PredTable]) -> list[PredTable]:
-    """Tables whose names repeat (two folders called `m`) get `#2`, `#3`: rows must be told apart."""
-    seen: dict[str, int] = {}
-    out = []
-    for t in tables:
-        n = seen[t.name] = seen.get(t.name, 0) + 1
-        out.append(t if n == 1 else replace(t, meta={**t.meta, "model": f"{t.name}#{n}"}))
-    return out
-
-
-def _labels_in(labels: Labels, classes: list[str]) -> np.ndarray:
-    """The labels as indices into the tables' classes (matched by name when the orders differ)."""
-    if labels.classes == classes:
-        return labels.y
-    lookup = {c: i for i, c in enumerate(classes)}
-    used = [labels.classes[i] for i in np.unique(labels.y)]
-    unknown = [c for c in used if c not in lookup]
-    if unknown:
-        raise ClassMismatchError(
-            f"{labels.source}: labels {preview(unknown)} are not among the tables' {len(classes)} classes "
-            f"({preview(classes)}); read the labels with the tables' classes or fix the label column"
-        )
-    remap = np.array([lookup.get(c, -1) for c in labels.classes], dtype=np.int64)
-    return remap[labels.y]
+def _distinct(tables: Sequence[PredTable]) -> list[PredTable]:
+    """Tables whose names repeat (two folders called `m`) become `m`, `m#2`, ...: rows must be told apart."""
+    names = unique_names([t.name for t in tables], lambda _, n: "" if n == 1 else f"#{n}")
+    return [t if t.name == n else replace(t, meta={**t.meta, "model": n}) for t, n in zip(tables, names)]

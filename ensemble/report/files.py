@@ -10,7 +10,7 @@ from typing import Any
 from ensemble._io import check_writable, write_json
 from ensemble.labels import Columns, read_labels
 from ensemble.report.core import Report, oof_report
-from ensemble.tables import conform_classes, read_table
+from ensemble.tables import read_table
 
 
 def oof_report_files(
@@ -36,7 +36,7 @@ def oof_report_files(
         columns: column names of the labels CSV.
         from_logits: the tables hold logits; softmax them.
         per_fold: score each fold (the labels need a fold column).
-        plots_dir: folder for the PNGs (`ensemble.plots.PLOTS`), or None.
+        plots_dir: folder for the PNGs (`ensemble.report.plots.PLOTS`), or None.
         json_path: file for the report as JSON, or None.
         force: overwrite existing PNGs / JSON.
         **options: passed to `oof_report` (n_boot, seed, all_classes, model, progress, alpha, top_k).
@@ -44,11 +44,11 @@ def oof_report_files(
     Returns:
         The report.
     """
-    from ensemble.plots import plot_paths, write_plots
+    from ensemble.report.plots import plot_paths, write_plots
 
     outputs = ([Path(json_path)] if json_path is not None else []) + (plot_paths(plots_dir) if plots_dir else [])
     check_writable(outputs, force=force)
-    tables = conform_classes([read_table(p, kind="oof", from_logits=from_logits) for p in preds]) if preds else []
+    tables = [read_table(p, kind="oof", from_logits=from_logits) for p in preds]
     lab = read_labels(
         labels, classes=tables[0].classes if tables else None, columns=columns,
         require=("label", "fold") if per_fold else ("label",),

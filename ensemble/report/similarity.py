@@ -35,7 +35,7 @@ def prob_correlation(probs: Sequence[np.ndarray]) -> np.ndarray:
     return corr
 
 
-def agreement(preds: np.ndarray) -> np.ndarray:
+def argmax_agreement(preds: np.ndarray) -> np.ndarray:
     """Share of rows on which two models predict the same class.
 
     Args:

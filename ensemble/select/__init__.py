@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
+from ensemble._io import sha256_file
+from ensemble.errors import ConfigError, preview
 from ensemble.labels import Columns, read_labels
 from ensemble.select.candidates import Candidate, candidate_from_recipe, load_candidates
 from ensemble.select.finals import CandidateScore, LBDisagreement, Pick, Selection, select_finals
@@ -17,34 +20,69 @@ __all__ = [
     "Selection",
     "candidate_from_recipe",
     "load_candidates",
+    "recorded_labels",
     "select_finals",
     "select_submissions",
 ]
 
 
 def select_submissions(
-    labels: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
     *,
     ledger: str | os.PathLike | None = None,
     recipes: Sequence[str | os.PathLike] | None = None,
     n: int = 2,
     n_boot: int = 2000,
     seed: int = 42,
-    columns: Columns = Columns(),
+    columns: Columns | None = None,
+    classes: Sequence[str] | None = None,
     all_classes: bool = False,
 ) -> Selection:
     """Load the candidates (given recipes, else the ledger's blends) and choose `n` finals.
 
     Args:
-        labels: the labels CSV the blends' OOF tables were scored on.
+        labels: the labels CSV the blends' OOF tables were scored on; default: the one their
+            recipes record (every candidate must record the same file, by hash).
         ledger: the ledger file (default `.ens/ledger.db`).
         recipes: recipe.json files (or blend folders); default every ledger entry with a recipe.
-        n, n_boot, seed, all_classes: see `select_finals`.
-        columns: the labels CSV's column names.
+        n, n_boot, seed, all_classes, classes: see `select_finals`.
+        columns: the labels CSV's column names (default: the recorded ones, else id/label/fold).
 
     Raises:
         LedgerError, TableError, LabelError, AlignmentError, ClassMismatchError, ConfigError.
     """
     cands = load_candidates(ledger=ledger, recipes=recipes)
-    lab = read_labels(labels, classes=cands[0].oof.classes, columns=columns)
-    return select_finals(cands, lab, n=n, n_boot=n_boot, seed=seed, all_classes=all_classes)
+    if labels is None:
+        labels, recorded_columns = recorded_labels(cands)
+        columns = columns or recorded_columns
+    lab = read_labels(labels, classes=cands[0].oof.classes, columns=columns or Columns())
+    return select_finals(cands, lab, n=n, n_boot=n_boot, seed=seed, all_classes=all_classes, classes=classes)
+
+
+def recorded_labels(cands: Sequence[Candidate]) -> tuple[Path, Columns]:
+    """The labels CSV every candidate's recipe records (path and columns), checked by hash.
+
+    Raises:
+        ConfigError: a candidate records none, candidates record different files, or the file is
+            gone or changed since; each names the candidates and says to pass --labels.
+    """
+    refs = {c.name: (c.recipe.labels if c.recipe is not None else None) for c in cands}
+    missing = [name for name, r in refs.items() if r is None]
+    if missing:
+        raise ConfigError(
+            f"candidates {preview(missing)} record no labels file (blended before ens recorded it, or in memory); "
+            "pass --labels train.csv"
+        )
+    by_hash: dict[str, list[str]] = {}
+    for name, r in refs.items():
+        by_hash.setdefault(r.sha256, []).append(name)
+    if len(by_hash) > 1:
+        groups = "; ".join(f"{preview(names)} on {refs[names[0]].path}" for names in by_hash.values())
+        raise ConfigError(f"candidates were blended against different labels files ({groups}); pass --labels to choose one")
+    ref = next(iter(refs.values()))
+    p = Path(ref.path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: the labels file the candidates were blended against is gone; pass --labels")
+    if sha256_file(p) != ref.sha256:
+        raise ConfigError(f"{p}: the labels file changed since the candidates were blended (SHA-256); pass --labels to use it anyway")
+    return p, Columns(id=ref.id_col, label=ref.label_col, fold=ref.fold_col)

@@ -12,10 +12,10 @@ import numpy as np
 
 from ensemble._io import sha256_file
 from ensemble.errors import LedgerError
-from ensemble.ledger import Entry, Predictions, list_submissions, load_predictions, read_recipe
-from ensemble.ledger._db import ledger_path
-from ensemble.ledger.normalise import AS_NAMES
-from ensemble.ledger.recipe import RecipeInfo
+from ensemble.ledger import Entry, Predictions, ledger_path, list_submissions, load_predictions
+from ensemble.ledger.submission_rows import AS_NAMES
+from ensemble.naming import unique_names
+from ensemble.recipe import Recipe, read_recipe
 from ensemble.tables import PredTable, read_table
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Candidate:
     name: str
     oof: PredTable
     nested_macro_f1: float | None = None
-    recipe: RecipeInfo | None = None
+    recipe: Recipe | None = None
     test: Predictions | None = None
     entry_id: int | None = None
     public_score: float | None = None
@@ -50,7 +50,7 @@ def test_predictions(table: PredTable) -> Predictions:
     return Predictions(table.ids, list(table.classes), table.probs.argmax(axis=1).astype(np.int64), AS_NAMES, list(table.classes))
 
 
-def candidate_from_recipe(recipe: RecipeInfo, *, name: str | None = None) -> Candidate:
+def candidate_from_recipe(recipe: Recipe, *, name: str | None = None) -> Candidate:
     """A candidate from a recipe: its folder's oof.csv, and test.csv when present.
 
     Raises:
@@ -59,7 +59,7 @@ def candidate_from_recipe(recipe: RecipeInfo, *, name: str | None = None) -> Can
     oof = read_table(recipe.folder / "oof.csv")
     test_path = recipe.folder / "test.csv"
     test = test_predictions(read_table(test_path, kind="test")) if test_path.is_file() else None
-    return Candidate(name or recipe.name, oof, recipe.nested_macro_f1, recipe, test)
+    return Candidate(name or recipe.folder.name, oof, recipe.scores.nested_macro_f1, recipe, test)
 
 
 def load_candidates(
@@ -127,8 +127,10 @@ def _attach_scores(c: Candidate, group: list[Entry]) -> None:
 
 
 def _unique_names(cands: list[Candidate]) -> list[Candidate]:
-    names = [c.name for c in cands]
-    for i, c in enumerate(cands):
-        if names.count(c.name) > 1:
-            c.name = f"{c.name} (#{c.entry_id})" if c.entry_id is not None else f"{c.name} ({i + 1})"
+    names = unique_names(
+        [c.name for c in cands], lambda i, _: f" (#{cands[i].entry_id})" if cands[i].entry_id is not None else f" ({i + 1})"
+    )
+    for c, n in zip(cands, names):
+        c.name = n
     return cands
+

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from ensemble.errors import ConfigError
+from ensemble.join import join_labels
 from ensemble.labels import Labels
-from ensemble.ledger.normalise import agreement
+from ensemble.ledger.submission_rows import prediction_agreement
 from ensemble.select.candidates import Candidate
-from ensemble.tables import align, conform_classes
 
 MIN_BOOT = 10
 
@@ -124,6 +124,7 @@ def select_finals(
     n_boot: int = 2000,
     seed: int = 42,
     all_classes: bool = False,
+    classes: Sequence[str] | None = None,
 ) -> Selection:
     """Choose `n` finals among `candidates` on a simulated private leaderboard (module docstring).
 
@@ -134,6 +135,7 @@ def select_finals(
         n_boot: bootstrap resamples of the OOF rows.
         seed: seeds the resamples; the same seed gives the same selection.
         all_classes: macro-F1 over all classes instead of those present (see `ensemble.metrics`).
+        classes: the class order integer labels refer to (default: the tables' recorded order).
 
     Raises:
         ConfigError: no candidates, `n` outside 1..len(candidates), `n_boot` too small.
@@ -151,10 +153,9 @@ def select_finals(
         raise ConfigError(f"--n-boot {n_boot} is too few resamples; use at least {MIN_BOOT} (2000 is a good default)")
     if labels.y is None:
         raise ConfigError(f"{labels.source}: no label column; `ens select` scores OOF predictions against labels")
-    tables = conform_classes([c.oof for c in candidates], labels.classes)
-    tables = align(tables, labels.ids, ref_name=str(labels.source))
-    n_classes = len(tables[0].classes)
-    y = labels.y
+    joined = join_labels(labels, [c.oof for c in candidates], classes=classes)
+    tables, y = joined.tables, joined.y
+    n_classes = len(joined.classes)
     preds = np.stack([argmax(t.probs) for t in tables])  # (k, n_rows)
     insample = np.array([macro_f1(y, p, n_classes=n_classes, all_classes=all_classes) for p in preds])
     nested = [c.nested_macro_f1 for c in candidates]
@@ -221,7 +222,7 @@ def _greedy_picks(sim: np.ndarray, honest: np.ndarray, leader: int, n: int) -> l
 def _test_agreement(a: Candidate, b: Candidate) -> float | None:
     if a.test is None or b.test is None:
         return None
-    return agreement(a.test, b.test)[0]
+    return prediction_agreement(a.test, b.test)[0]
 
 
 def _lb_disagreements(candidates: Sequence[Candidate], honest: np.ndarray, sim: np.ndarray) -> list[LBDisagreement]:

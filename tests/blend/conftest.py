@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ensemble.blend.synthetic import make_problem
+from benchmarks.synthetic import make_problem
 from ensemble.labels import read_labels
 from ensemble.tables import make_table, write_table
 

@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score
 
 from ensemble.blend import _kernels as K
 from ensemble.blend.bias import apply_bias, log_scores, tune_bias
-from ensemble.blend.synthetic import make_problem
+from benchmarks.synthetic import make_problem
 from tests.blend.oracles import grid_f1
 
 

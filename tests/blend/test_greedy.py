@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from ensemble.blend.greedy import caruana
-from ensemble.blend.synthetic import make_problem
+from benchmarks.synthetic import make_problem
 
 
 def plain_caruana(X, y, rounds):

@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score
 
 from ensemble.blend import METHODS, blend
 from ensemble.blend import methods as M
-from ensemble.blend.synthetic import make_problem
+from benchmarks.synthetic import make_problem
 
 ALL = METHODS.names()
 
@@ -27,7 +27,7 @@ def _fit_apply(method, X, y, spec=M.Spec(rounds=20)):
 
 
 def test_registry_holds_every_method_of_the_issue():
-    assert set(ALL) == {"soft", "hard", "rank", "geometric", "weighted", "greedy", "seed"}
+    assert set(ALL) == {"soft", "hard", "rank", "geometric", "weighted", "greedy"}  # seed averaging is a step, not a method
 
 
 @pytest.mark.parametrize("method", ALL)
@@ -128,8 +128,8 @@ def test_fixed_weights_are_applied_without_fitting(small_tables):
     expect = np.average(np.stack([t.probs for t in oof]), axis=0, weights=w)
     np.testing.assert_allclose(r.oof.probs, expect, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(r.test.probs, np.average(np.stack([t.probs for t in test]), axis=0, weights=w), rtol=1e-5, atol=1e-7)
-    assert [m["weight"] for m in r.member_scores] == pytest.approx(w)
-    assert r.scores["fitted"] is False and r.scores["nested_macro_f1"] is None
+    assert [m.weight for m in r.member_scores] == pytest.approx(w)
+    assert r.scores.fitted is False and r.scores.nested_macro_f1 is None
 
 
 def test_seed_average_by_family(small_tables):
@@ -142,13 +142,15 @@ def test_seed_average_by_family(small_tables):
     np.testing.assert_allclose(r.oof.probs, np.mean(means, axis=0), rtol=1e-5, atol=1e-7)
 
 
-def test_seed_method_writes_only_family_averages(small_tables):
+def test_seed_average_is_a_step_before_any_method(small_tables):
     oof, test, lab, *_ = small_tables
-    r = blend(oof, lab, method="seed", test_tables=test, n_boot=50)
-    assert r.oof is None and [t.name for t in r.unit_oof] == list(dict.fromkeys(t.family for t in oof))
-    fam = r.unit_test[0].name
-    expect = np.mean([t.probs for t in test if t.family == fam], axis=0)
-    np.testing.assert_allclose(r.unit_test[0].probs, expect, rtol=1e-6)
+    fams = list(dict.fromkeys(t.family for t in oof))
+    means = np.stack([np.mean([t.probs for t in oof if t.family == f], axis=0) for f in fams])  # (F, n, C)
+    for method in ("soft", "geometric", "hard"):
+        r = blend(oof, lab, method=method, seed_average=True, nested=False, n_boot=20)
+        assert [u.name for u in r.units] == fams
+        expect = M.METHODS.get(method).combine(np.ascontiguousarray(means.transpose(1, 0, 2)), np.ones(len(fams)))
+        np.testing.assert_allclose(r.oof.probs, expect, rtol=1e-5, atol=1e-7)
 
 
 def test_the_stable_api_name_calls_blend(small_tables):

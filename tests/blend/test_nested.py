@@ -11,7 +11,7 @@ from sklearn.model_selection import StratifiedKFold
 from ensemble.blend import blend
 from ensemble.blend import methods as M
 from ensemble.blend import nested as N
-from ensemble.blend.synthetic import make_problem
+from benchmarks.synthetic import make_problem
 from ensemble.labels import Labels
 from ensemble.tables import make_table
 
@@ -19,9 +19,9 @@ from ensemble.tables import make_table
 def test_folds_from_labels_else_a_seeded_stratified_split():
     y = np.repeat(np.arange(3), 20)
     given = np.arange(60) % 4
-    folds, source = N.make_folds(given, y, 42)
+    folds, source = N.nested_folds(given, y, 42)
     assert source == "labels" and np.array_equal(folds, given)
-    folds, source = N.make_folds(None, y, 7)
+    folds, source = N.nested_folds(None, y, 7)
     assert source == "stratified(seed=7)"
     for k, (_, test) in enumerate(StratifiedKFold(5, shuffle=True, random_state=7).split(y, y)):
         assert (folds[test] == k).all()
@@ -63,6 +63,6 @@ def test_blend_reports_noise_as_within_noise(tmp_path):
     lab = Labels(ids, classes, p.y, p.folds, None, pd.DataFrame(), tmp_path / "train.csv")
     r = blend(oof, lab, method="weighted", n_boot=200)
     s = r.scores
-    assert s["oof_macro_f1"] > s["nested_macro_f1"]
-    assert s["within_noise"] is True and "within noise" in r.verdict
+    assert s.oof_macro_f1 > s.nested_macro_f1
+    assert s.within_noise is True and "within noise" in r.verdict
     assert r.folds_source == "labels"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ensemble.blend import apply_recipe, blend, write_blend
-from ensemble.blend import recipe as R
+from ensemble.blend import write as W
 from ensemble.errors import ConfigError, OutputExistsError
 from ensemble.submission import SubmissionFormat
 from ensemble.tables import make_table, write_table
@@ -106,7 +106,7 @@ def test_outputs_are_all_or_nothing(small_tables, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(R, "write_submission", boom)
+    monkeypatch.setattr(W, "write_submission", boom)
     with pytest.raises(RuntimeError):
         write_blend(r, tmp_path / "c", submission=tmp_path / "sub2.csv")
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
@@ -114,16 +114,20 @@ def test_outputs_are_all_or_nothing(small_tables, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
 
 
-def test_seed_method_writes_a_folder_per_family(small_tables, tmp_path):
-    oof, test, lab, *_ = small_tables
-    r = blend(oof, lab, method="seed", test_tables=test, n_boot=50)
-    paths = write_blend(r, tmp_path / "s")
+def test_by_family_writes_a_blend_folder_per_family(small_tables, tmp_path):
+    from ensemble.blend.folders import blend_folders
+    from ensemble.blend.core import BlendOptions
+    from ensemble.tables import read_table
+
+    oof, test, lab, dirs, labels_csv = small_tables
+    written = blend_folders(dirs, out=tmp_path / "s", labels=labels_csv, options=BlendOptions("soft", nested=False, n_boot=20), by_family=True)
     fams = list(dict.fromkeys(t.family for t in oof))
-    assert all((tmp_path / "s" / f / "oof.csv").is_file() and (tmp_path / "s" / f / "test.csv").is_file() for f in fams)
-    rec = json.loads(paths["recipe"].read_text())
-    assert rec["units"] == fams and rec["weights"] is None
-    again = apply_recipe(paths["recipe"], oof, test)
-    for a, b in zip(again.unit_test, r.unit_test):
-        np.testing.assert_array_equal(a.probs, b.probs)
-    with pytest.raises(ConfigError, match="one table per family"):
-        write_blend(r, tmp_path / "s2", submission=tmp_path / "x.csv")
+    assert [w.result.name for w in written] == fams
+    for f in fams:
+        expect = np.mean([t.probs for t in test if t.family == f], axis=0)
+        np.testing.assert_allclose(read_table(tmp_path / "s" / f / "test.csv").probs, expect, rtol=1e-5, atol=1e-7)
+        again = apply_recipe(tmp_path / "s" / f / "recipe.json", oof, test)  # each family folder is a blend of its own
+        np.testing.assert_array_equal(again.test.probs, [w for w in written if w.result.name == f][0].result.test.probs)
+    with pytest.raises(ConfigError, match="one blend per family"):
+        blend_folders(dirs, out=tmp_path / "s2", labels=labels_csv, options=BlendOptions("soft"), by_family=True,
+                      submission=tmp_path / "x.csv")

@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score
 
 from ensemble.blend import _kernels as K
 from ensemble.blend.greedy import caruana
-from ensemble.blend.synthetic import make_problem
+from benchmarks.synthetic import make_problem
 from ensemble.blend.weighted import optimise_weights
 from ensemble.metrics import f1_from_counts
 from tests.blend.oracles import grid_f1

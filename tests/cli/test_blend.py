@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ensemble.blend.synthetic import make_problem
+from benchmarks.synthetic import make_problem
 from ensemble.cli import app
 from ensemble.tables import make_table, read_table, write_table
 from tests.blend.conftest import write_problem
@@ -67,7 +67,7 @@ def test_recipe_reapplied_reproduces_the_blend(setup):
     root, dirs, labels = setup
     assert ens("--method", "weighted", "--labels", labels, *dirs, "--out", root / "a", "--no-nested").exit_code == 0
     r = ens("--recipe", root / "a" / "recipe.json", *dirs, "--out", root / "b", "--submission", root / "s.csv",
-            "--target-format", "index", "--id-col", "image_id")
+            "--target-format", "index", "--submission-id-col", "image_id")
     assert r.exit_code == 0, r.output
     np.testing.assert_array_equal(read_table(root / "b" / "test.csv").probs, read_table(root / "a" / "test.csv").probs)
     sub = pd.read_csv(root / "s.csv", dtype=str)
@@ -89,7 +89,7 @@ def test_fixed_weights_top_and_seed_average(setup):
 
 
 @pytest.mark.parametrize("extra,fragments", [
-    (["--method", "nope"], ["unknown blend method 'nope'; choose one of: soft, hard, rank, geometric, weighted, greedy, seed"]),
+    (["--method", "nope"], ["unknown blend method 'nope'; choose one of: soft, hard, rank, geometric, weighted, greedy"]),
     (["--method", "soft", "--weights", "0.5,0.5"], ["--weights has 2 values for 4 units", "give one weight per unit"]),
     (["--method", "soft", "--weights", "0.5,-0.5,1,1"], ["holds a negative or non-finite value"]),
     (["--method", "soft", "--weights", "a,b"], ["is not a comma-separated list of numbers"]),

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ensemble.cli import app
-from ensemble.plots import PLOTS
+from ensemble.report.plots import PLOTS
 from tests.test_report import synthetic
 
 runner = CliRunner()

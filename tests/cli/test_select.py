@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from ensemble.cli import app
 from ensemble.ledger import record_submission, score_submission
 from tests.cli.test_submissions import one_error_line
-from tests.test_select import _metrics, world  # noqa: F401  (fixtures: stand-ins and planted blends)
+from tests.test_select import _metrics, submit, world  # noqa: F401  (fixtures: stand-ins and planted blends)
 
 runner = CliRunner()
 
@@ -40,17 +40,19 @@ def test_select_prints_picks_evidence_and_agreement(world):
 def test_select_from_the_ledger_says_where_public_lb_disagrees(world):
     root, recipes, _ = world
     ledger = root / "l.db"
-    for i, name in enumerate(["leader", "overfit"], 1):
-        sub = root / f"{name}.csv"
-        pd.DataFrame({"id": ["t1", "t2"], "label": ["a", "b" if i == 2 else "a"]}).to_csv(sub, index=False)
-        record_submission(sub, ledger=ledger, recipe_path=recipes[name])
+    lead = submit(root, recipes["leader"], "leader.csv")
+    record_submission(lead, ledger=ledger, recipe_path=recipes["leader"])
+    half = pd.read_csv(lead, dtype=str)
+    half.loc[: len(half) // 2 - 1, "label"] = half["label"][: len(half) // 2].map(lambda c: "b" if c != "b" else "a")
+    half.to_csv(root / "overfit.csv", index=False)  # what was submitted for "overfit": half the rows differ
+    record_submission(root / "overfit.csv", ledger=ledger, recipe_path=recipes["overfit"])
     score_submission(1, public=0.80, ledger=ledger)
     score_submission(2, public=0.84, ledger=ledger)
     r = ens("select", "--labels", root / "train.csv", "--ledger", ledger, "--n-boot", "200")
     assert r.exit_code == 0, r.output
     text = " ".join(r.stdout.split())
     assert "public LB prefers overfit over leader (+0.0400) but the honest OOF estimate prefers leader" in text
-    assert "picks 1 and 2 agree on 50.00% of test rows" in text  # the submitted files, t2 differs
+    assert "picks 1 and 2 agree on 50.00% of test rows" in text  # the submitted files, half the rows differ
 
 
 def test_select_errors_are_one_line(world, tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ensemble._io import atomic_outputs, check_writable
-from ensemble.report import Report
+from ensemble.report.core import Report
 
 PLOTS = ("confusion.png", "correlation.png", "per_class_f1.png", "logloss_vs_f1.png")
 _MAX_BARS = 5  # models in the per-class bar chart: more is unreadable
