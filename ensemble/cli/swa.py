@@ -43,12 +43,12 @@ def swa(
     bn_data: Annotated[Optional[Path], _opt("--bn-data", "Data CSV to refresh BatchNorm statistics on (needs --card).")] = None,
     bn_batches: Annotated[int, _opt("--bn-batches", "The most batches for the BN refresh.")] = 100,
     batch_size: Annotated[int, _opt("--batch-size", "Images per BN-refresh batch.")] = 32,
-    workers: Annotated[int, _opt("--workers", "Image-decoding worker processes.")] = 2,
+    workers: Annotated[str, _opt("--workers", "Image-decoding worker processes (0: decode in the main process), or auto as in ens predict.")] = "2",
     device: Annotated[str, _opt("--device", "auto, cpu, cuda or cuda:N.")] = "auto",
     root: Annotated[Optional[Path], _opt("--root", "Folder the --bn-data image paths are relative to.")] = None,
-    id_col: Annotated[str, typer.Option("--id-col")] = "id",
-    path_col: Annotated[str, typer.Option("--path-col")] = "path",
-    fold_col: Annotated[str, typer.Option("--fold-col")] = "fold",
+    id_col: _render.IdColOpt = "id",
+    path_col: _render.PathColOpt = "path",
+    fold_col: _render.FoldColOpt = "fold",
     seed: _render.SeedOpt = 42,
     force: _render.ForceOpt = False,
     json_out: _render.JsonOpt = None,
@@ -59,23 +59,28 @@ def swa(
     The output loads like any checkpoint: score it with ens predict, then ens oof-report.
     --bn-data refreshes BatchNorm statistics after averaging; it can hurt, so compare both on OOF.
     """
+    from ensemble._io import check_writable
     from ensemble.labels import Columns
-    from ensemble.swa import BN_NOTE, swa as run_swa
+    from ensemble.swa.core import BN_NOTE, SwaOptions, run
 
     _render.setup_logging(quiet)
+    to_stdout = _render.json_to_stdout(json_out)
+    if json_out is not None and not to_stdout:
+        check_writable([json_out], force=force)
+    options = SwaOptions.of(
+        out, card=card, fold=fold, glob=glob, weights=_parse_weights(weights), top_n=top_n, metrics=metrics,
+        metric=metric, mode=mode, ema=ema, trust=trust_checkpoint, bn_data=bn_data, bn_batches=bn_batches,
+        batch_size=batch_size, workers=workers, device=device, columns=Columns(id=id_col, path=path_col, fold=fold_col),
+        root=root, seed=seed, force=force,
+    )
     progress = _render.RichProgress(quiet)
     try:
-        res = run_swa(
-            checkpoints or [], out=out, card=card, fold=fold, glob=glob, weights=_parse_weights(weights),
-            top_n=top_n, metrics=metrics, metric=metric, mode=mode, ema=ema, trust=trust_checkpoint,
-            bn_data=bn_data, bn_batches=bn_batches, batch_size=batch_size, workers=workers, device=device,
-            columns=Columns(id=id_col, path=path_col, fold=fold_col), root=root, seed=seed, force=force,
-            progress=progress,
-        )
+        res = run(checkpoints or [], options, progress=progress)
     finally:
         progress.stop()
-    if json_out is not None and str(json_out) == "-":
-        _render.emit_json({"out": str(res.out), "sidecar": str(res.sidecar), **res.meta}, json_out)
+    record = {"out": str(res.out), "sidecar": str(res.sidecar), **res.meta}
+    if to_stdout:  # stdout holds the JSON only
+        _render.emit_json(record, json_out)
         return
     sel = res.meta["selection"]
     title = f"averaged {len(res.used)} checkpoint(s)" + (" (EMA weights)" if res.meta["ema"] else "")
@@ -97,7 +102,7 @@ def swa(
     con.print(f"wrote {res.out} (sha256 {res.sha256[:12]}) and {res.sidecar}")
     if bn is not None and not quiet:
         _render.err().print(f"note: {BN_NOTE}", highlight=False)
-    _render.emit_json({"out": str(res.out), "sidecar": str(res.sidecar), **res.meta}, json_out)
+    _render.emit_json(record, json_out, force=force)
 
 
 def _parse_weights(text: str | None) -> list[float] | None:

@@ -2,8 +2,9 @@
 
 The averaged checkpoint is a plain state dict (`.safetensors` or `.pth`) that `ens predict` loads
 like any other, so an SWA model is scored on OOF and blended beside the single checkpoints and the
-seed average. Submodules: `average` (the averaging), `select` (metrics file, top-N), `bn` (BatchNorm
-refresh), `write` (output formats), `core` (`swa`, what the command runs). Names load on first use,
+seed average. Submodules: `options` (`SwaOptions`), `plan` (the candidates and which are used),
+`average` (the averaging), `select` (metrics file, top-N), `bn` (BatchNorm refresh), `write` (output
+formats, the sidecar), `core` (`swa`: plan, average, write). Names load on first use,
 so the CLI can read the registries without importing torch.
 """
 
@@ -17,7 +18,8 @@ from ensemble._api import make_module_callable
 _LAZY = {
     "average_checkpoints": "average", "check_compatible": "average", "normalise_weights": "average",
     "BnRefresh": "bn", "refresh_bn": "bn",
-    "BN_NOTE": "core", "Source": "core", "SwaResult": "core", "gather_checkpoints": "core", "swa": "core",
+    "BN_NOTE": "core", "SwaOptions": "options", "Source": "plan", "SwaResult": "write", "gather_checkpoints": "plan",
+    "swa": "core",
     "MODES": "select", "match_metrics": "select", "read_metrics": "select", "select_top_n": "select",
     "FORMATS": "write", "output_paths": "write", "save_state_dict": "write",
 }

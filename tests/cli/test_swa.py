@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from ensemble.cli import app
 from ensemble.predict.checkpoint import load_state_dict
-from tests.test_swa import make_model, oracle, save, sha
+from tests.swa.helpers import make_model, oracle, save, sha
 
 runner = CliRunner()
 
@@ -154,3 +155,68 @@ def test_existing_output_needs_force(ckpts, tmp_path):
     r = run(*paths, "--out", out, "--force", "--quiet", "--json", tmp_path / "r.json")
     assert r.exit_code == 0 and sha(out) != before and "wrote" in r.stdout
     assert json.loads((tmp_path / "r.json").read_text())["sha256"] == sha(out)
+
+
+def _bn_inputs(tmp_path: Path) -> list[object]:
+    """Two checkpoints, a card and a 6-image data CSV: the arguments of a BatchNorm-refresh run."""
+    from PIL import Image
+
+    from tests.predict.conftest import write_card
+
+    paths = [save(make_model(seed=s, num_classes=2).state_dict(), tmp_path / f"e{s}.pth") for s in range(2)]
+    card = write_card(tmp_path / "c.toml", arch="test_resnet", classes=["a", "b"], img_size=[32, 32], checkpoints="x{fold}.pth")
+    for i in range(6):
+        Image.new("RGB", (32, 32), (40 * i, 10, 200)).save(tmp_path / f"i{i}.png")
+    (tmp_path / "d.csv").write_text("id,path,fold\n" + "".join(f"{i},i{i}.png,{i % 2}\n" for i in range(6)))
+    return [*paths, "--card", card, "--fold", 1, "--bn-data", tmp_path / "d.csv", "--device", "cpu"]
+
+
+@pytest.mark.parametrize(("workers", "message"), [
+    ("-2", "--workers -2: give a number of decoding processes >= 0 (0: decode in the main process) or auto"),
+    ("two", "--workers 'two': give a number of decoding processes (0: decode in the main process) or auto"),
+])
+def test_negative_workers_is_one_line_not_a_dataloader_error(tmp_path, workers, message):
+    r = run(*_bn_inputs(tmp_path), "--workers", workers, "--out", tmp_path / "bn.pth")
+    assert r.exit_code == 2 and r.stdout == "" and r.stderr.strip().splitlines() == [f"error: {message}"]
+    assert not (tmp_path / "bn.pth").exists()
+
+
+def test_workers_auto_is_accepted_as_in_predict(tmp_path):
+    r = run(*_bn_inputs(tmp_path), "--workers", "auto", "--out", tmp_path / "bn.pth", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "BatchNorm statistics refreshed on 3 images" in r.stdout
+
+
+def test_json_file_is_not_overwritten_without_force(ckpts, tmp_path):
+    _, paths, _ = ckpts
+    (tmp_path / "r.json").write_text("old")
+    r = run(*paths, "--out", tmp_path / "swa.pth", "--json", tmp_path / "r.json")
+    assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'r.json'} exists; pass --force (force=True) to overwrite it or choose another output"]
+    assert (tmp_path / "r.json").read_text() == "old" and not (tmp_path / "swa.pth").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("flag", ["--out", "--json"])
+def test_output_under_a_regular_file_is_one_line_before_any_work(ckpts, tmp_path, flag):
+    _, paths, _ = ckpts
+    (tmp_path / "file.txt").write_text("a file")
+    outs = {"--out": tmp_path / "swa.pth", flag: tmp_path / "file.txt" / "out.pth"}
+    r = run(*paths, *[x for kv in outs.items() for x in kv])
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot write {tmp_path / 'file.txt' / 'out'}") and "file.txt is a file, not a folder" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_folder_is_one_line_before_any_work(ckpts, tmp_path):
+    _, paths, _ = ckpts
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        r = run(*paths, "--out", tmp_path / "ro" / "swa.pth")
+        assert r.exit_code == 2 and r.stdout == ""
+        (line,) = r.stderr.strip().splitlines()
+        assert line.startswith(f"error: cannot write {tmp_path / 'ro' / 'swa.pth'}") and "permission denied" in line
+    finally:
+        (tmp_path / "ro").chmod(0o755)
