@@ -13,7 +13,7 @@ from ensemble.cli import _render
 def export_onnx(
     card: Annotated[Path, typer.Option("--card", help="Model card (TOML) of a timm model with checkpoints.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for fold<k>.onnx and the ONNX model card <name>.toml.")],
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (the dynamo exporter uses 18 or later).")] = 17,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset: 7 to 20 for torchscript, up to 23 for dynamo (which writes 18 or later); torch 2.x's ranges.")] = 17,
     atol: Annotated[float, typer.Option("--atol", help="Largest allowed |ONNX Runtime - torch| logit difference.")] = 1e-4,
     batch: Annotated[int, typer.Option("--batch", help="Rows of the random parity-check batch.")] = 2,
     exporter: Annotated[str, typer.Option("--exporter", help="auto (TorchScript, then dynamo if it fails), or one exporter by name.")] = "auto",
@@ -28,22 +28,27 @@ def export_onnx(
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Export each fold checkpoint to ONNX (dynamic batch) and check it against torch in ONNX Runtime."""
+    from ensemble._io import check_writable
     from ensemble.predict.export import export_onnx as run
 
     if quiet:
         _render.setup_logging(quiet=True)
+    to_stdout = _render.json_to_stdout(json_out)
+    if json_out is not None and not to_stdout:
+        check_writable([json_out], force=force)
     overrides = {"folds": folds, "ema": ema or None, "trust_checkpoint": trust_checkpoint}
     progress = _render.RichProgress(quiet)
     rows = run(card, out, overrides=overrides, opset=opset, atol=atol, batch=batch, force=force, seed=seed,
                exporter=exporter, progress=progress)
-    _render.out().print(
-        _render.table(
-            f"ONNX export (card {rows[0]['card']})" if rows else "ONNX export",
-            ["fold", "file", "max abs diff", "opset", "exporter"],
-            [[r["fold"], r["file"], f"{r['max_abs_diff']:.2e}", r["opset"], r["exporter"]] for r in rows],
+    if not to_stdout:  # with --json -, stdout holds the JSON only
+        _render.out().print(
+            _render.table(
+                f"ONNX export (card {rows[0]['card']})" if rows else "ONNX export",
+                ["fold", "file", "max abs diff", "opset", "exporter"],
+                [[r["fold"], r["file"], f"{r['max_abs_diff']:.2e}", r["opset"], r["exporter"]] for r in rows],
+            )
         )
-    )
-    _render.emit_json(rows, json_out)
+    _render.emit_json(rows, json_out, force=force)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,23 +1,17 @@
 """`ens export-onnx`: one ONNX file per fold checkpoint, each checked against torch in ONNX Runtime.
 
-Exporters (a registry): "torchscript" (`torch.onnx.export(dynamo=False)`: fast, offline, any opset)
-and "dynamo" (`torch.export` + onnxscript: slower, handles what TorchScript tracing cannot, opset
-18 or later). "auto" tries TorchScript, then dynamo. Every file is self-contained (weights inside,
-no external data file), has a dynamic batch axis, and is written only after its parity check passes;
-a model card beside the files makes `ens predict --card OUT/<name>.toml` run them.
+The exporters (TorchScript, then dynamo) and their opset ranges live in `exporters.py`. Every file
+is self-contained (weights inside, no external data file), has a dynamic batch axis, and is written
+only after its parity check passes; a model card beside the files makes `ens predict --card
+OUT/<name>.toml` run them. A failed export leaves nothing: no file, no new folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import logging
 import os
-import sys
-import tempfile
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,102 +21,13 @@ import torch
 from ensemble import __version__
 from ensemble._io import atomic_outputs, sha256_bytes
 from ensemble._progress import NoProgress, Progress
-from ensemble._registry import Registry
-from ensemble.errors import ConfigError, ExportError, unknown_name
+from ensemble.errors import ConfigError, ExportError
 from ensemble.predict.card import format_card, resolve_config
 from ensemble.predict.checkpoint import load_model
 from ensemble.predict.config import ModelConfig
+from ensemble.predict.exporters import EXPORTER_CHOICES, EXPORTERS, check_opset, export_model
 
-log = logging.getLogger(__name__)
-
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
-# exporter name -> fn(model, sample, opset) -> serialized ONNX model
-EXPORTERS: Registry[Callable[[torch.nn.Module, torch.Tensor, int], bytes]] = Registry("ONNX exporter")
-_NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch._export", "torch.fx", "onnxscript")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporters: warnings, log lines, and prints at the file-descriptor level (the
-    TorchScript exporter dumps whole graphs to stderr from C++ when it fails); the library never prints."""
-    levels = {n: logging.getLogger(n).level for n in _NOISY_LOGGERS}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = (os.dup(1), os.dup(2))
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(), \
-            contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        for n in _NOISY_LOGGERS:
-            logging.getLogger(n).setLevel(logging.CRITICAL)
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            for n, lvl in levels.items():
-                logging.getLogger(n).setLevel(lvl)
-
-
-@EXPORTERS.register("torchscript")
-def _export_torchscript(model: torch.nn.Module, sample: torch.Tensor, opset: int) -> bytes:
-    buf = io.BytesIO()  # in memory: one self-contained file, nothing written before the check
-    torch.onnx.export(
-        model, (sample,), buf, dynamo=False, opset_version=opset, do_constant_folding=True,
-        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-    )
-    return buf.getvalue()
-
-
-@EXPORTERS.register("dynamo")
-def _export_dynamo(model: torch.nn.Module, sample: torch.Tensor, opset: int) -> bytes:
-    # The dynamo exporter has no kernels below opset 18 and its down-conversion fails on common
-    # ops (Resize with antialias, Reduce* axes), so it exports at 18 or later.
-    program = torch.onnx.export(
-        model, (sample,), dynamo=True, opset_version=max(opset, 18), verbose=False,
-        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-    )
-    return program.model_proto.SerializeToString()
-
-
-EXPORTER_CHOICES = ("auto", *EXPORTERS.names())  # "auto": each registered exporter in turn
-
-
-def export_model(model: torch.nn.Module, sample: torch.Tensor, *, opset: int = 17, exporter: str = "auto") -> tuple[bytes, str]:
-    """Serialize `model` to ONNX.
-
-    Args:
-        model: in eval mode, on the CPU.
-        sample: an example input (B, 3, H, W); H and W are fixed in the graph, the batch is not.
-        opset: ONNX opset (the dynamo exporter uses at least 18).
-        exporter: "auto" (TorchScript, then dynamo if that fails), "torchscript" or "dynamo".
-
-    Returns:
-        (the ONNX model's bytes, the exporter that made it).
-
-    Raises:
-        ExportError: every exporter tried failed. UnknownNameError: an unknown exporter.
-    """
-    if exporter not in EXPORTER_CHOICES:
-        raise unknown_name("ONNX exporter", exporter, EXPORTER_CHOICES)
-    names = EXPORTERS.names() if exporter == "auto" else [exporter]
-    errors = []
-    for n in names:
-        try:
-            with _quiet(), torch.no_grad():
-                return EXPORTERS.get(n)(model, sample, opset), n
-        except Exception as e:  # exporters raise many types (UnsupportedOperatorError, torch.export errors, ...)
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            errors.append(f"{n}: {type(e).__name__}: {first}")
-            log.debug("ONNX exporter %s failed: %s", n, e)
-    other = " or --exporter dynamo" if names == ["torchscript"] else ""
-    raise ExportError(f"ONNX export failed ({'; '.join(errors)}); try another --opset{other}")
-
+__all__ = ["EXPORTERS", "EXPORTER_CHOICES", "check_opset", "export_model", "export_onnx", "onnx_logits"]
 
 def onnx_logits(data: bytes | str | os.PathLike, x: torch.Tensor) -> np.ndarray:
     """Logits of an ONNX model on a CPU batch, through ONNX Runtime's CPU provider (the parity oracle)."""
@@ -131,8 +36,13 @@ def onnx_logits(data: bytes | str | os.PathLike, x: torch.Tensor) -> np.ndarray:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     src = data if isinstance(data, bytes) else str(data)
-    sess = ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
-    (out,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    try:
+        sess = ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+        (out,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    except Exception as e:  # ORT raises its own types (InvalidGraph, Fail, NotImplemented...)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ExportError(f"ONNX Runtime cannot run the exported model ({type(e).__name__}: {first}); "
+                          "try another --opset or --exporter") from None
     return np.asarray(out, dtype=np.float32)
 
 
@@ -182,15 +92,15 @@ def export_onnx(
         One row per fold: fold, file, max_abs_diff, opset, exporter, sha256, checkpoint_sha256, card.
 
     Raises:
-        ConfigError: an ONNX model as input, bad batch/atol. ExportError: export failed or parity
-            beyond `atol` (nothing is written). OutputExistsError: outputs exist without `force`.
+        ConfigError: an ONNX model as input, bad batch/atol, an opset out of range. ExportError:
+            export failed or parity beyond `atol` (nothing is written, no folder is left behind).
+        OutputExistsError: outputs exist without `force`. OutputError: they cannot be written.
     """
     if not isinstance(cfg, ModelConfig):
         cfg = resolve_config(cfg, **dict(overrides or {}))
     if cfg.backend != "torch":
         raise ConfigError(f"model {cfg.name!r} is already ONNX; export-onnx needs arch and checkpoints")
-    if exporter not in EXPORTER_CHOICES:
-        raise unknown_name("ONNX exporter", exporter, EXPORTER_CHOICES)
+    check_opset(opset, exporter)
     if batch < 1 or not atol > 0:
         raise ConfigError(f"--batch must be >= 1 and --atol > 0 (got batch={batch}, atol={atol})")
     progress = progress or NoProgress()
@@ -204,7 +114,7 @@ def export_onnx(
     rows: list[dict[str, Any]] = []
     progress.start(f"exporting {cfg.name}", len(files))
     try:
-        with atomic_outputs([*files, card_file], force=force) as temps:
+        with _new_folders_removed_on_error(out), atomic_outputs([*files, card_file], force=force) as temps:
             for fold, final, tmp in zip(cfg.folds, files, temps):
                 model, ckpt_sha = load_model(cfg, fold, device="cpu")
                 data, used = export_model(model, sample, opset=opset, exporter=exporter)
@@ -229,6 +139,23 @@ def export_onnx(
     finally:
         progress.stop()
     return rows
+
+
+@contextlib.contextmanager
+def _new_folders_removed_on_error(folder: Path) -> Iterator[None]:
+    """Remove `folder` and the parents this export creates for it when the export fails (nothing partial)."""
+    new = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        new.append(p)
+        p = p.parent
+    try:
+        yield
+    except BaseException:
+        for q in new:  # innermost first; a folder something else has put a file in stays
+            with contextlib.suppress(OSError):
+                q.rmdir()
+        raise
 
 
 def _metadata(cfg: ModelConfig, fold: int, ckpt_sha: str) -> dict[str, str]:

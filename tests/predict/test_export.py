@@ -68,7 +68,39 @@ def test_parity_beyond_atol_is_an_error_and_writes_nothing(tiny_card, tmp_path, 
     msg = str(e.value)
     assert msg.startswith(f"{out / 'fold0.onnx'}: ONNX Runtime and torch disagree on fold 0 (max abs logit difference 0.01 > atol 0.0001")
     assert "nothing was written" in msg
-    assert not out.exists() or list(out.iterdir()) == []
+    assert not out.exists()  # not even an empty folder
+
+
+def test_failed_export_removes_the_folders_it_created_and_only_those(tiny_card, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "onnx_logits", lambda data, x: np.full((len(x), 3), np.inf, np.float32))
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "mine.txt").write_text("x")
+    with pytest.raises(ExportError):
+        export_onnx(resolve_config(tiny_card, folds=[0]), tmp_path / "kept" / "a" / "b" / "onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and [p.name for p in (tmp_path / "kept").iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.parametrize(("opset", "exporter", "message"), [
+    (5, "auto", "--opset 5: out of the range 7 to 23 that the exporters of torch "),
+    (99, "auto", "--opset 99: out of the range 7 to 23 that the exporters of torch "),
+    (21, "torchscript", "--opset 21: out of the range 7 to 20 that the torchscript exporter of torch "),
+])
+def test_opset_out_of_the_exporters_range_is_refused_before_any_model_loads(tiny_card, tmp_path, monkeypatch, opset, exporter, message):
+    from ensemble.predict.exporters import EXPORTERS
+
+    monkeypatch.setattr(export_mod, "load_model", lambda *a, **k: pytest.fail("no model may load"))
+    with pytest.raises(ConfigError) as e:
+        export_onnx(resolve_config(tiny_card, folds=[0]), tmp_path / "o", opset=opset, exporter=exporter)
+    assert str(e.value).startswith(message) and str(e.value).endswith("can write; choose an opset in that range")
+    # the range is the installed torch's own
+    assert EXPORTERS.get("torchscript").opsets == (torch.onnx._constants.ONNX_MIN_OPSET,
+                                                   torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_graph_onnx_runtime_cannot_run_is_an_export_error_not_a_traceback():
+    with pytest.raises(ExportError, match=r"^ONNX Runtime cannot run the exported model \(.+\); try another --opset or --exporter$"):
+        export_mod.onnx_logits(b"not an onnx graph", torch.zeros(1, 3, 4, 4))
 
 
 def test_existing_outputs_need_force(tiny_card, tmp_path):
