@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ensemble._progress import NoProgress, Progress
 from ensemble.blend import _kernels as K
 
 SPAN = 3.0  # one step moves a class's bias by at most this much (log-probability units)
@@ -25,7 +26,8 @@ def log_scores(probs: np.ndarray) -> np.ndarray:
 
 
 def tune_bias(
-    probs: np.ndarray, y: np.ndarray, n_classes: int, *, all_classes: bool = False, max_sweeps: int = MAX_SWEEPS
+    probs: np.ndarray, y: np.ndarray, n_classes: int, *, all_classes: bool = False, max_sweeps: int = MAX_SWEEPS,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Fit the bias by exact coordinate ascent.
 
@@ -35,6 +37,7 @@ def tune_bias(
         n_classes: C.
         all_classes: average F1 over every class, not only those present.
         max_sweeps: passes over the classes; stops earlier when a pass improves nothing.
+        progress: told about each class of each sweep.
 
     Returns:
         (bias, f1, f1_start): float64 bias of shape (n_classes,) (mean zero), the macro-F1 with it
@@ -45,9 +48,12 @@ def tune_bias(
     amax, _ = K.argmax_margin(L)
     tp, pc, tc = K.class_counts(y, amax, n_classes)
     f = f_start = float(K.macro_f1_counts(tp, pc, tc, all_classes))
-    for _ in range(max_sweeps):
+    progress = progress or NoProgress()
+    for sweep in range(max_sweeps):
         improved = False
+        progress.start(f"tuning the bias (sweep {sweep + 1})", n_classes)
         for c in range(n_classes):
+            progress.advance()
             t, fc = K.bias_search(L, amax, c, -SPAN, SPAN, y, tp, pc, tc, all_classes)
             if t == 0.0 or fc <= f:
                 continue
@@ -59,6 +65,7 @@ def tune_bias(
             improved = True
         if not improved:
             break
+    progress.stop()
     return bias - bias.mean(), f, f_start  # a common shift changes nothing; centre it
 
 

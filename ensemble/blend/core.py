@@ -110,7 +110,7 @@ def blend(
     Xm = X if same else np.ascontiguousarray(np.stack([t.probs for t in members], axis=1))  # (n, M, C)
     member_f1 = M.unit_scores(Xm, y, C, o.all_classes)
 
-    fitted = M.fit(o.method, X, y, C, spec)
+    fitted = M.fit(o.method, X, y, C, spec, progress)
     oof_pred = argmax(M.apply(o.method, fitted, X))
     scores = _scores(o, spec, X, Xm, y, C, oof_pred, fitted, member_f1, members, lab, progress)
     weight_of = member_weights(units, fitted, len(members))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ensemble._progress import Progress
 from ensemble._registry import Registry
 
 # The registry is imported by the CLI for its choices, so this module stays light: numba kernels,
@@ -146,7 +147,7 @@ def unit_scores(X: np.ndarray, y: np.ndarray, n_classes: int, all_classes: bool 
     return np.array([macro_f1(y, X[:, u], n_classes=n_classes, all_classes=all_classes) for u in range(X.shape[1])])
 
 
-def fit(method: str, X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec) -> Fitted:
+def fit(method: str, X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec, progress: Progress | None = None) -> Fitted:
     """Learn a blend from labelled rows.
 
     Args:
@@ -155,6 +156,7 @@ def fit(method: str, X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec) -
         y: int64 labels of shape (n_samples,).
         n_classes: C.
         spec: member choice, fixed weights, bias.
+        progress: told about the bias sweeps (slow with thousands of classes).
     """
     m = METHODS.get(method)
     units = np.arange(X.shape[1])
@@ -173,7 +175,7 @@ def fit(method: str, X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec) -
     if spec.tune_bias:
         from ensemble.blend import bias as _bias
 
-        fitted.bias = _bias.tune_bias(m.combine(Xu, w), y, n_classes, all_classes=spec.all_classes)[0]
+        fitted.bias = _bias.tune_bias(m.combine(Xu, w), y, n_classes, all_classes=spec.all_classes, progress=progress)[0]
     return fitted
 
 

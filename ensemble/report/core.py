@@ -14,7 +14,13 @@ from ensemble.errors import ConfigError, unknown_name
 from ensemble.join import join_labels
 from ensemble.labels import Labels
 from ensemble.metrics import (
-    PerClass, argmax, f1_from_confusion, f1_from_counts, log_loss, per_class_from_confusion, top_confused,
+    PerClass,
+    argmax,
+    f1_from_confusion,
+    f1_from_counts,
+    log_loss,
+    per_class_from_confusion,
+    top_confused,
 )
 from ensemble.naming import unique_names
 from ensemble.report.similarity import argmax_agreement, prob_correlation

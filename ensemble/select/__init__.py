@@ -10,7 +10,13 @@ from ensemble._io import sha256_file
 from ensemble.errors import ConfigError, preview
 from ensemble.labels import Columns, read_labels
 from ensemble.select.candidates import Candidate, candidate_from_recipe, load_candidates
-from ensemble.select.finals import CandidateScore, LBDisagreement, Pick, Selection, select_finals
+from ensemble.select.finals import (
+    CandidateScore,
+    LBDisagreement,
+    Pick,
+    Selection,
+    select_finals,
+)
 
 __all__ = [
     "Candidate",

@@ -12,7 +12,13 @@ import numpy as np
 
 from ensemble._io import sha256_file
 from ensemble.errors import LedgerError
-from ensemble.ledger import Entry, Predictions, ledger_path, list_submissions, load_predictions
+from ensemble.ledger import (
+    Entry,
+    Predictions,
+    ledger_path,
+    list_submissions,
+    load_predictions,
+)
 from ensemble.ledger.submission_rows import AS_NAMES
 from ensemble.naming import unique_names
 from ensemble.recipe import Recipe, read_recipe

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
+from benchmarks.synthetic import make_problem
 from ensemble.blend import _kernels as K
 from ensemble.blend.bias import apply_bias, log_scores, tune_bias
-from benchmarks.synthetic import make_problem
 from tests.blend.oracles import grid_f1
 
 
@@ -59,3 +59,26 @@ def test_bias_applies_to_test_rows_identically(soft_blend):
     np.testing.assert_array_equal(out.argmax(1), (np.log(np.maximum(test, 1e-12)) + bias).argmax(1))
     np.testing.assert_allclose(log_scores(out) - log_scores(out).mean(1, keepdims=True),
                                (log_scores(test) + bias) - (log_scores(test) + bias).mean(1, keepdims=True), atol=1e-4)
+
+
+def test_bias_tuning_with_many_classes_reports_progress_per_class():
+    rng = np.random.default_rng(0)
+    n, c = 600, 40
+    probs = rng.dirichlet(np.ones(c), n).astype(np.float32)
+    y = rng.integers(0, c, n)
+    heard = []
+
+    class Hook:
+        def start(self, description, total):
+            heard.append([description, total, 0])
+
+        def advance(self, n=1):
+            heard[-1][2] += n
+
+        def stop(self):
+            heard.append("stop")
+
+    tune_bias(probs, y, c, progress=Hook())
+    sweeps = [h for h in heard if h != "stop"]
+    assert sweeps and all(d.startswith("tuning the bias") and t == c and k == c for d, t, k in sweeps)
+    assert heard[-1] == "stop"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from ensemble.blend.greedy import caruana
 from benchmarks.synthetic import make_problem
+from ensemble.blend.greedy import caruana
 
 
 def plain_caruana(X, y, rounds):

@@ -8,9 +8,9 @@ import pytest
 from scipy.stats import gmean
 from sklearn.metrics import f1_score
 
+from benchmarks.synthetic import make_problem
 from ensemble.blend import METHODS, blend
 from ensemble.blend import methods as M
-from benchmarks.synthetic import make_problem
 
 ALL = METHODS.names()
 

@@ -8,10 +8,11 @@ import pytest
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
+from benchmarks.synthetic import make_problem
 from ensemble.blend import blend
 from ensemble.blend import methods as M
 from ensemble.blend import nested as N
-from benchmarks.synthetic import make_problem
+from ensemble.errors import LabelError
 from ensemble.labels import Labels
 from ensemble.tables import make_table
 
@@ -66,3 +67,14 @@ def test_blend_reports_noise_as_within_noise(tmp_path):
     assert s.oof_macro_f1 > s.nested_macro_f1
     assert s.within_noise is True and "within noise" in r.verdict
     assert r.folds_source == "labels"
+
+
+def test_labels_with_a_single_fold_are_one_line_naming_the_file_not_an_empty_fit(tmp_path):
+    p = make_problem(n_models=3, n_samples=300, n_classes=3, seed=4)
+    classes = list("abc")
+    ids = np.array([f"{i}" for i in range(300)], dtype=object)
+    oof = [make_table(ids, classes, p.probs[m], meta={"model": n}) for m, n in enumerate(p.names)]
+    lab = Labels(ids, classes, p.y, np.zeros(300, dtype=np.int64), None, pd.DataFrame(), tmp_path / "train.csv")
+    with pytest.raises(LabelError, match=r"train.csv: the fold column holds a single fold.*pass --no-nested"):
+        blend(oof, lab, method="weighted", n_boot=20)
+    assert blend(oof, lab, method="weighted", n_boot=20, nested=False).scores.nested_macro_f1 is None

@@ -115,8 +115,8 @@ def test_outputs_are_all_or_nothing(small_tables, tmp_path, monkeypatch):
 
 
 def test_by_family_writes_a_blend_folder_per_family(small_tables, tmp_path):
-    from ensemble.blend.folders import blend_folders
     from ensemble.blend.core import BlendOptions
+    from ensemble.blend.folders import blend_folders
     from ensemble.tables import read_table
 
     oof, test, lab, dirs, labels_csv = small_tables

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
+from benchmarks.synthetic import make_problem
 from ensemble.blend import _kernels as K
 from ensemble.blend.greedy import caruana
-from benchmarks.synthetic import make_problem
 from ensemble.blend.weighted import optimise_weights
 from ensemble.metrics import f1_from_counts
 from tests.blend.oracles import grid_f1
