@@ -228,3 +228,15 @@ def test_format_card_round_trips_through_tomllib():
     assert text.startswith("# made by a test\n")
     assert tomllib.loads(text) == values
     assert isinstance(torch.tensor(0), torch.Tensor)  # torch imported for the fixtures' models
+
+
+def test_non_utf8_card_and_classes_file_are_one_config_error_naming_the_file(tmp_path):
+    card = tmp_path / "cp1252.toml"
+    card.write_bytes(b'name = "na\x96me"\n')
+    with pytest.raises(ConfigError) as e:
+        load_card(card)
+    assert str(e.value) == f"{card}: the model card is not UTF-8 text (byte 0x96 at offset 10); save it as UTF-8"
+    (tmp_path / "classes.txt").write_bytes(b"cat\ncaf\xe9\n")
+    (tmp_path / "w.pth").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"classes.txt: the classes file is not UTF-8 text \(byte 0xe9 at offset 7\)"):
+        resolve_config(None, arch="test_resnet", checkpoints=str(tmp_path / "w.pth"), classes_file=str(tmp_path / "classes.txt"))

@@ -219,3 +219,31 @@ def test_onnx_models_run_through_the_same_engine(setup, tmp_path):
     both = predict([two, replace(onnx_cfg, name="two_onnx")], csv, split="test", tta="hflip", out_dir=tmp_path / "b", workers=0)
     np.testing.assert_array_equal(both["two/test"].probs, torch_t["two/test"].probs)
     np.testing.assert_array_equal(both["two_onnx/test"].probs, onnx_t["two/test"].probs)
+
+
+def test_options_record_gives_what_the_keyword_call_gives(setup, tmp_path):
+    from dataclasses import FrozenInstanceError
+
+    from ensemble.predict.api import PredictOptions, run
+
+    d, csv, cfg = setup
+    by_keywords = predict(cfg, csv, split="test", tta="hflip", out_dir=tmp_path / "k", workers=0, batch_size=5)
+    options = PredictOptions(split="test", tta="hflip", out_dir=tmp_path / "r", workers=0, batch_size=5)
+    by_record = run(cfg, csv, options)
+    assert list(by_record) == list(by_keywords)
+    for name in by_keywords:
+        np.testing.assert_array_equal(by_record[name].probs, by_keywords[name].probs)
+    with pytest.raises(FrozenInstanceError):
+        options.force = True
+    with pytest.raises(ConfigError, match="unknown split 'val'; choose one of: oof, test"):
+        PredictOptions(split="val").check()
+
+
+def test_header_only_data_csv_is_an_error_not_empty_tables(setup, tmp_path):
+    from ensemble.errors import LabelError
+
+    d, _, cfg = setup
+    (tmp_path / "empty.csv").write_text("id,path\n")
+    with pytest.raises(LabelError, match=r"empty.csv: no rows"):
+        predict(cfg, tmp_path / "empty.csv", split="test", out_dir=tmp_path / "preds", workers=0)
+    assert not (tmp_path / "preds").exists()
