@@ -107,7 +107,7 @@ def test_metric_registry_is_row_order_invariant_and_directed(rng):
     probs = rng.dirichlet(np.ones(5), 300).astype(np.float32)
     perm = rng.permutation(300)
     for name, m in METRICS.items():
-        assert m.fn(y, probs) == pytest.approx(m.fn(y[perm], probs[perm]), rel=1e-12), name
+        assert m.score(y, probs) == pytest.approx(m.score(y[perm], probs[perm]), rel=1e-12), name
     assert METRICS.get("log_loss").higher_is_better is False and METRICS.get("macro_f1").higher_is_better
     with pytest.raises(UnknownNameError, match="unknown metric 'f2'; choose one of: macro_f1"):
         METRICS.get("f2")
@@ -120,7 +120,7 @@ def test_metric_registry_is_class_permutation_invariant(rng):
     permuted = np.empty_like(probs)
     permuted[:, perm] = probs
     for name, m in METRICS.items():
-        assert m.fn(perm[y], permuted) == pytest.approx(m.fn(y, probs), rel=1e-12), name
+        assert m.score(perm[y], permuted) == pytest.approx(m.score(y, probs), rel=1e-12), name
 
 
 def test_top_confused_pairs():

@@ -19,6 +19,7 @@ import numpy as np
 from ensemble import _kernels
 from ensemble._registry import Registry
 from ensemble.errors import MetricError, preview
+from ensemble.metrics.base import Metric
 
 __all__ = [
     "METRICS", "Metric", "PerClass", "accuracy", "argmax", "confusion_matrix", "f1_from_confusion",
@@ -176,18 +177,20 @@ def top_confused(cm: np.ndarray, k: int = 10) -> list[tuple[int, int, int, float
 
 
 @dataclass(frozen=True)
-class Metric:
-    """A score function `fn(y_true, probs) -> float` and its direction."""
+class _Simple(Metric):
+    """A built-in metric from a function `fn(y, probs) -> float` (superseded by the full registry)."""
 
-    fn: Callable[[np.ndarray, np.ndarray], float]
-    higher_is_better: bool
+    fn: Callable[[np.ndarray, np.ndarray], float] | None = None
+
+    def score(self, y: np.ndarray, probs: np.ndarray, index: np.ndarray | None = None) -> float:
+        return float(self.fn(y, probs))
 
 
 METRICS: Registry[Metric] = Registry("metric")
-METRICS.add("macro_f1", Metric(lambda y, p: macro_f1(y, p), True))
-METRICS.add("macro_f1_all", Metric(lambda y, p: macro_f1(y, p, all_classes=True), True))
-METRICS.add("accuracy", Metric(accuracy, True))
-METRICS.add("log_loss", Metric(log_loss, False))
+METRICS.add("macro_f1", _Simple("macro_f1", True, argmax_only=True, fn=lambda y, p: macro_f1(y, p)))
+METRICS.add("macro_f1_all", _Simple("macro_f1_all", True, argmax_only=True, fn=lambda y, p: macro_f1(y, p, all_classes=True)))
+METRICS.add("accuracy", _Simple("accuracy", True, argmax_only=True, fn=accuracy))
+METRICS.add("log_loss", _Simple("log_loss", False, fn=log_loss))
 
 
 # --- input normalisation: the one checker every metric goes through -------------------------------

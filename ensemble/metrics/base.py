@@ -1,0 +1,65 @@
+"""The one shape of a metric: what every consumer (report, blend, select, ledger) relies on.
+
+A metric scores probabilities against labels and says which way is better. Consumers never branch
+on a metric's name: they ask its capabilities.
+
+- `argmax_only`: the score depends on the probabilities only through each row's argmax (F1,
+  accuracy, QWK...). Decision tools apply (a per-class bias, exact argmax line searches), and a
+  probability calibration changes nothing.
+- `count_code`: the score is a function of per-class counts (true positives, predicted, true),
+  computed by the compiled kernel `ensemble._kernels.count_metric(tp, pc, tc, code)`; the
+  incremental blend kernels and the bootstrap count kernels use it. None otherwise.
+- `row_losses`: the score is the mean of a per-row value (log loss, accuracy); the bootstrap of such
+  a metric is a weighted mean. None otherwise.
+
+`score(y, probs, index)` is the one entry point; `index` (int64 row numbers into the labelled rows
+the metric was bound to, possibly repeated in a bootstrap resample) is what a competition metric
+file needs to find each row's id and solution; built-in metrics ignore it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A score and its direction.
+
+    Attributes:
+        name: the registry key, or `path.py:function` for a competition metric file.
+        higher_is_better: the direction; consumers maximise `oriented(score)`.
+        argmax_only: depends on the probabilities only through the row argmax.
+        count_code: id of the compiled count metric, or None.
+    """
+
+    name: str
+    higher_is_better: bool
+    argmax_only: bool = False
+    count_code: int | None = None
+
+    def score(self, y: np.ndarray, probs: np.ndarray, index: np.ndarray | None = None) -> float:
+        """The score of `probs` (float32 (n, C)) against `y` (int64 (n,)); `index`: their labelled rows."""
+        raise NotImplementedError
+
+    def row_losses(self, y: np.ndarray, probs: np.ndarray) -> np.ndarray | None:
+        """float64 (n,) per-row values whose mean is the score, or None when the metric is not a mean."""
+        return None
+
+    def oriented(self, value: float | np.ndarray) -> float | np.ndarray:
+        """The value turned higher-is-better (negated for a loss): what every fit maximises."""
+        return value if self.higher_is_better else -value
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether score `a` is strictly better than score `b`."""
+        return self.oriented(a) > self.oriented(b)
+
+    def best(self, values: np.ndarray) -> int:
+        """Index of the best of `values` (the first on ties)."""
+        return int(np.argmax(self.oriented(np.asarray(values, dtype=np.float64))))
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
