@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ensemble.cli import app
 from ensemble.report.plots import PLOTS
-from tests.test_report import synthetic
+from tests.report.test_core import synthetic
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from ensemble.cli import app
 from ensemble.ledger import record_submission, score_submission
 from tests.cli.test_submissions import one_error_line
-from tests.test_select import _metrics, submit, world  # noqa: F401  (fixtures: stand-ins and planted blends)
+from tests.select.test_finals import _metrics, submit, world  # noqa: F401  (fixtures: stand-ins and planted blends)
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ensemble.cli import app
 from ensemble.ledger import list_submissions
-from tests.test_ledger import CLASSES, write_recipe, write_sub
+from tests.ledger.test_entries import CLASSES, write_recipe, write_sub
 
 runner = CliRunner()
 

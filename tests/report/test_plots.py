@@ -7,7 +7,7 @@ import ensemble
 from ensemble.errors import OutputExistsError
 from ensemble.labels import read_labels
 from ensemble.report.plots import PLOTS, write_plots
-from tests.test_report import CLASSES, synthetic
+from tests.report.test_core import CLASSES, synthetic
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
