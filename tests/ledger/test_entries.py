@@ -29,7 +29,7 @@ from ensemble.recipe import read_recipe
 from ensemble.submission import SubmissionFormat
 
 CLASSES = ["cat", "dog", "fox"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
 
 
 def write_sub(path: Path, ids, targets, *, id_col: str = "id", target_col: str = "label", order=None) -> Path:
