@@ -3,8 +3,9 @@
 The API is `ensemble.predict.predict(cards, data, *, split, ...)` (see `ensemble.predict.api`);
 the module itself is callable too, so `ensemble.predict(card, data, split="oof")` works as
 DESIGN.md documents. Submodules: `config` (the interface with the model side), `card`,
-`checkpoint`, `runners`, `export` (model side), `data`, `tta`, `plan`, `engine`, `resume`, `api`
-(data side). Heavy imports happen on first use.
+`checkpoint`, `runners`, `export` and `exporters` (model side), `options` (`PredictOptions`),
+`data`, `images`, `tta`, `plan`, `engine`, `group`, `stacking`, `resume`, `assemble`, `api` (data
+side). Heavy imports happen on first use.
 """
 
 from __future__ import annotations

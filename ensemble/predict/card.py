@@ -67,8 +67,6 @@ def load_card(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-
-
 class _Layer:
     """One source of values: the flags or a card, with the folder its relative paths start from."""
 
