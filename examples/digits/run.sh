@@ -73,7 +73,7 @@ done
 
 step "9. the submission ledger and the final two picks (best honest estimate + the best hedge)"
 $ENS submissions list --ledger "$W/ledger.db"
-$ENS select --n 2 --labels "$W/train.csv" --ledger "$W/ledger.db" --n-boot 1000
+$ENS select --n 2 --ledger "$W/ledger.db" --n-boot 1000   # the labels file the blends recorded
 
 step "10. the private leaderboard: held-back test labels, scored independently with sklearn"
 $PY examples/digits/private_score.py "$W"
