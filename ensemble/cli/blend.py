@@ -69,7 +69,6 @@ def blend(
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Blend members' OOF and test probabilities; print in-sample and nested scores and an honest verdict."""
-    from ensemble._io import check_writable
     from ensemble.blend.core import BlendOptions
     from ensemble.blend.folders import blend_folders
     from ensemble.labels import Columns
@@ -82,8 +81,7 @@ def blend(
         logging.getLogger("ensemble").warning(why)
     if method is not None:
         METHODS.get(method)  # an unknown name fails before any table is read, listing the choices
-    if json_out is not None and not _render.json_to_stdout(json_out):
-        check_writable([json_out], force=force)
+    _render.check_json_dest(json_out, force=force)
     options = None if method is None else BlendOptions(
         method=method, weights=_parse_weights(weights), top=top, seed_average=seed_average, tune_bias=tune_bias,
         rounds=rounds, seed=seed, nested=not no_nested, all_classes=all_classes,

@@ -32,13 +32,11 @@ def check(
     force: _render.ForceOpt = False,
 ) -> None:
     """Check tables: ids, classes, probabilities, and (with --labels) that they cover the labelled ids."""
-    from ensemble._io import check_writable
     from ensemble.join import join_labels
     from ensemble.labels import Columns, read_labels
     from ensemble.tables import align, read_table
 
-    if json_out is not None and not _render.json_to_stdout(json_out):
-        check_writable([json_out], force=force)
+    _render.check_json_dest(json_out, force=force)
     read = [read_table(t, kind=kind.value, from_logits=from_logits) for t in tables]
     read = align(read)  # same ids and classes across tables
     if labels is not None:

@@ -28,14 +28,12 @@ def export_onnx(
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Export each fold checkpoint to ONNX (dynamic batch) and check it against torch in ONNX Runtime."""
-    from ensemble._io import check_writable
     from ensemble.predict.export import export_onnx as run
 
     if quiet:
         _render.setup_logging(quiet=True)
     to_stdout = _render.json_to_stdout(json_out)
-    if json_out is not None and not to_stdout:
-        check_writable([json_out], force=force)
+    _render.check_json_dest(json_out, force=force)
     overrides = {"folds": folds, "ema": ema or None, "trust_checkpoint": trust_checkpoint}
     progress = _render.RichProgress(quiet)
     rows = run(card, out, overrides=overrides, opset=opset, atol=atol, batch=batch, force=force, seed=seed,

@@ -74,7 +74,6 @@ def predict(
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Predict OOF or test probabilities with TTA; each image decoded once for every model and fold."""
-    from ensemble._io import check_writable
     from ensemble.errors import DistributedError
     from ensemble.labels import Columns
     from ensemble.predict.api import PredictOptions, run
@@ -83,8 +82,8 @@ def predict(
     if quiet:
         _render.setup_logging(quiet=True)
     to_stdout = _render.json_to_stdout(json_out)
-    if json_out is not None and not to_stdout and is_rank0():
-        check_writable([json_out], force=force)
+    if is_rank0():
+        _render.check_json_dest(json_out, force=force)
     overrides = {
         "arch": arch, "checkpoints": _one_or_list(checkpoint), "onnx": _one_or_list(onnx), "folds": folds,
         "classes": classes, "classes_file": classes_file, "num_classes": num_classes, "img_size": img_size,

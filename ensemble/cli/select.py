@@ -44,13 +44,11 @@ def select(
     leaderboard), each centred on its honest estimate; each later pick maximises the expected
     best-of-N macro-F1, so it hedges instead of duplicating the first.
     """
-    from ensemble._io import check_writable
     from ensemble.labels import Columns
     from ensemble.select import select_submissions
 
     _render.setup_logging(quiet)
-    if json_out is not None and not _render.json_to_stdout(json_out):
-        check_writable([json_out], force=force)
+    _render.check_json_dest(json_out, force=force)
     columns = None
     if id_col is not None or label_col is not None:
         columns = Columns(id=id_col or "id", label=label_col or "label")

@@ -59,14 +59,12 @@ def swa(
     The output loads like any checkpoint: score it with ens predict, then ens oof-report.
     --bn-data refreshes BatchNorm statistics after averaging; it can hurt, so compare both on OOF.
     """
-    from ensemble._io import check_writable
     from ensemble.labels import Columns
     from ensemble.swa.core import BN_NOTE, SwaOptions, run
 
     _render.setup_logging(quiet)
     to_stdout = _render.json_to_stdout(json_out)
-    if json_out is not None and not to_stdout:
-        check_writable([json_out], force=force)
+    _render.check_json_dest(json_out, force=force)
     options = SwaOptions.of(
         out, card=card, fold=fold, glob=glob, weights=_parse_weights(weights), top_n=top_n, metrics=metrics,
         metric=metric, mode=mode, ema=ema, trust=trust_checkpoint, bn_data=bn_data, bn_batches=bn_batches,

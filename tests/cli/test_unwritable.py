@@ -51,7 +51,7 @@ def _predict_inputs(d: Path) -> list[str]:
 
 
 def _swa_inputs(d: Path) -> list[str]:
-    from tests.test_swa import make_model, save
+    from tests.swa.helpers import make_model, save
 
     return [str(save(make_model("test_resnet", seed=s, num_classes=3).state_dict(), d / f"e{s}.pth")) for s in (0, 1)]
 
