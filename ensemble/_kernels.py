@@ -1,4 +1,4 @@
-"""Compiled kernels behind the metrics: fused argmax + confusion counting, and bootstrap counting.
+"""Compiled kernels behind the metrics: fused argmax + confusion counting, count metrics, bootstrap counting.
 
 Blending calls the metric thousands of times on (n, C) probabilities, so the hot path reads the
 array exactly once: each thread takes a block of rows, takes every row's argmax and counts it into
@@ -32,6 +32,15 @@ except ImportError:  # pragma: no cover - exercised only on installs without num
 _BLOCK = 16384
 _TILE = 32  # rows whose argmax runs side by side (measured best of 8/16/32 on AVX-512)
 
+# Count metrics: functions of per-class true positives (tp), predicted (pc) and true (tc) counts.
+# The registry entries carry these codes; `count_metric` (compiled, scalar) and `count_metric_np`
+# (vectorised) are the two implementations of one definition.
+MACRO_F1, MACRO_F1_ALL, MICRO_F1, WEIGHTED_F1, ACCURACY, BALANCED_ACCURACY = range(6)
+COUNT_METRICS = {
+    "macro_f1": MACRO_F1, "macro_f1_all": MACRO_F1_ALL, "micro_f1": MICRO_F1, "weighted_f1": WEIGHTED_F1,
+    "accuracy": ACCURACY, "balanced_accuracy": BALANCED_ACCURACY,
+}
+
 
 if NUMBA_INSTALLED:  # the blend optimisers' kernels (numba only: no fallback there) share it
 
@@ -46,6 +55,44 @@ if NUMBA_INSTALLED:  # the blend optimisers' kernels (numba only: no fallback th
                 best = v
                 k = j
         return k
+
+    @njit(cache=True, nogil=True, inline="always")
+    def count_metric(tp, pc, tc, code):  # pragma: no cover - compiled
+        """The count metric `code` (a `COUNT_METRICS` value) of per-class int counts (C,) each, float64.
+
+        F1 per class is 2 tp / (pc + tc); sklearn's macro average covers the classes present in
+        truth or prediction, `MACRO_F1_ALL` all C; balanced accuracy averages recall over the classes
+        present in the truth; undefined ratios are 0 (sklearn's zero_division default).
+        """
+        c = tp.shape[0]
+        if code == MICRO_F1 or code == ACCURACY:
+            t = 0
+            p = 0
+            r = 0
+            for j in range(c):
+                t += tp[j]
+                p += pc[j]
+                r += tc[j]
+            if code == ACCURACY:
+                return t / r if r > 0 else 0.0
+            return 2.0 * t / (p + r) if p + r > 0 else 0.0
+        total = 0.0
+        weight = 0.0
+        for j in range(c):
+            if code == BALANCED_ACCURACY:
+                if tc[j] > 0:
+                    total += tp[j] / tc[j]
+                    weight += 1.0
+                continue
+            d = pc[j] + tc[j]
+            f = 2.0 * tp[j] / d if d > 0 else 0.0
+            if code == WEIGHTED_F1:
+                total += f * tc[j]
+                weight += tc[j]
+            elif code == MACRO_F1_ALL or d > 0:
+                total += f
+                weight += 1.0
+        return total / weight if weight > 0 else 0.0
 
 
 if HAVE_NUMBA:
@@ -117,6 +164,13 @@ if HAVE_NUMBA:
             part[b] = cm
         return part.sum(axis=0).reshape(n_classes, width)
 
+    @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
+    def _true_nll_nb(y, probs, lo, hi):  # pragma: no cover - compiled
+        out = np.empty(y.shape[0], dtype=np.float64)
+        for i in prange(y.shape[0]):
+            out[i] = -np.log(min(max(np.float64(probs[i, y[i]]), lo), hi))
+        return out
+
     @njit(cache=True, nogil=True, boundscheck=False, inline="always")
     def _add_type(tp, pc, tc, b, t, preds, u, c):  # pragma: no cover - compiled
         # resample b drew row type u (true class t, predictions preds[:, u]) c times: count it once
@@ -162,6 +216,47 @@ if HAVE_NUMBA:
         return tp, pc, tc
 
 
+def _f1(tp: np.ndarray, pc: np.ndarray, tc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    denom = tc + pc
+    return np.divide(2.0 * tp, denom, out=np.zeros(denom.shape), where=denom > 0), denom > 0
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros(np.shape(den)), where=den > 0)
+
+
+def _macro(tp, pc, tc):
+    f1, present = _f1(tp, pc, tc)
+    return f1.sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
+
+
+def _weighted(tp, pc, tc):
+    return _ratio((_f1(tp, pc, tc)[0] * tc).sum(axis=-1), tc.sum(axis=-1))
+
+
+def _balanced(tp, pc, tc):
+    return _ratio(_ratio(tp, tc).sum(axis=-1), (tc > 0).sum(axis=-1))
+
+
+_COUNT_NP = {
+    MACRO_F1: _macro,
+    MACRO_F1_ALL: lambda tp, pc, tc: _f1(tp, pc, tc)[0].mean(axis=-1),
+    MICRO_F1: lambda tp, pc, tc: _ratio(2.0 * tp.sum(axis=-1), (pc + tc).sum(axis=-1)),
+    WEIGHTED_F1: _weighted,
+    ACCURACY: lambda tp, pc, tc: _ratio(tp.sum(axis=-1), tc.sum(axis=-1)),
+    BALANCED_ACCURACY: _balanced,
+}
+
+
+def count_metric_np(tp: np.ndarray, pc: np.ndarray, tc: np.ndarray, code: int) -> np.ndarray:
+    """`count_metric` vectorised over leading axes: int counts of shape (..., C) each -> float64 (...).
+
+    The arrays broadcast against each other (one truth's `tc` (b, C) serves k models' (k, b, C)).
+    """
+    tp, pc, tc = np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (tp, pc, tc)))
+    return _COUNT_NP[code](tp, pc, tc)
+
+
 def argmax(probs: np.ndarray) -> np.ndarray:
     """Row argmax (first maximum on ties) of (n, C) probabilities, int64 of shape (n,)."""
     if HAVE_NUMBA and probs.shape[1] > 0:
@@ -190,6 +285,23 @@ def confusion_from_probs(y: np.ndarray, probs: np.ndarray, n_classes: int) -> tu
     pred = np.argmax(probs[ok], axis=1)
     cm = np.bincount(y[ok] * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     return cm.astype(np.int64), int((~ok).sum())
+
+
+def true_class_nll(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """-log of each row's true-class probability, clipped to [eps, 1 - eps] of its dtype as sklearn does.
+
+    Args:
+        y: int64 labels in 0..C-1 (checked by the caller: they index the rows), shape (n,).
+        probs: float32 or float64 probabilities, shape (n, C).
+
+    Returns:
+        float64 of shape (n,).
+    """
+    eps = np.finfo(probs.dtype).eps
+    lo, hi = float(eps), float(probs.dtype.type(1) - eps)  # the bounds as sklearn clips, in the dtype
+    if HAVE_NUMBA:
+        return _true_nll_nb(np.ascontiguousarray(y, dtype=np.int64), probs, lo, hi)
+    return -np.log(np.clip(probs[np.arange(len(y)), y].astype(np.float64), lo, hi))
 
 
 def boot_counts(

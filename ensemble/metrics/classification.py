@@ -11,19 +11,16 @@ From probabilities, the argmax and the confusion counting run fused in one compi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ensemble import _kernels
-from ensemble._registry import Registry
 from ensemble.errors import MetricError, preview
-from ensemble.metrics.base import Metric
 
 __all__ = [
-    "METRICS", "Metric", "PerClass", "accuracy", "argmax", "confusion_matrix", "f1_from_confusion",
-    "f1_from_counts", "log_loss", "macro_f1", "per_class", "per_class_from_confusion", "top_confused",
+    "PerClass", "accuracy", "argmax", "confusion_matrix", "f1_from_confusion",
+    "f1_from_counts", "log_loss", "macro_f1", "row_log_loss", "per_class", "per_class_from_confusion", "top_confused",
 ]
 
 
@@ -120,12 +117,15 @@ def log_loss(y_true: np.ndarray, probs: np.ndarray) -> float:
         y_true: int labels in 0..C-1, shape (n,).
         probs: probabilities of shape (n, C).
     """
+    return float(row_log_loss(y_true, probs).mean())
+
+
+def row_log_loss(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Each row's cross-entropy (float64 (n,)): the terms `log_loss` averages."""
     probs = _probs(probs)
     y = _labels(y_true, "y_true", probs.shape[1])
     _same_length(y, probs)
-    eps = np.finfo(probs.dtype).eps
-    p = np.clip(probs[np.arange(len(y)), y], eps, 1 - eps)
-    return float(-np.log(p.astype(np.float64)).mean())
+    return _kernels.true_class_nll(y, probs)
 
 
 @dataclass(frozen=True)
@@ -174,23 +174,6 @@ def top_confused(cm: np.ndarray, k: int = 10) -> list[tuple[int, int, int, float
             break
         out.append((t, p, int(off[t, p]), float(off[t, p] / support[t])))
     return out
-
-
-@dataclass(frozen=True)
-class _Simple(Metric):
-    """A built-in metric from a function `fn(y, probs) -> float` (superseded by the full registry)."""
-
-    fn: Callable[[np.ndarray, np.ndarray], float] | None = None
-
-    def score(self, y: np.ndarray, probs: np.ndarray, index: np.ndarray | None = None) -> float:
-        return float(self.fn(y, probs))
-
-
-METRICS: Registry[Metric] = Registry("metric")
-METRICS.add("macro_f1", _Simple("macro_f1", True, argmax_only=True, fn=lambda y, p: macro_f1(y, p)))
-METRICS.add("macro_f1_all", _Simple("macro_f1_all", True, argmax_only=True, fn=lambda y, p: macro_f1(y, p, all_classes=True)))
-METRICS.add("accuracy", _Simple("accuracy", True, argmax_only=True, fn=accuracy))
-METRICS.add("log_loss", _Simple("log_loss", False, fn=log_loss))
 
 
 # --- input normalisation: the one checker every metric goes through -------------------------------

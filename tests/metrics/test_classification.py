@@ -5,30 +5,14 @@ import warnings
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from ensemble import macro_f1 as api_macro_f1
-from ensemble.errors import MetricError, UnknownNameError
+from ensemble.errors import MetricError
 from ensemble.metrics import (
-    METRICS, accuracy, argmax, confusion_matrix, f1_from_confusion, log_loss, macro_f1, per_class, top_confused,
+    accuracy, argmax, confusion_matrix, f1_from_confusion, log_loss, macro_f1, per_class, top_confused,
 )
-
-
-@st.composite
-def labelled(draw, quantise: bool = False):
-    """Labels and probabilities with classes absent from truth and/or prediction, ties when quantised."""
-    c = draw(st.integers(1, 9))
-    n = draw(st.integers(1, 60))
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    used_true = rng.choice(c, size=draw(st.integers(1, c)), replace=False)  # some classes never true
-    y = rng.choice(used_true, size=n).astype(np.int64)
-    probs = rng.dirichlet(np.full(c, 0.3), size=n)
-    if quantise:  # coarse values make exact ties: the first maximum must win, as in np.argmax
-        probs = np.round(probs * 2) / 2 + 1e-12
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    return y, probs.astype(dtype), c
+from tests.metrics.cases import labelled
 
 
 def sk_f1(y, pred, labels=None):
@@ -100,27 +84,6 @@ def test_non_contiguous_and_large_inputs_use_the_same_answer(rng):
     np.testing.assert_array_equal(argmax(probs), pred)
     assert macro_f1(y, probs) == sk_f1(y, pred)
     assert api_macro_f1 is macro_f1
-
-
-def test_metric_registry_is_row_order_invariant_and_directed(rng):
-    y = rng.integers(0, 5, 300)
-    probs = rng.dirichlet(np.ones(5), 300).astype(np.float32)
-    perm = rng.permutation(300)
-    for name, m in METRICS.items():
-        assert m.score(y, probs) == pytest.approx(m.score(y[perm], probs[perm]), rel=1e-12), name
-    assert METRICS.get("log_loss").higher_is_better is False and METRICS.get("macro_f1").higher_is_better
-    with pytest.raises(UnknownNameError, match="unknown metric 'f2'; choose one of: macro_f1"):
-        METRICS.get("f2")
-
-
-def test_metric_registry_is_class_permutation_invariant(rng):
-    y = rng.integers(0, 6, 300)
-    probs = rng.dirichlet(np.ones(6), 300)
-    perm = rng.permutation(6)  # class j becomes class perm[j]
-    permuted = np.empty_like(probs)
-    permuted[:, perm] = probs
-    for name, m in METRICS.items():
-        assert m.score(perm[y], permuted) == pytest.approx(m.score(y, probs), rel=1e-12), name
 
 
 def test_top_confused_pairs():
