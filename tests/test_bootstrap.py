@@ -97,3 +97,170 @@ def test_chunking_does_not_change_the_resamples(rng, monkeypatch, k):
     whole = bootstrap_scores(y, preds, n_classes=5, n_boot=37)
     monkeypatch.setattr(boot, "_CHUNK", 1000)  # a few resamples per chunk
     np.testing.assert_array_equal(whole, bootstrap_scores(y, preds, n_classes=5, n_boot=37))
+
+
+# --- any metric: each path against explicitly materialised resamples scored by scikit-learn -------
+
+
+def candidates(rng, n, c, k):
+    """y (n,) and k related probability candidates (k, n, C), float32."""
+    y = rng.integers(0, c, n)
+    logits = rng.standard_normal((k, n, c)).astype(np.float32)
+    logits[:, np.arange(n), y] += np.linspace(0.5, 2.0, k, dtype=np.float32)[:, None]
+    probs = np.exp(logits)
+    return y, probs / probs.sum(axis=-1, keepdims=True)
+
+
+def documented_type_resamples(y, probs, n_boot, seed):
+    """The argmax paths' resamples as the module docstring defines them, materialised as row lists."""
+    n = len(y)
+    table = np.column_stack([y, *(p.argmax(1) for p in probs)])
+    types, inv, freq = np.unique(table, axis=0, return_inverse=True, return_counts=True)
+    rng = np.random.default_rng(seed)
+    if len(types) * 16 <= n:
+        counts = rng.multinomial(n, freq / n, size=n_boot)
+        # a resample of type counts: any rows of each type serve (argmax metrics see only types)
+        first = np.array([np.flatnonzero(inv.ravel() == u)[0] for u in range(len(types))])
+        return [np.repeat(first, cnt) for cnt in counts]
+    return [rng.integers(0, n, size=n) for _ in range(n_boot)]
+
+
+def documented_group_resamples(groups, n_boot, seed):
+    """Group resamples as documented: drawn groups (np.unique order) in draw order, rows in row order."""
+    names = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_boot):
+        drawn = rng.integers(0, len(names), size=len(names))
+        out.append(np.concatenate([np.flatnonzero(groups == names[g]) for g in drawn]))
+    return out
+
+
+PATHS = ["balanced_accuracy", "weighted_f1", "qwk", "log_loss", "roc_auc"]  # count, confusion, mean, any
+TOL = dict.fromkeys(PATHS, 1e-9) | {"log_loss": 1e-6}  # sklearn takes float32 logs in float32
+
+
+@pytest.mark.parametrize("name", PATHS)
+@pytest.mark.parametrize("k", [1, 3])
+def test_every_path_equals_sklearn_on_the_documented_resamples(rng, name, k):
+    from ensemble.bootstrap import bootstrap_metric
+    from tests.metrics.cases import sklearn_score
+
+    y, probs = candidates(rng, 800, 3 if name != "roc_auc" else 2, k)
+    scores = bootstrap_metric(name, y, probs[0] if k == 1 else probs, n_boot=12, seed=5)
+    assert scores.shape == ((12,) if k == 1 else (k, 12))
+    scores = scores.reshape(k, 12)
+    if name in ("log_loss", "roc_auc"):
+        rows = documented_group_resamples(np.arange(len(y)), 12, 5)  # every row its own group
+    else:
+        rows = documented_type_resamples(y, probs, 12, 5)
+    for b, r in enumerate(rows):
+        for q in range(k):  # paired: one resample for every candidate
+            assert scores[q, b] == pytest.approx(sklearn_score(name, y[r], probs[q, r]), rel=TOL[name]), (b, q)
+
+
+@pytest.mark.parametrize("name", PATHS)
+def test_groups_are_resampled_whole(rng, name):
+    from ensemble.bootstrap import bootstrap_metric
+    from tests.metrics.cases import sklearn_score
+
+    y, probs = candidates(rng, 600, 2 if name == "roc_auc" else 4, 2)
+    groups = np.array([f"study{g}" for g in rng.integers(0, 40, 600)])  # strings, uneven sizes
+    scores = bootstrap_metric(name, y, probs, n_boot=10, seed=9, groups=groups)
+    for b, r in enumerate(documented_group_resamples(groups, 10, 9)):
+        for q in range(2):
+            assert scores[q, b] == pytest.approx(sklearn_score(name, y[r], probs[q, r]), rel=TOL[name]), (b, q)
+
+
+def recorder():
+    """A Metric that records the index it is called with (a stand-in for a competition metric file)."""
+    from ensemble.metrics import Metric
+
+    calls: list[np.ndarray] = []
+
+    class Recorder(Metric):
+        def score(self, y, probs, index=None):
+            calls.append(np.array(index))
+            return float(probs[:, 0].mean())
+
+    return Recorder("recorder", higher_is_better=True), calls
+
+
+def test_any_metric_sees_whole_groups_and_the_given_index(rng):
+    from ensemble.bootstrap import bootstrap_metric
+
+    y, probs = candidates(rng, 200, 3, 2)
+    groups = rng.integers(0, 15, 200)
+    metric, calls = recorder()
+    index = np.arange(200) + 1000
+    scores = bootstrap_metric(metric, y, probs, n_boot=6, seed=1, groups=groups, index=index)
+    assert len(calls) == 12  # 6 resamples x 2 candidates, the same rows for both
+    for b in range(6):
+        first, second = calls[2 * b], calls[2 * b + 1]
+        np.testing.assert_array_equal(first, second)
+        rows = first - 1000
+        drawn = np.bincount(rows, minlength=200)
+        for g in np.unique(groups[rows]):  # every row of a drawn group, each drawn as often
+            assert len(set(drawn[groups == g])) == 1
+        assert scores[0, b] == pytest.approx(probs[0, rows, 0].mean())
+
+
+@pytest.mark.parametrize("name", PATHS)
+def test_same_seed_same_scores_and_chunks_change_nothing(rng, monkeypatch, name):
+    import ensemble.bootstrap as boot
+
+    y, probs = candidates(rng, 300, 2 if name == "roc_auc" else 3, 2)
+    groups = rng.integers(0, 50, 300)
+    for g in (None, groups):
+        whole = boot.bootstrap_metric(name, y, probs, n_boot=23, seed=4, groups=g)
+        np.testing.assert_array_equal(whole, boot.bootstrap_metric(name, y, probs, n_boot=23, seed=4, groups=g))
+        assert not np.array_equal(whole, boot.bootstrap_metric(name, y, probs, n_boot=23, seed=5, groups=g))
+        with monkeypatch.context() as m:
+            m.setattr(boot, "_CHUNK", 700)  # a few resamples per chunk: the same resamples (BLAS may round apart)
+            np.testing.assert_allclose(whole, boot.bootstrap_metric(name, y, probs, n_boot=23, seed=4, groups=g), rtol=1e-13)
+
+
+def test_macro_f1_path_is_bootstrap_scores(rng):
+    from ensemble.bootstrap import bootstrap_metric
+
+    y, probs = candidates(rng, 2000, 5, 3)
+    preds = probs.argmax(-1)
+    np.testing.assert_array_equal(
+        bootstrap_metric("macro_f1", y, probs, n_boot=50), bootstrap_scores(y, preds, n_classes=5, n_boot=50)
+    )
+    np.testing.assert_array_equal(
+        bootstrap_metric("macro_f1_all", y, probs[1], n_boot=50),
+        bootstrap_scores(y, preds[1], n_classes=5, n_boot=50, all_classes=True),
+    )
+
+
+def test_metric_ci_brackets_the_estimate_in_either_direction(rng):
+    from sklearn.metrics import log_loss
+
+    from ensemble.bootstrap import bootstrap_metric_ci
+
+    y, probs = candidates(rng, 3000, 4, 2)
+    lo, hi = bootstrap_metric_ci("log_loss", y, probs[1], n_boot=300)
+    assert lo < log_loss(y, probs[1]) < hi
+    lo, hi = bootstrap_metric_ci("qwk", y, probs, n_boot=300, alpha=0.1)
+    assert lo.shape == hi.shape == (2,) and (lo < hi).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"probs": np.ones((2, 3), np.float32)}, "y has 3 rows but the probabilities have 2"),
+        ({"probs": np.ones(3)}, r"probabilities have shape \(3,\) and dtype float64; expected float"),
+        ({"y": np.array([0, 1, 7])}, "y hold labels outside 0..2"),
+        ({"n_boot": 0}, "n_boot=0; the bootstrap needs at least 1 resample"),
+        ({"groups": np.array([1, 2])}, r"groups has shape \(2,\); give one value per row, shape \(3,\)"),
+        ({"metric": "f2"}, "unknown metric 'f2'; choose one of"),
+    ],
+)
+def test_metric_errors(kwargs, message):
+    from ensemble.bootstrap import bootstrap_metric
+    from ensemble.errors import EnsembleError
+
+    args = {"metric": "log_loss", "y": np.array([0, 1, 2]), "probs": np.eye(3, dtype=np.float32)} | kwargs
+    with pytest.raises(EnsembleError, match=message):
+        bootstrap_metric(args.pop("metric"), args.pop("y"), args.pop("probs"), **args)

@@ -95,3 +95,61 @@ def test_numpy_fallback_in_a_fresh_process_agrees_with_the_compiled_kernels(rng,
               *_kernels.boot_rows(d["inv"], d["y"][:50], d["preds"][:, :50], d["rows"], c)]
     for i, e in enumerate(expect):
         np.testing.assert_array_equal(out[f"arr_{i}"], e)
+
+
+def sk_counts_oracle(name, y, pred, c):
+    """scikit-learn's value of a count metric on labels (the counts' independent oracle)."""
+    import warnings
+
+    from sklearn import metrics as skm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "macro_f1": lambda: skm.f1_score(y, pred, average="macro"),
+            "macro_f1_all": lambda: skm.f1_score(y, pred, average="macro", labels=np.arange(c)),
+            "micro_f1": lambda: skm.f1_score(y, pred, average="micro"),
+            "weighted_f1": lambda: skm.f1_score(y, pred, average="weighted"),
+            "accuracy": lambda: skm.accuracy_score(y, pred),
+            "balanced_accuracy": lambda: skm.balanced_accuracy_score(y, pred),
+        }[name]()
+
+
+@pytest.mark.parametrize("name", list(_kernels.COUNT_METRICS))
+def test_count_metric_compiled_and_numpy_agree_with_sklearn(rng, name):
+    from numba import njit
+
+    code = _kernels.COUNT_METRICS[name]
+
+    @njit
+    def inlined(tp, pc, tc, code):  # how the blend kernels call it: from compiled code
+        return _kernels.count_metric(tp, pc, tc, code)
+
+    c = 6
+    batch = []
+    for trial in range(30):
+        y = rng.choice(rng.choice(c, rng.integers(1, c + 1), replace=False), 50)  # classes absent from truth
+        pred = np.where(rng.random(50) < 0.5, y, rng.integers(0, c - trial % 3, 50))  # ... and from prediction
+        cm = numpy_confusion(y, np.eye(c)[pred], c)
+        tp, pc, tc = np.diag(cm).copy(), cm.sum(axis=0), cm.sum(axis=1)
+        expected = sk_counts_oracle(name, y, pred, c)
+        assert _kernels.count_metric(tp, pc, tc, code) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert inlined(tp, pc, tc, code) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        batch.append((tp, pc, tc, expected))
+    tp, pc, tc, expected = (np.stack(a) for a in zip(*batch))
+    vec = _kernels.count_metric_np(tp.reshape(5, 6, c), pc.reshape(5, 6, c), tc.reshape(5, 6, c), code)
+    assert vec.shape == (5, 6)
+    np.testing.assert_allclose(vec.ravel(), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_true_class_nll_clips_like_sklearn(rng):
+    from sklearn.metrics import log_loss
+
+    for dtype in (np.float32, np.float64):
+        probs = rng.dirichlet(np.ones(4), 100).astype(dtype)
+        y = rng.integers(0, 4, 100)
+        probs[:3] = np.eye(4, dtype=dtype)[(y[:3] + 1) % 4]  # confident misses: the clip decides
+        probs[3] = np.eye(4, dtype=dtype)[y[3]]  # a confident hit: clipped at 1 - eps
+        rows = _kernels.true_class_nll(y, probs)
+        expected = [log_loss(y[i : i + 1], probs[i : i + 1], labels=np.arange(4)) for i in range(100)]
+        np.testing.assert_allclose(rows, expected, rtol=1e-6 if dtype == np.float32 else 1e-12)
