@@ -6,8 +6,10 @@ labels' row order once, so each `FileMetric.score` call only slices it. Each cal
 Kaggle metrics often `del solution[row_id_column_name]`.
 
 Rows repeated in a bootstrap resample are told apart in both frames: the k-th repeat of a row gets
-`~k` after its id (the first occurrence keeps its id), and after its group (`group_col`), so a study
-drawn twice is two studies to a metric that combines the rows of a study.
+`k~` before its id (the first occurrence keeps its id) and before its group (`group_col`, when the
+solution has it), so a study drawn twice is two studies to a metric that combines the rows of a
+study. A prefix, not a suffix: metrics that derive the group from the id (`"<study>_<level>"` split
+on "_") then see two studies as well.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["FileMetric", "MetricFile", "is_metric_file", "load_metric_file", "resolve_metric"]
 
 DEFAULT_FUNCTION = "score"
-_DEBUG_HINT = "ENS_DEBUG=1 shows the traceback"
 _module_numbers = itertools.count()
 
 
@@ -76,7 +77,8 @@ def load_metric_file(spec: str | os.PathLike, *, higher_is_better: bool | None =
         )
     if not callable(fn):
         raise MetricError(
-            f"{path}: {function!r} is a {type(fn).__name__}, not a function; name the scoring function with {path}:FUNCTION"
+            f"{path}: {function!r} is a {type(fn).__name__}, not a function; "
+            f"name the scoring function with {path}:FUNCTION"
         )
     return MetricFile(f"{path}:{function}", path, function, fn, _direction(module, path, higher_is_better))
 
@@ -116,30 +118,28 @@ class MetricFile:
             solution: the labelled rows' solution CSV in the competition's format; default: built
                 from the labels (id, `label` = class name, one 0/1 column per class).
             solution_id_col: the solution's row id column (default: its first column).
-            group_col: a solution column (or, without `solution`, a labels column) of groups whose
-                repeats a resample keeps apart.
+            group_col: the groups' column (`--group-col`), kept apart under repeats when the
+                solution has it (without `solution`, it is copied from the labels when they have it).
 
         Raises:
-            MetricError: the solution is unreadable, misses or adds ids, or lacks `group_col`.
+            MetricError: the solution is unreadable, or misses or adds ids.
         """
         classes = [str(c) for c in classes]
         if solution is None:
             if solution_id_col is not None:
-                raise MetricError(f"--solution-id-col {solution_id_col!r} given without --solution; give the solution CSV or drop it")
+                raise MetricError(
+                    f"--solution-id-col {solution_id_col!r} given without --solution; give the solution CSV or drop it"
+                )
             frame, id_col = _solution_from_labels(labels, classes, group_col), labels.columns.id
         else:
             frame, id_col = _read_solution(Path(solution), solution_id_col, labels)
         where = solution if solution is not None else labels.source
-        if group_col is not None and group_col not in frame.columns:
-            raise MetricError(
-                f"{where}: no group column {group_col!r} (columns: {', '.join(map(str, frame.columns))}); "
-                "name one of them with --group-col"
-            )
         if id_col in classes:
             raise MetricError(f"{where}: the row id column {id_col!r} is also a class name; rename the id column")
         return FileMetric(
             self.name, self.higher_is_better, path=self.path, function=self.function, fn=self.fn,
-            id_col=id_col, classes=tuple(classes), solution=frame, group_col=group_col,
+            id_col=id_col, classes=tuple(classes), solution=frame,
+            group_col=group_col if group_col in frame.columns else None,
         )
 
 
@@ -185,13 +185,9 @@ class FileMetric(Metric):
         subset = subset or f"on {len(submission):,} rows"
         try:
             value = self.fn(solution, submission, self.id_col)
-        except Exception as e:
-            if os.environ.get("ENS_DEBUG") == "1":
-                raise
-            raise MetricError(
-                f"{self.name} raised {type(e).__name__} {subset}: {' '.join(first_line(e).split())}; "
-                f"fix the metric file or the solution ({_DEBUG_HINT})"
-            ) from None
+        except Exception as e:  # noqa: BLE001 -- the metric file may raise anything
+            fix = "fix the metric file or the solution"
+            raise _raised_in_user_code(e, f"{self.name} raised", subset, fix) from None
         return self._checked(value, subset)
 
     def frames(self, probs: np.ndarray, index: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -224,20 +220,16 @@ class FileMetric(Metric):
         submission.insert(0, self.id_col, solution[self.id_col].array)
         return solution, submission
 
-    def _tagged(self, col: str, rows: np.ndarray, repeat: np.ndarray) -> np.ndarray:
-        """Column `col` of `rows` as strings, with `~k` after the values of a k-th repeat."""
-        out = self._tags(col, 0)[rows]
-        for k in np.unique(repeat[repeat > 0]).tolist():
-            at = np.flatnonzero(repeat == k)
-            out[at] = self._tags(col, k)[rows[at]]
-        return out
-
-    def _tags(self, col: str, k: int) -> np.ndarray:
-        # every row's value tagged for its k-th repeat, made once: bootstraps call thousands of times
-        if (col, k) not in self._cache:
+    def _tagged(self, col: str, rows: np.ndarray, repeat: np.ndarray) -> pd.api.extensions.ExtensionArray:
+        """Column `col` of `rows` as strings, with `k~` before the values of a k-th repeat."""
+        n_rows, depth = len(self.solution), int(repeat.max()) + 1
+        if len(self._cache.get(col, ())) < depth * n_rows:
+            # every row's value for its 0th..k-th repeat, stacked, made once: one take per call,
+            # without pandas checking 20k fresh strings each time (bootstraps call thousands of times)
             plain = self.solution[col].to_numpy().astype(str).astype(object)
-            self._cache[col, k] = plain if k == 0 else np.array([f"{v}~{k}" for v in plain], dtype=object)
-        return self._cache[col, k]
+            stacked = [plain] + [np.array([f"{k}~{v}" for v in plain], dtype=object) for k in range(1, max(depth, 4))]
+            self._cache[col] = pd.array(np.concatenate(stacked), dtype=self.solution[self.id_col].dtype)
+        return self._cache[col].take(repeat * n_rows + rows)
 
     def _checked(self, value: object, subset: str) -> float:
         if isinstance(value, np.ndarray) and value.ndim == 0:
@@ -290,7 +282,9 @@ def resolve_metric(
                 f"{spec}: a metric file needs the labels (their ids and classes) to build its solution and "
                 "submission frames; give the labels CSV"
             )
-        return metric_file.bind(labels, classes, solution=solution, solution_id_col=solution_id_col, group_col=group_col)
+        return metric_file.bind(
+            labels, classes, solution=solution, solution_id_col=solution_id_col, group_col=group_col
+        )
     if solution is not None or solution_id_col is not None:
         raise MetricError(
             f"--solution is read by a metric file (path/to/metric.py) only; the built-in metric {spec!r} "
@@ -342,18 +336,24 @@ def _import_file(path: Path) -> ModuleType:
         sys.modules.pop(name, None)
         where = "" if e.filename is None or Path(e.filename) == path else f" in {e.filename}"
         raise MetricError(f"{path}: syntax error{where} at line {e.lineno}: {e.msg}; fix the metric file") from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- the metric file may raise anything
         sys.modules.pop(name, None)
-        if os.environ.get("ENS_DEBUG") == "1":
-            raise
-        raise MetricError(
-            f"{path}: importing it raised {type(e).__name__}: {' '.join(first_line(e).split())}; fix the file "
-            f"or install what it imports ({_DEBUG_HINT})"
-        ) from None
+        fix = "fix the file or install what it imports"
+        raise _raised_in_user_code(e, f"{path}: importing it raised", "", fix) from None
     finally:
         if folder in sys.path:
             sys.path.remove(folder)
     return module
+
+
+def _raised_in_user_code(e: Exception, what: str, where: str, fix: str) -> MetricError:
+    """The one-line error for an exception the metric file raised; with ENS_DEBUG=1, `e` itself goes on."""
+    if os.environ.get("ENS_DEBUG") == "1":
+        raise e
+    where = f" {where}" if where else ""
+    return MetricError(
+        f"{what} {type(e).__name__}{where}: {' '.join(first_line(e).split())}; {fix} (ENS_DEBUG=1 shows the traceback)"
+    )
 
 
 def _direction(module: ModuleType, path: Path, given: bool | None) -> bool:
@@ -369,7 +369,8 @@ def _direction(module: ModuleType, path: Path, given: bool | None) -> bool:
         raise MetricError(f"{path}: higher_is_better = {declared!r}; set it to True or False")
     if given is not None and given != declared:
         raise MetricError(
-            f"{path} sets higher_is_better = {declared} but {_direction_flag(given)} was given; drop the flag or fix the file"
+            f"{path} sets higher_is_better = {declared} but {_direction_flag(given)} was given; "
+            "drop the flag or fix the file"
         )
     return declared
 
@@ -392,7 +393,9 @@ def _read_solution(path: Path, id_col: str | None, labels: Labels) -> tuple[pd.D
     ids = pd.Index(strings[id_col].to_numpy(dtype=object))
     if ids.has_duplicates:
         dup = ids[ids.duplicated()].unique()
-        raise MetricError(f"{path}: ids {preview(dup)} appear more than once in {id_col!r}; give one solution row per id")
+        raise MetricError(
+            f"{path}: ids {preview(dup)} appear more than once in {id_col!r}; give one solution row per id"
+        )
     position = ids.get_indexer(labels.ids)
     if (position < 0).any():
         raise MetricError(

@@ -104,12 +104,19 @@ def test_scores_equal_sklearn_on_the_same_rows(tmp_path, labels, probs, rng, kin
     assert got == pytest.approx(expected, rel=1e-12)
 
 
-def test_repeats_get_a_tilde_number_in_both_frames(tmp_path, labels, probs):
+def test_repeats_get_a_number_before_id_and_group_in_both_frames(tmp_path, labels, probs):
     metric = sklearn_metric(tmp_path, labels, group_col="study")
     index = np.array([3, 1, 3, 3, 1])
     solution, submission = metric.frames(probs[index], index)
-    assert list(solution["id"]) == list(submission["id"]) == ["00003", "00001", "00003~1", "00003~2", "00001~1"]
-    assert list(solution["study"]) == ["100", "100", "100~1", "100~2", "100~1"]
+    assert list(solution["id"]) == list(submission["id"]) == ["00003", "00001", "1~00003", "2~00003", "1~00001"]
+    assert list(solution["study"]) == ["100", "100", "1~100", "2~100", "1~100"]
+    assert list(solution.columns) == ["id", "label", *CLASSES, "study"]
+
+
+def test_a_group_column_the_solution_lacks_leaves_groups_alone(tmp_path, labels, probs):
+    metric = sklearn_metric(tmp_path, labels, group_col="site")
+    solution, _ = metric.frames(probs[[3, 3]], np.array([3, 3]))
+    assert metric.group_col is None and list(solution["id"]) == ["00003", "1~00003"]
 
 
 def test_a_solution_csv_is_aligned_to_the_labels_and_passed_through(tmp_path, labels, probs):
@@ -326,9 +333,6 @@ def test_solution_errors_are_one_line(tmp_path, labels):
     assert bind_with(pd.DataFrame({"id": ids}), solution_id_col="row") == (
         f"{sol}: no row id column 'row' (columns: id); name it with --solution-id-col"
     )
-    assert bind_with(pd.DataFrame({"id": ids}), group_col="study") == (
-        f"{sol}: no group column 'study' (columns: id); name one of them with --group-col"
-    )
     assert raises_line(mf.bind, labels, CLASSES, solution=tmp_path / "none.csv") == (
         f"{tmp_path / 'none.csv'}: no such solution CSV; give the labelled rows' solution in the competition's format"
     )
@@ -379,3 +383,19 @@ def test_bad_rows_or_shapes_are_one_line(tmp_path, labels, probs):
         f"{metric.name}: probabilities of shape (2, 3) for 1 rows of 3 classes; give one row per index and one "
         "column per class"
     )
+
+
+def test_groups_read_from_the_id_prefix_stay_apart_under_repeats(tmp_path):
+    pd.DataFrame({"id": ["s1_a", "s1_b", "s2_a"], "label": ["x", "y", "x"]}).to_csv(tmp_path / "l.csv", index=False)
+    labels = read_labels(tmp_path / "l.csv")
+    text = "higher_is_better = True\ndef score(solution, submission, row_id_column_name):\n" \
+           "    return solution[row_id_column_name].str.split('_').str[0].nunique()\n"
+    metric = load_metric_file(write(tmp_path / "studies.py", text)).bind(labels, ["x", "y"])
+    index = np.array([0, 1, 0, 1, 2])  # study s1 drawn twice, s2 once: three studies
+    assert metric.score(None, np.full((5, 2), 0.5, dtype=np.float32), index) == 3.0
+
+
+def test_ens_debug_re_raises_an_import_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENS_DEBUG", "1")
+    with pytest.raises(ModuleNotFoundError):
+        load_metric_file(write(tmp_path / "failing.py", "import ens_no_such_module_here\n"))
