@@ -7,15 +7,19 @@ The stable API (DESIGN.md): `read_table`, `write_table`, `macro_f1`, `oof_report
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 from ensemble.errors import EnsembleError  # noqa: E402
-from ensemble.tables import PredTable, make_table, read_table, write_table  # noqa: E402
 
-# name -> module that defines it; imported on first access so `ens --help` stays fast
+# name -> module that defines it; imported on first access so `ens --help` stays fast (even the
+# tables: numpy and pandas alone take a third of a second to import)
 _LAZY = {
+    "PredTable": "ensemble.tables",
+    "make_table": "ensemble.tables",
+    "read_table": "ensemble.tables",
+    "write_table": "ensemble.tables",
     "macro_f1": "ensemble.metrics",
     "oof_report": "ensemble.report",
     "blend": "ensemble.blend",
@@ -26,7 +30,11 @@ _LAZY = {
     "select_finals": "ensemble.select",
 }
 
-__all__ = ["EnsembleError", "PredTable", "make_table", "read_table", "write_table", "__version__", *_LAZY]
+__all__ = ["EnsembleError", "__version__", *_LAZY]
+
+
+if TYPE_CHECKING:
+    from ensemble.tables import PredTable, make_table, read_table, write_table  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -6,14 +6,19 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow.csv
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ensemble
 from ensemble import make_table, read_table, write_table
-from ensemble.errors import AlignmentError, ClassMismatchError, OutputExistsError, TableError
+from ensemble.errors import (
+    AlignmentError,
+    ClassMismatchError,
+    OutputExistsError,
+    TableError,
+)
 from ensemble.tables import align, conform_classes, sidecar_path, views_path
 from tests.conftest import random_probs, write_csv_table
 
@@ -225,7 +230,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, rng, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt  # the user hits Ctrl-C while the CSV is being written
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
+    monkeypatch.setattr(pyarrow.csv, "write_csv", boom)
     with pytest.raises(KeyboardInterrupt):
         write_table(t, tmp_path / "out" / "oof.csv")
     assert sorted(os.listdir(tmp_path / "out")) == []
@@ -234,7 +239,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, rng, monkeypatch):
 def test_interrupted_overwrite_keeps_the_old_table(tmp_path, rng, monkeypatch):
     old = make_table(["1"], ["a", "b"], np.array([[0.25, 0.75]]))
     path = write_table(old, tmp_path / "oof.csv")
-    monkeypatch.setattr(pd.DataFrame, "to_csv", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(pyarrow.csv, "write_csv", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         write_table(make_table(["1"], ["a", "b"], np.array([[0.5, 0.5]])), path, force=True)
     monkeypatch.undo()

@@ -1,0 +1,130 @@
+"""Prediction tables as CSV text, read and written by pyarrow's multi-threaded CSV engine.
+
+Reading parses the class columns straight to float32 (fast_float, correctly rounded) and the `id`
+column as strings, so no float64 or pandas copy of the table is ever made. Writing gives every
+float32 its shortest text that reads back bit-exactly (pyarrow's float formatting); the header is
+written by Python's `csv` module so it is quoted only where needed, as before.
+
+The shape checks (ragged rows, trailing commas, header) keep their one-line messages from
+`ensemble._io`; pyarrow only parses well-formed files, and its errors lead to those messages.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from ensemble._io import csv_shape_problem, first_line
+from ensemble.errors import TableError
+
+# what pandas read as NaN before, so a missing cell is still "NaN or inf" rather than a parse error
+_NULLS = ["", "nan", "NaN", "NA"]
+_UNREADABLE = "write it with ens or pandas.to_csv"
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to float")
+_NEEDS_QUOTES = '[,"\r\n]'
+
+
+def read(p: Path, source: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The ids (object array of str), the header's class names and float32 probabilities (n, C).
+
+    Raises:
+        TableError: unreadable text, a header or row shape problem, non-numeric cells, no rows.
+    """
+    header = _read_header(p, source)
+    table = _parse(p, source, header)
+    if table.num_rows == 0:
+        raise TableError(f"{source}: no rows (only a header); a table needs one row per sample")
+    ids = table.column(0).to_numpy(zero_copy_only=False)
+    probs = np.empty((table.num_rows, len(header) - 1), dtype=np.float32)
+    for j in range(1, len(header)):
+        start = 0
+        for chunk in table.column(j).chunks:  # nulls come out as NaN, refused by the checker
+            probs[start:start + len(chunk), j - 1] = chunk.to_numpy(zero_copy_only=False)
+            start += len(chunk)
+    return ids, header[1:], probs
+
+
+def _read_header(p: Path, source: str) -> list[str]:
+    """The header, after checking it and the first row's shape."""
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:  # a BOM is accepted, as labels CSVs do
+            header = next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise TableError(f"{source}: not a readable CSV ({first_line(e)}); {_UNREADABLE}") from None
+    if not header:
+        raise TableError(f"{source}: not a readable CSV (the file is empty); {_UNREADABLE}")
+    if header[0] != "id":
+        raise TableError(f"{source}: first column is {header[0]!r}, expected 'id' followed by one column per class")
+    if csv_shape_problem(p, head=1) and (problem := csv_shape_problem(p)):
+        raise TableError(f"{source}: {problem}")
+    unnamed = [i + 1 for i, c in enumerate(header) if not c.strip()]
+    if unnamed:
+        raise TableError(f"{source}: header column {unnamed[0]} has no name; name every class column")
+    return header
+
+
+def _parse(p: Path, source: str, header: list[str], *, newlines_in_values: bool = False) -> pa.Table:
+    names = [f"c{i}" for i in range(len(header))]  # by position: the header is checked above
+    types = {name: pa.string() if i == 0 else pa.float32() for i, name in enumerate(names)}
+    try:
+        return pacsv.read_csv(
+            p,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values),
+            convert_options=pacsv.ConvertOptions(column_types=types, null_values=_NULLS, strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid as e:
+        message = str(e)
+        if (m := _CONVERSION.search(message)) is not None:
+            j = int(m.group(1))
+            raise TableError(f"{source}: {_non_numeric(p, header, j) or first_line(e)}; "
+                             "probabilities are numbers only — fix that cell") from None
+        if "CSV parse error" in message:
+            if problem := csv_shape_problem(p):
+                raise TableError(f"{source}: {problem}") from None
+            if not newlines_in_values:  # a quoted field holding a line break: the slower parse reads it
+                return _parse(p, source, header, newlines_in_values=True)
+        raise TableError(f"{source}: not a readable CSV ({first_line(e)}); {_UNREADABLE}") from None
+
+
+def _non_numeric(p: Path, header: list[str], j: int) -> str | None:
+    """'class column ... holds a non-numeric value (row r: 'x')' for column `j` (error path only)."""
+    try:
+        texts = pacsv.read_csv(
+            p,
+            read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(len(header))], skip_rows=1),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[f"c{j}"], column_types={f"c{j}": pa.string()}, strings_can_be_null=False),
+        ).column(0).to_pylist()
+    except pa.ArrowInvalid:
+        return None
+    for row, text in enumerate(texts, start=1):
+        if text in _NULLS:
+            continue
+        try:
+            float(text)
+        except ValueError:
+            return f"class column {header[j]!r} holds a non-numeric value (row {row}: {text!r})"
+    return None
+
+
+def write(path: Path, ids: np.ndarray, classes: list[str], probs: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write `id` then one column per class: each float32 as its shortest exact text (`meta`: the sidecar's)."""
+    id_array = pa.array(ids, type=pa.string())
+    quoting = "needed" if pc.any(pc.match_substring_regex(id_array, _NEEDS_QUOTES)).as_py() else "none"
+    columns = probs.T.copy()  # (C, n): each class contiguous for arrow, one float32 copy
+    table = pa.table([id_array, *(pa.array(col) for col in columns)], names=[f"c{i}" for i in range(len(classes) + 1)])
+    del columns
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow(["id", *classes])  # quoted where needed, as pandas does
+    with open(path, "wb") as f:
+        f.write(text.getvalue().encode("utf-8"))
+        pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style=quoting))
