@@ -322,7 +322,7 @@ def write_table(table: PredTable, path: str | os.PathLike, *, force: bool = Fals
     if table.views:
         meta["views_file"] = views_path(p).name
     outputs = [sidecar_path(p)] + ([views_path(p)] if table.views else []) + [p]
-    stale = [q for q in _other_formats(p) if q.exists()] + ([] if table.views else [views_path(p)])
+    stale = [q for q in other_format_paths(p) if q.exists()] + ([] if table.views else [views_path(p)])
     if not force:
         check_writable(stale, force=False)  # a stale views file or sibling table would be read as this table's
     with atomic_outputs(outputs, force=force) as temps:
@@ -337,7 +337,7 @@ def write_table(table: PredTable, path: str | os.PathLike, *, force: bool = Fals
     return p
 
 
-def _other_formats(p: Path) -> list[Path]:
+def other_format_paths(p: Path) -> list[Path]:
     """The same table in the other formats (`oof.parquet` beside `oof.csv`)."""
     suffixes = TABLE_FORMATS.values()
     return [p.with_suffix(s) for s in suffixes if s != p.suffix.lower()] if p.suffix.lower() in suffixes else []

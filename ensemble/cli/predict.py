@@ -11,6 +11,7 @@ import typer
 
 from ensemble.cli import _render
 from ensemble.predict.options import AMP_MODES, SPLITS
+from ensemble.tables import TABLE_FORMATS
 
 if TYPE_CHECKING:  # torch loads when the command runs, not when `ens --help` lists it
     from ensemble.predict.api import PredictOptions, PredictResult
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # torch loads when the command runs, not when `ens --help` li
 # str Enums built from the one list of names, so typer lists (and checks) the choices
 Split = Enum("Split", {name: name for name in SPLITS}, type=str)
 Amp = Enum("Amp", {name: name for name in AMP_MODES.names()}, type=str)
+TableFormat = Enum("TableFormat", {name: name for name in TABLE_FORMATS}, type=str)
 
 _MODEL = "Model (override the card)"
 _DATA = "Data"
@@ -37,6 +39,7 @@ def predict(
     path_col: _render.PathColOpt = "path",
     fold_col: _render.FoldColOpt = "fold",
     out: Annotated[Path, _opt("--out", help="Output folder: <out>/<model>/{oof,test,test_fold<k>}.csv.", panel=_DATA)] = Path("preds"),
+    table_format: Annotated[TableFormat, _opt("--format", help="Table file format (same columns and sidecar).", panel=_DATA)] = TableFormat.csv,
     tta: Annotated[str, _opt("--tta", help="Views added to identity, e.g. hflip,center_crop (none: identity only); "
                              "see `ens predict --list-tta`.", panel=_RUN)] = "none",
     list_tta: Annotated[bool, typer.Option("--list-tta", help="List the TTA views and merges, and exit.", rich_help_panel=_RUN,
@@ -91,7 +94,8 @@ def predict(
         "name": name, "family": family, "ema": ema, "trust_checkpoint": trust_checkpoint,
     }
     options = PredictOptions(
-        split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out, batch_size=batch_size, workers=workers,
+        split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out, table_format=table_format,
+        batch_size=batch_size, workers=workers,
         device=device, amp=amp, save_views=save_views, skip_bad=skip_bad, force=force, resume=resume,
         columns=Columns(id=id_col, path=path_col, fold=fold_col), root=root, channels_last=channels_last, fuse_bn=fuse_bn,
     )

@@ -35,6 +35,7 @@ def predict(
     tta: str | Sequence[str] = (),
     merge: str = "mean",
     out_dir: str | os.PathLike = "preds",
+    table_format: str = "csv",
     batch_size: int = 64,
     workers: int | str = "auto",
     device: str = "auto",
@@ -70,6 +71,7 @@ def predict(
         tta: views added to identity, e.g. "hflip,center_crop" or ["d4"] (see `tta.py`).
         merge: how views merge: "mean", "gmean", "max" (on probabilities) or "logits_mean".
         out_dir: where `<model>/<table>.csv` go.
+        table_format: "csv" or "parquet" (`<model>/<table>.parquet`); same columns and sidecar.
         batch_size: images per DataLoader batch and per forward (views are chunked by it).
         workers: decoding processes (0 decodes in this process); "auto": none on a CPU below 8
             cores, up to 8 per GPU (see `data.resolve_workers`).
@@ -98,7 +100,8 @@ def predict(
         DistributedError: under a launcher, some rank failed (naming it) or died.
     """
     options = PredictOptions(
-        split=split, overrides=overrides or {}, tta=tta, merge=merge, out_dir=Path(out_dir), batch_size=batch_size,
+        split=split, overrides=overrides or {}, tta=tta, merge=merge, out_dir=Path(out_dir), table_format=table_format,
+        batch_size=batch_size,
         workers=workers, device=device, amp=amp, save_views=save_views, skip_bad=skip_bad, force=force,
         resume=resume, columns=columns, root=root, channels_last=channels_last, fuse_bn=fuse_bn,
     )
@@ -146,7 +149,7 @@ def _plan(
     plan = make_plan(configs, table_data, split=options.split, views=views, merge=options.merge,
                      save_views=options.save_views, out_dir=options.out_dir, path_col=options.columns.path,
                      amp=amp_key, force=options.force or session.rank != 0, resume=options.resume,
-                     fuse_bn=options.fuse_bn)
+                     fuse_bn=options.fuse_bn, table_format=options.table_format)
     # every output that will be written, and a part of each (every rank stores its own parts): an
     # unwritable --out fails here, in one line, before any image is read
     todo = [o for o in plan.outputs if o.state != "up to date"]

@@ -14,11 +14,11 @@ from ensemble.errors import preview
 from ensemble.predict.group import RunStats
 from ensemble.predict.plan import Output, Plan
 from ensemble.predict.resume import Part
-from ensemble.tables import PredTable, make_table, read_table, sidecar_path, views_path, write_table
+from ensemble.tables import TABLE_FORMATS, PredTable, make_table, read_table, sidecar_path, views_path, write_table
 
 log = logging.getLogger(__name__)
 
-_FOLD_TABLE = re.compile(r"test_fold(\d+)\.csv")
+_FOLD_TABLE = re.compile(r"test_fold(\d+)(?:" + "|".join(map(re.escape, TABLE_FORMATS.values())) + ")")
 
 
 class PredictResult(dict[str, PredTable]):
@@ -78,7 +78,7 @@ def write_outputs(plan: Plan, shares: list[tuple[dict[int, Part], RunStats]], fo
 
 
 def remove_stale_fold_tables(folder: Path, keep: list[int]) -> list[Path]:
-    """Delete `test_fold<k>.csv` (with its sidecar and views) for every fold k not in `keep`.
+    """Delete `test_fold<k>.csv` or `.parquet` (with its sidecar and views) for every fold k not in `keep`.
 
     A `test.csv` averaging folds 0 and 2 must not stand beside a `test_fold1.csv` of an earlier
     run: a reader of the folder would take it for one of this table's members.
@@ -86,13 +86,13 @@ def remove_stale_fold_tables(folder: Path, keep: list[int]) -> list[Path]:
     Returns:
         The tables removed.
     """
-    stale = [p for p in folder.glob("test_fold*.csv")
+    stale = [p for p in folder.glob("test_fold*")
              if (m := _FOLD_TABLE.fullmatch(p.name)) and int(m.group(1)) not in keep]
     for p in sorted(stale):
         for f in (sidecar_path(p), views_path(p), p):
             f.unlink(missing_ok=True)
-        log.info("removed %s: fold %s is not part of the new %s", p, _FOLD_TABLE.fullmatch(p.name).group(1),
-                 folder / "test.csv")
+        log.info("removed %s: fold %s is not part of the new test table in %s", p,
+                 _FOLD_TABLE.fullmatch(p.name).group(1), folder)
     return sorted(stale)
 
 

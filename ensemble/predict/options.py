@@ -15,6 +15,7 @@ from typing import Any
 from ensemble._registry import Registry
 from ensemble.errors import ConfigError
 from ensemble.labels import Columns
+from ensemble.tables import TABLE_FORMATS
 
 SPLITS = ("oof", "test")
 # AMP mode -> the torch dtype's name on CUDA (None: float32, or "auto" resolved by `runners.amp_dtype`)
@@ -35,6 +36,7 @@ class PredictOptions:
         tta: views added to identity, e.g. "hflip,center_crop" or ["d4"] (see `tta.py`).
         merge: how views merge: "mean", "gmean", "max" (on probabilities) or "logits_mean".
         out_dir: where `<model>/<table>.csv` go.
+        table_format: the tables' file format, a name of `ensemble.tables.TABLE_FORMATS` ("csv", "parquet").
         batch_size: images per DataLoader batch and per forward (views are chunked by it).
         workers: decoding processes (0 decodes in this process) or "auto" (`data.resolve_workers`).
         device: "auto", "cpu", "cuda" or "cuda:N".
@@ -54,6 +56,7 @@ class PredictOptions:
     tta: str | Sequence[str] = ()
     merge: str = "mean"
     out_dir: Path = Path("preds")
+    table_format: str = "csv"
     batch_size: int = 64
     workers: int | str = "auto"
     device: str = "auto"
@@ -69,7 +72,7 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         # the CLI passes its Enum members: keep plain strings in the record (sidecars, hashes)
-        for name in ("split", "amp"):
+        for name in ("split", "amp", "table_format"):
             value = getattr(self, name)
             object.__setattr__(self, name, getattr(value, "value", value))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -80,6 +83,8 @@ class PredictOptions:
         if self.split not in SPLITS:
             raise ConfigError(f"unknown split {self.split!r}; choose one of: {', '.join(SPLITS)}")
         AMP_MODES.get(str(self.amp).lower())
+        if self.table_format not in TABLE_FORMATS:
+            raise ConfigError(f"unknown table format {self.table_format!r}; choose one of: {', '.join(TABLE_FORMATS)}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size}: give 1 or more images per batch")
 

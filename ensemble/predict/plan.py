@@ -22,6 +22,7 @@ from ensemble.predict.resume import output_state, part_key, part_path, table_key
 from ensemble.predict.config import ModelConfig
 from ensemble.predict.data import Preprocess, rows_fingerprint
 from ensemble.predict.tta import View
+from ensemble.tables import TABLE_FORMATS, other_format_paths
 
 SHARD_ROWS = 2048  # images per resumable part: small enough that an interrupted run loses little
 
@@ -49,7 +50,7 @@ class WorkItem:
 
 @dataclass
 class Output:
-    """One final table: `<out>/<model>/<name>.csv`, made of some items (in row order).
+    """One final table: `<out>/<model>/<name>.csv` (or `.parquet`), made of some items (in row order).
 
     Attributes:
         model: index into the plan's configs.
@@ -57,7 +58,7 @@ class Output:
         kind: "oof" or "test".
         folds: the folds it is made of (a test table averages them).
         items: indices into the plan's items.
-        path: the CSV path.
+        path: the table's path.
         key: inputs hash of the table.
         state: "new", "up to date" or "differs" (before the run).
     """
@@ -81,6 +82,7 @@ class Plan:
     merge: str
     save_views: bool
     out_dir: Path
+    table_format: str = "csv"
     items: list[WorkItem] = field(default_factory=list)
     outputs: list[Output] = field(default_factory=list)
     weights_sha256: dict[tuple[int, int], str] = field(default_factory=dict)
@@ -130,6 +132,7 @@ def make_plan(
     force: bool,
     resume: bool = True,
     fuse_bn: bool = True,
+    table_format: str = "csv",
 ) -> Plan:
     """Build and check the work list and the outputs (nothing is read or run yet).
 
@@ -146,7 +149,7 @@ def make_plan(
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"model name(s) {', '.join(dup)} given twice; each model writes {out_dir}/<name>/, give each a --name")
-    plan = Plan(configs, data, split, views, merge, save_views, Path(out_dir))
+    plan = Plan(configs, data, split, views, merge, save_views, Path(out_dir), table_format)
     view_names = [v.name for v in views]
     for m, cfg in enumerate(configs):
         if not cfg.folds:
@@ -174,12 +177,21 @@ def make_plan(
     clash = [o for o in plan.outputs if o.state == "differs"]
     if clash and not force:
         raise OutputExistsError(
-            f"{clash[0].path} exists and "
-            + ("was made from other inputs (checkpoint, data, preprocessing, TTA, AMP or BatchNorm folding differ)" if resume else "would be recomputed (no resume)")
+            _clash_text(clash[0].path, resume)
             + (f" (and {len(clash) - 1} more tables)" if len(clash) > 1 else "")
             + "; pass --force (force=True) to overwrite or choose another --out"
         )
     return plan
+
+
+def _clash_text(path: Path, resume: bool) -> str:
+    """Why an existing table stops the run: other inputs, no resume, or the same table in another format."""
+    if not path.exists():
+        other = next(p for p in other_format_paths(path) if p.exists())
+        return f"{other} exists (the table in another format; it would share the sidecar with {path.name})"
+    why = ("was made from other inputs (checkpoint, data, preprocessing, TTA, AMP or BatchNorm folding differ)"
+           if resume else "would be recomputed (no resume)")
+    return f"{path} exists and {why}"
 
 
 def _outputs(plan: Plan, m: int, by_fold: dict[int, list[int]]) -> list[Output]:
@@ -189,7 +201,7 @@ def _outputs(plan: Plan, m: int, by_fold: dict[int, list[int]]) -> list[Output]:
     def output(name: str, kind: str, fs: list[int]) -> Output:
         items = [i for k in fs for i in by_fold[k]]
         key = table_key(name, [plan.items[i].key for i in items])
-        path = base / f"{name}.csv"
+        path = base / f"{name}{TABLE_FORMATS[plan.table_format]}"
         return Output(m, name, kind, fs, items, path, key, output_state(path, key))
 
     if plan.split == "oof":

@@ -11,8 +11,10 @@ path needs `resume=False` (`--no-resume`).
 
 Existing final tables: each table's sidecar records `inputs_key`, a hash of its parts' keys. When a
 table exists and its recorded key equals the new one, it is *up to date*: it is read back, not
-recomputed or rewritten. When it exists with another key (or none), the run stops before any work
-with `OutputExistsError` unless `force`.
+recomputed or rewritten. When it exists with another key (or none), or the same table exists in
+another format (`oof.csv` when `oof.parquet` is asked for: they would share the sidecar), the run
+stops before any work with `OutputExistsError` unless `force` (which then replaces it; the parts are
+reused, so switching formats costs no inference).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from ensemble._io import atomic_outputs
 from ensemble.predict.config import ModelConfig
+from ensemble.tables import other_format_paths
 
 PART_FORMAT = 1  # bump when the part layout or key recipe changes, so old parts are not misread
 
@@ -141,7 +144,10 @@ def recorded_key(table_path: Path) -> str | None:
 
 
 def output_state(table_path: Path, key: str) -> str:
-    """"new" (no table), "up to date" (exists with this key) or "differs" (exists, other inputs)."""
+    """"new" (no table), "up to date" (exists with this key) or "differs" (exists with other inputs,
+    or exists in another format)."""
+    if any(p.exists() for p in other_format_paths(table_path)):
+        return "differs"
     if not os.path.exists(table_path):
         return "new"
     return "up to date" if recorded_key(table_path) == key else "differs"
