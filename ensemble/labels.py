@@ -57,6 +57,21 @@ class Labels:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def groups(self, col: str | None) -> np.ndarray | None:
+        """Each row's group in column `col` (`--group-col`: studies, patients), or None without `col`.
+
+        Raises:
+            LabelError: the CSV has no such column.
+        """
+        if col is None:
+            return None
+        if col not in self.frame.columns:
+            raise LabelError(
+                f"{self.source}: no group column {col!r} (columns: {', '.join(map(str, self.frame.columns))}); "
+                "name it with --group-col"
+            )
+        return self.frame[col].to_numpy(dtype=object)
+
     @property
     def fold_values(self) -> list[int]:
         """The distinct folds, sorted."""

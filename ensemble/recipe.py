@@ -90,30 +90,35 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 @dataclass(frozen=True)
 class BestSingle:
-    """The best single member, chosen on the OOF rows (and, nested, on the other folds)."""
+    """The best single member, chosen by the metric on the OOF rows (and, nested, on the other folds)."""
 
     name: str
-    oof_macro_f1: float
-    nested_macro_f1: float | None = None
+    oof: float
+    nested: float | None = None
 
 
 @dataclass(frozen=True)
 class Scores:
-    """How good a blend is.
+    """How good a blend is, in one metric.
 
     Attributes:
-        oof_macro_f1: in-sample OOF macro-F1 (optimistic when the blend fits anything).
-        nested_macro_f1: nested-CV estimate; None when nothing is fitted or nesting was skipped.
+        metric: the metric's name (a registry key, or `file.py:function`).
+        higher_is_better: its direction.
+        oof: in-sample OOF score (optimistic when the blend fits anything).
+        nested: nested-CV estimate; None when nothing is fitted or nesting was skipped.
         ci95: bootstrap interval of the in-sample score.
         fitted: whether the blend learns from labels.
         best_single: the best single member.
-        nested_gain_over_best_single: nested blend minus nested best single; None without nesting.
+        nested_gain_over_best_single: how much better the nested blend is than the nested best
+            single member (positive is better whatever the direction); None without nesting.
         within_noise: whether the paired bootstrap interval of that gain holds 0.
         gain_ci95: that interval.
     """
 
-    oof_macro_f1: float | None = None
-    nested_macro_f1: float | None = None
+    metric: str = "macro_f1"
+    higher_is_better: bool = True
+    oof: float | None = None
+    nested: float | None = None
     ci95: tuple[float, float] | None = None
     fitted: bool = True
     best_single: BestSingle | None = None
@@ -124,7 +129,12 @@ class Scores:
     @property
     def honest(self) -> float | None:
         """Nested when there is one, else in-sample (a method that fits nothing has no optimism)."""
-        return self.nested_macro_f1 if self.nested_macro_f1 is not None else self.oof_macro_f1
+        return self.nested if self.nested is not None else self.oof
+
+    @property
+    def label(self) -> str:
+        """The metric and its direction, for tables: "log_loss (lower is better)"."""
+        return f"{self.metric} ({'higher' if self.higher_is_better else 'lower'} is better)"
 
     @property
     def verdict(self) -> str:
@@ -133,37 +143,42 @@ class Scores:
         if gain is None:
             return "nested estimate skipped (--no-nested): the in-sample score is optimistic"
         gain = round(gain, 3) + 0.0  # no "-0.000"
+        what = f"nested gain over best single model {gain:+.3f} in {self.metric}"
         if self.within_noise:
-            return f"nested gain over best single model {gain:+.3f}, within noise: prefer the simpler blend"
+            return f"{what}, within noise: prefer the simpler blend"
         if gain < 0:
-            return f"nested gain over best single model {gain:+.3f}, worse outside noise: prefer the best single model"
-        return f"nested gain over best single model {gain:+.3f}, outside noise"
+            return f"{what}, worse outside noise: prefer the best single model"
+        return f"{what}, outside noise"
 
     def to_dict(self) -> dict[str, Any]:
         b = self.best_single
         return {
-            "oof_macro_f1": self.oof_macro_f1,
-            "nested_macro_f1": self.nested_macro_f1,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "oof": self.oof,
+            "nested": self.nested,
             "ci95": list(self.ci95) if self.ci95 is not None else None,
             "fitted": self.fitted,
-            "best_single": None if b is None else {
-                "name": b.name, "oof_macro_f1": b.oof_macro_f1, "nested_macro_f1": b.nested_macro_f1,
-            },
+            "best_single": None if b is None else {"name": b.name, "oof": b.oof, "nested": b.nested},
             "nested_gain_over_best_single": self.nested_gain_over_best_single,
             "within_noise": self.within_noise,
             "gain_ci95": list(self.gain_ci95) if self.gain_ci95 is not None else None,
         }
 
     @classmethod
-    def from_reader(cls, r: _Reader | None) -> Scores:
+    def from_reader(cls, r: _Reader | None, *, all_classes: bool = False) -> Scores:
         if r is None:
             return cls()
+        legacy = "metric" not in r.raw  # recipes written before --metric: macro-F1 under *_macro_f1 keys
+        oof_key, nested_key = ("oof_macro_f1", "nested_macro_f1") if legacy else ("oof", "nested")
         b = r.child("best_single")
         best = None
         if b is not None:
-            best = BestSingle(b.get("name", str), b.number("oof_macro_f1", required=True), b.number("nested_macro_f1"))
+            best = BestSingle(b.get("name", str), b.number(oof_key, required=True), b.number(nested_key))
         return cls(
-            oof_macro_f1=r.number("oof_macro_f1"), nested_macro_f1=r.number("nested_macro_f1"), ci95=r.pair("ci95"),
+            metric=("macro_f1_all" if all_classes else "macro_f1") if legacy else r.get("metric", str),
+            higher_is_better=True if legacy else r.get("higher_is_better", bool),
+            oof=r.number(oof_key), nested=r.number(nested_key), ci95=r.pair("ci95"),
             fitted=r.get("fitted", bool, required=False, default=True), best_single=best,
             nested_gain_over_best_single=r.number("nested_gain_over_best_single"),
             within_noise=r.get("within_noise", bool, required=False), gain_ci95=r.pair("gain_ci95"),
@@ -188,15 +203,15 @@ class MemberRef:
 
 @dataclass(frozen=True)
 class MemberScore:
-    """A candidate member's OOF macro-F1 and its share of the blend (0 when not used)."""
+    """A candidate member's OOF score (in the blend's metric) and its share of the blend (0 when not used)."""
 
     name: str
     family: str
-    oof_macro_f1: float
+    oof: float
     weight: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "family": self.family, "oof_macro_f1": self.oof_macro_f1, "weight": self.weight}
+        return {"name": self.name, "family": self.family, "oof": self.oof, "weight": self.weight}
 
 
 @dataclass(frozen=True)
@@ -227,6 +242,8 @@ class Recipe:
         unit_members: each unit's member names.
         weights: one non-negative weight per unit (None: equal weights).
         bias: per-class log-probability bias, or None.
+        pool: "linear" (the method's own combine) or "log" (geometric pooling chosen by the fit).
+        temperature: divides the blended log-probabilities before the bias (1: none).
         options: the options that made it.
         scores: how good it is.
         member_scores: every candidate member's OOF score and weight.
@@ -246,6 +263,8 @@ class Recipe:
     unit_members: dict[str, list[str]]
     weights: list[float] | None = None
     bias: list[float] | None = None
+    pool: str = "linear"
+    temperature: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
     scores: Scores = field(default_factory=Scores)
     member_scores: list[MemberScore] = field(default_factory=list)
@@ -275,7 +294,8 @@ class Recipe:
             "method": self.method, "name": self.name,
             "members": [m.to_dict() for m in self.members],
             "units": list(self.units), "unit_members": {u: list(m) for u, m in self.unit_members.items()},
-            "weights": self.weights, "bias": self.bias, "classes": list(self.classes),
+            "weights": self.weights, "bias": self.bias, "pool": self.pool, "temperature": self.temperature,
+            "classes": list(self.classes),
             "options": self.options, "scores": self.scores.to_dict(),
             "member_scores": [m.to_dict() for m in self.member_scores],
             "candidates": list(self.candidates), "folds_source": self.folds_source,
@@ -329,15 +349,22 @@ class Recipe:
         if absent:
             raise r.fail("members", f"lacks {absent[0]!r}, a member of a weighted unit")
         lab = r.child("labels")
+        pool = r.get("pool", str, required=False, default="linear")
+        if pool not in ("linear", "log"):
+            raise r.fail("pool", f"is {pool!r}; choose linear or log")
+        temperature = r.number("temperature")
+        if temperature is not None and temperature <= 0:
+            raise r.fail("temperature", f"is {temperature:g}; a temperature is > 0")
         n_test = r.get("n_test", int, required=False)
         if n_test is not None and n_test < 0:
             raise r.fail("n_test", f"is {n_test}, not a row count")
         return cls(
             method=method, name=r.get("name", str, required=False, default="blend"), classes=classes,
             members=members, units=units, unit_members=unit_members, weights=weights,
-            bias=r.numbers("bias", length=len(classes), what="classes"),
+            bias=r.numbers("bias", length=len(classes), what="classes"), pool=pool,
+            temperature=1.0 if temperature is None else temperature,
             options=r.get("options", dict, required=False, default={}),
-            scores=Scores.from_reader(r.child("scores")),
+            scores=Scores.from_reader(r.child("scores"), all_classes=bool(r.get("options", dict, required=False, default={}).get("all_classes"))),
             member_scores=[_member_score(x, where, i) for i, x in enumerate(r.get("member_scores", list, required=False, default=[]))],
             candidates=r.strings("candidates", required=False) or [m.name for m in members],
             folds_source=r.get("folds_source", str, required=False, default="labels"),
@@ -354,7 +381,8 @@ class Recipe:
 def _member_score(raw: Any, where: str, i: int) -> MemberScore:
     r = _Reader(raw, where, f"member_scores[{i}].")
     name = r.get("name", str)
-    return MemberScore(name, r.get("family", str, required=False, default=name), r.number("oof_macro_f1", required=True),
+    key = "oof" if "oof" in r.raw else "oof_macro_f1"  # the key before --metric
+    return MemberScore(name, r.get("family", str, required=False, default=name), r.number(key, required=True),
                        r.number("weight", required=True))
 
 

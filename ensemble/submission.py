@@ -12,7 +12,7 @@ import pandas as pd
 
 from ensemble._io import atomic_outputs, read_string_csv
 from ensemble.errors import ConfigError, LabelError, unknown_name
-from ensemble.tables import PredTable, check_ids
+from ensemble.tables import FLOAT_FORMAT, PredTable, check_ids
 
 
 
@@ -21,6 +21,7 @@ class TargetFormat(str, Enum):
 
     NAME = "name"
     INDEX = "index"
+    PROBS = "probs"  # one probability column per class, named by class (log-loss competitions)
 
 
 TARGET_FORMATS = tuple(f.value for f in TargetFormat)
@@ -59,10 +60,18 @@ def predicted_labels(table: PredTable, fmt: SubmissionFormat) -> np.ndarray:
 def write_submission(
     table: PredTable, path: str | os.PathLike, fmt: SubmissionFormat = SubmissionFormat(), *, force: bool = False
 ) -> Path:
-    """Atomically write the submission CSV for `table` (argmax per row), ids in the table's order."""
-    df = pd.DataFrame({fmt.id_col: table.ids, fmt.target_col: predicted_labels(table, fmt)})
+    """Atomically write the submission CSV for `table`, ids in the table's order.
+
+    The target is each row's argmax (class name or index), or with `probs` one probability column
+    per class (the table's columns, written losslessly).
+    """
+    if fmt.target_format == TargetFormat.PROBS:
+        df = pd.DataFrame(table.probs, columns=table.classes)
+        df.insert(0, fmt.id_col, table.ids)
+    else:
+        df = pd.DataFrame({fmt.id_col: table.ids, fmt.target_col: predicted_labels(table, fmt)})
     with atomic_outputs([path], force=force) as (tmp,):
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False, float_format=FLOAT_FORMAT)
     return Path(path)
 
 
@@ -74,6 +83,8 @@ def read_submission(path: str | os.PathLike, fmt: SubmissionFormat = SubmissionF
     """
     p = Path(path)
     df = read_string_csv(p, LabelError, missing="no such submission file; give the CSV you would upload")
+    if fmt.target_format == TargetFormat.PROBS:
+        return _read_probs(df, p, fmt)
     for col, flag in ((fmt.id_col, "--submission-id-col"), (fmt.target_col, "--target-col")):
         if col not in df.columns:
             raise LabelError(f"{p}: no column {col!r} (columns: {', '.join(df.columns)}); name it with {flag}")
@@ -82,4 +93,30 @@ def read_submission(path: str | os.PathLike, fmt: SubmissionFormat = SubmissionF
     if (target == "").any():
         raise LabelError(f"{p}: {int((target == '').sum())} rows have an empty {fmt.target_col!r}; every id needs a prediction")
     out = pd.DataFrame({"id": ids, "target": target}).sort_values("id", kind="stable").reset_index(drop=True)
+    return out
+
+
+def _read_probs(df: pd.DataFrame, p: Path, fmt: SubmissionFormat) -> pd.DataFrame:
+    """A probability submission as the ledger compares it: each row's argmax class as `target`.
+
+    `attrs["digest"]` hashes the ids and the probabilities (as float32), so two files are the same
+    submission exactly when their probabilities are; their agreement is that of their decisions.
+    """
+    from ensemble._io import sha256_bytes
+    from ensemble.tables import check_probs
+
+    if fmt.id_col not in df.columns:
+        raise LabelError(f"{p}: no column {fmt.id_col!r} (columns: {', '.join(df.columns)}); name it with --submission-id-col")
+    classes = [c for c in df.columns if c != fmt.id_col]
+    if not classes:
+        raise LabelError(f"{p}: no probability columns beside {fmt.id_col!r}; a probs submission has one column per class")
+    ids = check_ids(df[fmt.id_col].to_numpy(dtype=object), str(p))
+    try:
+        values = df[classes].to_numpy(dtype=np.float64)
+    except ValueError:
+        raise LabelError(f"{p}: a probability column holds a non-number; a probs submission holds numbers only") from None
+    probs = check_probs(values, len(ids), classes, str(p))
+    order = np.argsort(ids, kind="stable")
+    out = pd.DataFrame({"id": ids[order], "target": np.asarray(classes, dtype=object)[probs[order].argmax(axis=1)]})
+    out.attrs["digest"] = sha256_bytes("\x1f".join(ids[order]).encode() + probs[order].astype(np.float32).tobytes())
     return out

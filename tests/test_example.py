@@ -73,7 +73,7 @@ def test_recorded_oof_scores_match_sklearn(run):
         oof = pd.read_csv(work / "blends" / name / "oof.csv", dtype={"id": str}).set_index("id")
         recipe = json.loads((work / "blends" / name / "recipe.json").read_text())
         expected = f1_score(labels.reindex(oof.index), oof.idxmax(axis=1), average="macro")
-        assert recipe["scores"]["oof_macro_f1"] == pytest.approx(expected, abs=1e-12), name
+        assert recipe["scores"]["metric"] == "macro_f1" and recipe["scores"]["oof"] == pytest.approx(expected, abs=1e-12), name
 
 
 def test_private_scores_printed_match_sklearn(run):

@@ -49,7 +49,7 @@ def _edit(paths, change):
     (lambda r: r.pop("classes"), "recipe key 'classes' is missing"),
     (lambda r: r.__setitem__("method", "seedy"), "recipe key 'method' is 'seedy', not a blend method"),
     (lambda r: r["unit_members"].pop(r["units"][0]), "recipe key 'unit_members."),
-    (lambda r: r["scores"].__setitem__("oof_macro_f1", "high"), "recipe key 'scores.oof_macro_f1' is 'high'"),
+    (lambda r: r["scores"].__setitem__("oof", "high"), "recipe key 'scores.oof' is 'high'"),
     (lambda r: r.__setitem__("members", r["members"][1:]), "recipe key 'members' lacks"),
 ])
 def test_hand_edited_recipe_that_does_not_validate_is_refused_naming_the_key(written, change, message):

@@ -1,16 +1,18 @@
-"""Compiled kernels for the blend optimisers: incremental macro-F1 along a move.
+"""Compiled kernels for the blend optimisers: incremental count metrics (macro-F1, accuracy, ...) along a move.
 
 A blend is `B = sum_i w_i P_i` (unnormalised: the argmax does not care about scale). Moving one
 coordinate, `B + t P_j`, changes a row's argmax only where its margin (top score minus runner-up)
 is below |t|, because every probability lies in [0, 1]. So each kernel starts from the current
 argmax and per-class counts, visits only the rows whose argmax can change, and updates the
-counts; macro-F1 then follows from the counts in O(C), never from a fresh pass over all rows.
+counts; the metric then follows from the counts in O(C), never from a fresh pass over all rows.
 
 `line_search` goes further: along a line every row's argmax is piecewise constant in t (the upper
 envelope of C lines), so it lists the exact t where each row switches class, sorts those events
 and sweeps them once, which gives the exact best step on the whole interval.
 
-Counts are kept as true positives `tp` (C,), predicted counts `pc` (C,) and true counts `tc` (C,).
+Counts are kept as true positives `tp` (C,), predicted counts `pc` (C,) and true counts `tc` (C,);
+the score of counts is the count metric `code` (`ensemble._kernels.count_metric`: macro-F1,
+accuracy, balanced accuracy, ...), so every argmax metric defined by counts gets the exact searches.
 """
 
 from __future__ import annotations
@@ -18,29 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ensemble._kernels import row_argmax  # shared: first maximum on ties, as np.argmax
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _class_f1(tp: int, pc: int, tc: int, all_classes: bool) -> tuple[float, int]:  # pragma: no cover - compiled
-    # F1 of one class from its counts, and whether it counts towards the macro average: sklearn's
-    # macro average covers the classes present in y_true or y_pred (all of them with all_classes)
-    denom = pc + tc
-    if denom == 0:
-        return 0.0, 1 if all_classes else 0
-    return 2.0 * tp / denom, 1
-
-
-@njit(cache=True, nogil=True)
-def macro_f1_counts(tp, pc, tc, all_classes):  # pragma: no cover - compiled
-    """Macro-F1 from per-class counts (sklearn's definition)."""
-    total = 0.0
-    present = 0
-    for c in range(tp.shape[0]):
-        f, p = _class_f1(tp[c], pc[c], tc[c], all_classes)
-        total += f
-        present += p
-    return total / present if present else 0.0
+from ensemble._kernels import count_metric, row_argmax  # shared: one definition of each
 
 
 @njit(cache=True, nogil=True)
@@ -121,8 +101,8 @@ def add_scaled(B, X, m, t):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, all_classes):  # pragma: no cover - compiled
-    """Macro-F1 of `B + t * X[:, m]` for every candidate m (Caruana's step), incrementally.
+def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, code):  # pragma: no cover - compiled
+    """The count metric of `B + t * X[:, m]` for every candidate m (Caruana's step), incrementally.
 
     Rows are the outer loop so that one row of every candidate, contiguous in the (n, M, C)
     layout, is read together: the rows visited are scattered, and this keeps them to one
@@ -134,7 +114,7 @@ def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, all_classes):  # pragma:
         y, tp, pc, tc: labels and the current counts.
 
     Returns:
-        float64 (M,) macro-F1 per candidate.
+        float64 (M,) score per candidate.
     """
     n, M, C = X.shape
     tp2 = np.empty((M, C), dtype=np.int64)
@@ -167,12 +147,12 @@ def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, all_classes):  # pragma:
                     tp2[m, k] += 1
     out = np.empty(M, dtype=np.float64)
     for m in range(M):
-        out[m] = macro_f1_counts(tp2[m], pc2[m], tc, all_classes)
+        out[m] = count_metric(tp2[m], pc2[m], tc, code)
     return out
 
 
 @njit(cache=True, nogil=True)
-def line_search(B, amax, margin, X, hi, lo, m, t_lo, t_hi, y, tp, pc, tc, all_classes):  # pragma: no cover - compiled
+def line_search(B, amax, margin, X, hi, lo, m, t_lo, t_hi, y, tp, pc, tc, code):  # pragma: no cover - compiled
     """Exact best step t in [t_lo, t_hi] for `B + t * X[:, m]`, by sweeping the argmax switch points.
 
     Args:
@@ -183,7 +163,7 @@ def line_search(B, amax, margin, X, hi, lo, m, t_lo, t_hi, y, tp, pc, tc, all_cl
         y, tp, pc, tc: labels and the current counts.
 
     Returns:
-        (t, f1): the midpoint of the best constant piece and its macro-F1; t = 0 when no piece
+        (t, f1): the midpoint of the best constant piece and its score; t = 0 when no piece
         beats the current blend.
     """
     n, C = B.shape
@@ -238,7 +218,7 @@ def line_search(B, amax, margin, X, hi, lo, m, t_lo, t_hi, y, tp, pc, tc, all_cl
                 ne += 1
                 a = nxt  # slopes only increase along the envelope: at most C - 1 switches
                 cur = best_d
-    best_f = macro_f1_counts(tp, pc, tc, all_classes)
+    best_f = count_metric(tp, pc, tc, code)
     best_t = 0.0
     for sign in (1, -1):
         end = t_hi if sign > 0 else -t_lo
@@ -262,7 +242,7 @@ def line_search(B, amax, margin, X, hi, lo, m, t_lo, t_hi, y, tp, pc, tc, all_cl
             there = end if last else ev_d[idx[q + 1]]
             if there == here:
                 continue  # simultaneous switches: score the piece only after all of them
-            f = macro_f1_counts(tp2, pc2, tc, all_classes)
+            f = count_metric(tp2, pc2, tc, code)
             if f > best_f + 1e-12:
                 best_f = f
                 # the middle of the piece keeps the most margin; a piece that reaches w_j = 0
@@ -280,7 +260,7 @@ def _grow(a, cap):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def bias_search(L, amax, c, t_lo, t_hi, y, tp, pc, tc, all_classes):  # pragma: no cover - compiled
+def bias_search(L, amax, c, t_lo, t_hi, y, tp, pc, tc, code):  # pragma: no cover - compiled
     """Exact best shift t in [t_lo, t_hi] of class c's score column (a per-class bias), by sweep.
 
     Row i predicts c once `L[i, c] + t` beats its best other class, so each row switches at most
@@ -312,7 +292,7 @@ def bias_search(L, amax, c, t_lo, t_hi, y, tp, pc, tc, all_classes):  # pragma: 
         ev_r[ne] = i
         ev_o[ne] = k
         ne += 1
-    base = macro_f1_counts(tp, pc, tc, all_classes)
+    base = count_metric(tp, pc, tc, code)
     best_f = base
     best_t = 0.0
     order = np.argsort(ev_t[:ne])
@@ -344,7 +324,7 @@ def bias_search(L, amax, c, t_lo, t_hi, y, tp, pc, tc, all_classes):  # pragma: 
             there = ev_t[idx[q + 1]] if q + 1 < idx.shape[0] else end
             if there == here:
                 continue
-            f = macro_f1_counts(tp2, pc2, tc, all_classes)
+            f = count_metric(tp2, pc2, tc, code)
             if f > best_f + 1e-12:
                 best_f = f
                 best_t = 0.5 * (here + there)

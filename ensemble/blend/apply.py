@@ -19,11 +19,10 @@ from ensemble.blend import methods as M
 from ensemble.blend.assemble import BlendResult, assemble, stack_units
 from ensemble.blend.core import labels_ref
 from ensemble.blend.units import Unit
-from ensemble.bootstrap import bootstrap_ci
+from ensemble.bootstrap import bootstrap_metric_ci
 from ensemble.errors import ConfigError, preview
 from ensemble.join import conform_tests, join_labels
 from ensemble.labels import Labels
-from ensemble.metrics import argmax, macro_f1
 from ensemble.recipe import Recipe, read_recipe
 from ensemble.tables import PredTable, align, conform_classes
 
@@ -72,16 +71,24 @@ def apply_recipe(
     index = {m: i for i, m in enumerate(needed)}
     units = [Unit(u, tuple(index[m] for m in r.unit_members[u])) for u, _ in kept]
     weights = np.array([w for _, w in kept], dtype=np.float64)
-    fitted = M.Fitted(np.arange(len(units)), weights, None if r.bias is None else np.asarray(r.bias))  # as fitted: no renormalising
+    fitted = M.Fitted(  # as fitted: no renormalising
+        np.arange(len(units)), weights, None if r.bias is None else np.asarray(r.bias), r.pool, r.temperature
+    )
     scores, lab = r.scores, None
     if labels is not None:
+        from ensemble.metrics.file import resolve_metric
+
         joined = join_labels(labels, members, classes=classes)
         members, lab = joined.tables, joined.labels
-        all_classes = bool(r.options.get("all_classes", False))
-        pred = argmax(M.apply(r.method, fitted, stack_units(units, members)))
-        ci = bootstrap_ci(joined.y, pred, n_classes=len(classes), n_boot=n_boot, all_classes=all_classes)
-        f1 = macro_f1(joined.y, pred, n_classes=len(classes), all_classes=all_classes)
-        scores = replace(scores, oof_macro_f1=f1, ci95=(ci[0], ci[1]))
+        o = r.options
+        metric = resolve_metric(
+            r.scores.metric, labels=lab, classes=classes, solution=o.get("solution"),
+            solution_id_col=o.get("solution_id_col"), group_col=o.get("group_col"),
+            higher_is_better=r.scores.higher_is_better,
+        )
+        probs = M.apply(r.method, fitted, stack_units(units, members))
+        ci = bootstrap_metric_ci(metric, joined.y, probs, n_boot=n_boot)
+        scores = replace(scores, oof=metric.score(joined.y, probs), ci95=(float(ci[0]), float(ci[1])))
     blend_name = name or r.name
     oof, test = assemble(r.method, fitted, units, members, tests, blend_name, meta={"recipe": True})
     return BlendResult(

@@ -80,6 +80,7 @@ class BlendResult:
             unit_members={u.name: [self.members[i].name for i in u.members] for u in units},
             weights=[float(w) for w in self.fitted.weights],
             bias=None if self.fitted.bias is None else [float(b) for b in self.fitted.bias],
+            pool=self.fitted.pool, temperature=float(self.fitted.temperature),
             options=self.options, scores=self.scores, member_scores=list(self.member_scores),
             candidates=[t.name for t in self.members], folds_source=self.folds_source, labels=self.labels,
             n_test=None if self.test is None else len(self.test), tool_version=__version__, created=self.created,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ensemble._progress import NoProgress, Progress
+from ensemble._kernels import MACRO_F1
 from ensemble.blend import _kernels as K
 
 SPAN = 3.0  # one step moves a class's bias by at most this much (log-probability units)
@@ -26,7 +27,7 @@ def log_scores(probs: np.ndarray) -> np.ndarray:
 
 
 def tune_bias(
-    probs: np.ndarray, y: np.ndarray, n_classes: int, *, all_classes: bool = False, max_sweeps: int = MAX_SWEEPS,
+    probs: np.ndarray, y: np.ndarray, n_classes: int, *, code: int = MACRO_F1, max_sweeps: int = MAX_SWEEPS,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Fit the bias by exact coordinate ascent.
@@ -35,7 +36,7 @@ def tune_bias(
         probs: blended probabilities, shape (n_samples, n_classes).
         y: int64 labels of shape (n_samples,).
         n_classes: C.
-        all_classes: average F1 over every class, not only those present.
+        code: the count metric to maximise (`ensemble._kernels.COUNT_METRICS`; macro-F1 by default).
         max_sweeps: passes over the classes; stops earlier when a pass improves nothing.
         progress: told about each class of each sweep.
 
@@ -47,21 +48,21 @@ def tune_bias(
     bias = np.zeros(n_classes)
     amax, _ = K.argmax_margin(L)
     tp, pc, tc = K.class_counts(y, amax, n_classes)
-    f = f_start = float(K.macro_f1_counts(tp, pc, tc, all_classes))
+    f = f_start = float(K.count_metric(tp, pc, tc, code))
     progress = progress or NoProgress()
     for sweep in range(max_sweeps):
         improved = False
         progress.start(f"tuning the bias (sweep {sweep + 1})", n_classes)
         for c in range(n_classes):
             progress.advance()
-            t, fc = K.bias_search(L, amax, c, -SPAN, SPAN, y, tp, pc, tc, all_classes)
+            t, fc = K.bias_search(L, amax, c, -SPAN, SPAN, y, tp, pc, tc, code)
             if t == 0.0 or fc <= f:
                 continue
             L[:, c] += t
             bias[c] += t
             amax, _ = K.argmax_margin(L)
             tp, pc, _ = K.class_counts(y, amax, n_classes)
-            f = float(K.macro_f1_counts(tp, pc, tc, all_classes))
+            f = float(K.count_metric(tp, pc, tc, code))
             improved = True
         if not improved:
             break
@@ -69,8 +70,12 @@ def tune_bias(
     return bias - bias.mean(), f, f_start  # a common shift changes nothing; centre it
 
 
-def apply_bias(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Probabilities `softmax(log p + bias)`, float32 of shape (n, C): their argmax is the biased decision."""
-    z = log_scores(probs) + np.asarray(bias, dtype=np.float64)
+def apply_bias(probs: np.ndarray, bias: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities `softmax(log p / temperature + bias)`, float32 of shape (n, C).
+
+    With temperature 1 their argmax is the biased decision (`--tune-bias`); a temperature other
+    than 1 sharpens (< 1) or softens (> 1) the blend (`--calibrate`).
+    """
+    z = log_scores(probs) / temperature + np.asarray(bias, dtype=np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)

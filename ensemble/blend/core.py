@@ -16,11 +16,11 @@ from ensemble.blend import methods as M
 from ensemble.blend import nested as N
 from ensemble.blend.assemble import BlendResult, assemble, member_weights, stack_units
 from ensemble.blend.units import build_units, check_members
-from ensemble.bootstrap import bootstrap_ci
-from ensemble.errors import ConfigError
+from ensemble.bootstrap import bootstrap_metric_ci
+from ensemble.errors import ConfigError, unknown_name
 from ensemble.join import conform_tests, join_labels
 from ensemble.labels import Labels
-from ensemble.metrics import argmax, macro_f1
+from ensemble.metrics.base import Metric
 from ensemble.recipe import BestSingle, LabelsRef, MemberScore, Scores
 from ensemble.tables import PredTable
 
@@ -39,12 +39,21 @@ class BlendOptions:
         top: keep the `top` units with the best OOF macro-F1 before blending.
         seed_average: the step before any method: members of one family are averaged first and
             each family enters as one unit.
-        tune_bias: fit a per-class log-probability bias that maximises macro-F1.
+        tune_bias: fit a per-class log-probability bias for the metric (argmax metrics).
+        calibrate: "none", "temperature" or "temperature+bias": a temperature (and per-class bias)
+            on the blended log-probabilities fitted on the metric (probability metrics).
         rounds: Caruana rounds for `greedy`.
         seed: seeds the stratified split (when the labels have no folds) and the bootstrap.
         nested: compute the nested-CV estimates (the honest scores).
-        all_classes: macro-F1 over every class, not only those present.
+        all_classes: shorthand for metric "macro_f1_all" (macro-F1 over every class).
         n_boot: bootstrap resamples for the CI and the noise verdict.
+        metric: what every fit, choice and score uses: a registry name or a `Metric` (a competition
+            metric file, bound to the labels).
+        group_col: a column of the labels CSV whose groups (studies, patients) the bootstrap
+            resamples whole.
+        solution, solution_id_col: a metric file's solution CSV (the train rows in the
+            competition's format) and its id column; default: built from the labels.
+        higher_is_better: a metric file's direction when the file does not say.
     """
 
     method: str
@@ -52,18 +61,39 @@ class BlendOptions:
     top: int | None = None
     seed_average: bool = False
     tune_bias: bool = False
+    calibrate: str = "none"
     rounds: int = 100
     seed: int = 42
     nested: bool = True
     all_classes: bool = False
     n_boot: int = 1000
+    metric: str | Metric = "macro_f1"
+    group_col: str | None = None
+    solution: str | None = None
+    solution_id_col: str | None = None
+    higher_is_better: bool | None = None
 
     def recorded(self) -> dict[str, Any]:
-        """The options as the recipe records them."""
-        d = asdict(self)
-        d.pop("method")
-        d["fixed_weights"] = list(d.pop("weights")) if self.weights is not None else None
+        """The options as the recipe records them (the metric is recorded with the scores)."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("method", "metric", "weights")}
+        d["fixed_weights"] = list(self.weights) if self.weights is not None else None
         return d
+
+    def resolve_metric(self, labels: Labels, classes: Sequence[str]) -> Metric:
+        """The metric, bound to the labels when it is a competition metric file."""
+        from ensemble.metrics.file import resolve_metric
+
+        name = self.metric
+        if self.all_classes:
+            if name not in ("macro_f1", "macro_f1_all"):
+                raise ConfigError(f"--all-classes is macro-F1 over all classes; it does not apply to --metric {name}")
+            name = "macro_f1_all"
+        if isinstance(name, Metric):
+            return name
+        return resolve_metric(
+            name, labels=labels, classes=list(classes), solution=self.solution, solution_id_col=self.solution_id_col,
+            group_col=self.group_col, higher_is_better=self.higher_is_better,
+        )
 
 
 def blend(
@@ -104,18 +134,18 @@ def blend(
     check_members(members, lab)
     tests = _tests(members, test_tables, joined.classes)
     units = build_units(members, seed_average=o.seed_average)
-    spec = _spec(o, meth, units)
+    spec = _spec(o, meth, units, o.resolve_metric(lab, joined.classes))
     X = stack_units(units, members)  # (n, U, C)
     same = len(units) == len(members)  # no family averaged anything: units are the members
     Xm = X if same else np.ascontiguousarray(np.stack([t.probs for t in members], axis=1))  # (n, M, C)
-    member_f1 = M.unit_scores(Xm, y, C, o.all_classes)
+    member_scores_ = M.unit_scores(Xm, y, spec.metric)
 
     fitted = M.fit(o.method, X, y, C, spec, progress)
-    oof_pred = argmax(M.apply(o.method, fitted, X))
-    scores = _scores(o, spec, X, Xm, y, C, oof_pred, fitted, member_f1, members, lab, progress)
+    oof_probs = M.apply(o.method, fitted, X)
+    scores = _scores(o, spec, X, Xm, y, C, oof_probs, member_scores_, members, lab, progress)
     weight_of = member_weights(units, fitted, len(members))
     member_scores = [
-        MemberScore(t.name, t.family, float(member_f1[i]), weight_of[i]) for i, t in enumerate(members)
+        MemberScore(t.name, t.family, float(member_scores_[i]), weight_of[i]) for i, t in enumerate(members)
     ]
     oof, test = assemble(o.method, fitted, units, members, tests, name)
     return BlendResult(
@@ -141,30 +171,33 @@ def _tests(members: list[PredTable], test_tables: Sequence[PredTable] | None, cl
 
 
 def _scores(
-    o: BlendOptions, spec: M.Spec, X: np.ndarray, Xm: np.ndarray, y: np.ndarray, C: int, oof_pred: np.ndarray,
-    fitted: M.Fitted, member_f1: np.ndarray, members: list[PredTable], lab: Labels, progress: Progress,
+    o: BlendOptions, spec: M.Spec, X: np.ndarray, Xm: np.ndarray, y: np.ndarray, C: int, oof_probs: np.ndarray,
+    member_scores: np.ndarray, members: list[PredTable], lab: Labels, progress: Progress,
 ) -> Scores:
-    """In-sample and nested scores, the best single model, and the paired-bootstrap verdict."""
-    f1 = macro_f1(y, oof_pred, n_classes=C, all_classes=o.all_classes)
-    ci = bootstrap_ci(y, oof_pred, n_classes=C, n_boot=o.n_boot, seed=o.seed, all_classes=o.all_classes)
-    best = int(np.argmax(member_f1))
+    """In-sample and nested scores in the metric, the best single model, and the paired-bootstrap verdict."""
+    metric = spec.metric
+    groups = lab.groups(o.group_col)
+    score = metric.score(y, oof_probs)
+    ci = bootstrap_metric_ci(metric, y, oof_probs, n_boot=o.n_boot, seed=o.seed, groups=groups)
+    best = metric.best(member_scores)
     fits = M.fits_anything(o.method, spec)
-    nested_f1 = best_nested = gain = None
-    blend_pred, ref_pred = oof_pred, argmax(Xm[:, best])
+    nested = best_nested = gain = None
+    blend_probs, ref_probs = oof_probs, Xm[:, best]
     if o.nested:
         folds, _ = N.nested_folds(lab.folds, y, o.seed, source=str(lab.source))
         if fits:
-            blend_pred = N.nested_predictions(o.method, X, y, C, spec, folds, progress)
-            nested_f1 = macro_f1(y, blend_pred, n_classes=C, all_classes=o.all_classes)
-        ref_pred = N.nested_best_single(Xm, y, C, folds, o.all_classes)
-        best_nested = macro_f1(y, ref_pred, n_classes=C, all_classes=o.all_classes)
-        gain = (nested_f1 if fits else f1) - best_nested
-    lo, hi = N.paired_gain_ci(y, blend_pred, ref_pred, C, n_boot=o.n_boot, seed=o.seed, all_classes=o.all_classes)
+            blend_probs = N.nested_predictions(o.method, X, y, C, spec, folds, progress)
+            nested = metric.score(y, blend_probs)
+        ref_probs = N.nested_best_single(Xm, y, metric, folds)
+        best_nested = metric.score(y, ref_probs)
+        gain = float(metric.oriented((nested if fits else score) - best_nested))
+    lo, hi = N.paired_gain_ci(y, blend_probs, ref_probs, metric, n_boot=o.n_boot, seed=o.seed, groups=groups)
     return Scores(
-        oof_macro_f1=f1, nested_macro_f1=nested_f1, ci95=(ci[0], ci[1]), fitted=fits,
-        best_single=BestSingle(members[best].name, float(member_f1[best]), best_nested),
+        metric=metric.name, higher_is_better=metric.higher_is_better, oof=float(score), nested=nested,
+        ci95=(float(ci[0]), float(ci[1])), fitted=fits,
+        best_single=BestSingle(members[best].name, float(member_scores[best]), best_nested),
         nested_gain_over_best_single=gain, within_noise=bool(lo <= 0.0 <= hi),
-        gain_ci95=(lo, hi),  # paired bootstrap of (blend - best single), nested predictions when nested
+        gain_ci95=(lo, hi),  # paired bootstrap of the oriented gain, nested probabilities when nested
     )
 
 
@@ -182,7 +215,7 @@ def labels_ref(lab: Labels) -> LabelsRef | None:
     return LabelsRef(str(os.path.abspath(p)), sha256_file(p), c.id, c.label, c.fold)
 
 
-def _spec(o: BlendOptions, meth: M.Method, units: list) -> M.Spec:
+def _spec(o: BlendOptions, meth: M.Method, units: list, metric: Metric) -> M.Spec:
     """Check the option combination and build the fit spec."""
     top, weights = o.top, o.weights
     if top is not None:
@@ -195,6 +228,18 @@ def _spec(o: BlendOptions, meth: M.Method, units: list) -> M.Spec:
         raise ConfigError(f"--rounds {o.rounds}: give at least 1 round")
     if o.n_boot < 1:
         raise ConfigError(f"--n-boot {o.n_boot}: give at least 1 bootstrap resample")
+    if o.calibrate not in M.CALIBRATIONS:
+        raise unknown_name("calibration", o.calibrate, M.CALIBRATIONS)
+    if o.tune_bias and not metric.argmax_only:
+        raise ConfigError(
+            f"--tune-bias moves argmax decisions; {metric.name} scores probabilities — use --calibrate temperature"
+        )
+    if o.calibrate != "none" and metric.argmax_only:
+        raise ConfigError(
+            f"--calibrate changes probabilities, not their argmax, so {metric.name} cannot see it — use --tune-bias"
+        )
+    if o.tune_bias and o.calibrate != "none":
+        raise ConfigError("--tune-bias and --calibrate both transform the blend; choose one")
     if weights is not None:
         if not meth.takes_weights:
             ok = ", ".join(n for n, m in M.METHODS.items() if m.takes_weights)
@@ -210,4 +255,4 @@ def _spec(o: BlendOptions, meth: M.Method, units: list) -> M.Spec:
         if w.sum() <= 0:
             raise ConfigError("--weights are all zero; give at least one positive weight")
         weights = tuple(float(v) for v in w)
-    return M.Spec(top=top, weights=weights, tune_bias=o.tune_bias, rounds=o.rounds, all_classes=o.all_classes)
+    return M.Spec(metric=metric, top=top, weights=weights, tune_bias=o.tune_bias, calibrate=o.calibrate, rounds=o.rounds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ensemble._kernels import MACRO_F1
 from ensemble.blend import _kernels as K
 
 
@@ -20,7 +21,7 @@ def caruana(
     *,
     rounds: int = 100,
     use_best: bool = True,
-    all_classes: bool = False,
+    code: int = MACRO_F1,
 ) -> tuple[np.ndarray, float]:
     """Greedy selection with replacement.
 
@@ -30,7 +31,7 @@ def caruana(
         n_classes: C.
         rounds: how many members to add (with replacement).
         use_best: return the best ensemble seen over the rounds, not the last one.
-        all_classes: average F1 over every class, not only those present.
+        code: the count metric to maximise (`ensemble._kernels.COUNT_METRICS`; macro-F1 by default).
 
     Returns:
         (counts, f1): how often each member was chosen, int64 of shape (n_members,), and the
@@ -44,7 +45,7 @@ def caruana(
     counts = np.zeros(M, dtype=np.int64)
     best_counts, best_f = counts.copy(), -1.0
     for _ in range(max(1, rounds)):
-        scores = K.eval_adds(B, amax, margin, X, hi, 1.0, y, tp, pc, tc, all_classes)
+        scores = K.eval_adds(B, amax, margin, X, hi, 1.0, y, tp, pc, tc, code)
         m = int(np.argmax(scores))  # ties: the first member, so runs are reproducible
         amax, margin = K.add_scaled(B, X, m, 1.0)
         counts[m] += 1

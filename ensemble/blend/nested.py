@@ -15,9 +15,9 @@ import numpy as np
 
 from ensemble._progress import NoProgress, Progress
 from ensemble.blend import methods as M
-from ensemble.bootstrap import bootstrap_scores
+from ensemble.bootstrap import bootstrap_metric
 from ensemble.errors import LabelError
-from ensemble.metrics import argmax, macro_f1
+from ensemble.metrics.base import Metric
 
 N_SPLITS = 5
 
@@ -59,49 +59,51 @@ def nested_predictions(
     folds: np.ndarray,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """Pooled held-out predictions of the blend fitted on the other folds.
+    """Pooled held-out probabilities of the blend fitted on the other folds.
 
     Args:
         method: a METHODS key.
         X: unit probabilities, float32 of shape (n_samples, n_units, n_classes).
         y: int64 labels of shape (n_samples,).
         n_classes: C.
-        spec: what the blend fits.
+        spec: what the blend fits (its metric included).
         folds: int64 fold of each row, shape (n_samples,).
         progress: told about each fold.
 
     Returns:
-        int64 predictions of shape (n_samples,): row i predicted by a blend that never saw it.
+        float32 probabilities of shape (n_samples, n_classes): row i blended by a fit that never saw it.
     """
     progress = progress or NoProgress()
     values = np.unique(folds)
     progress.start("nested CV", len(values))
-    pred = np.empty(len(y), dtype=np.int64)
+    out = np.empty(X.shape[::2], dtype=np.float32)
+    rows = np.arange(len(y))
     for k in values:
         test = folds == k
         train = ~test
-        fitted = M.fit(method, np.ascontiguousarray(X[train]), y[train], n_classes, spec)
-        pred[test] = argmax(M.apply(method, fitted, np.ascontiguousarray(X[test])))
+        fitted = M.fit(method, np.ascontiguousarray(X[train]), y[train], n_classes, spec, index=rows[train])
+        out[test] = M.apply(method, fitted, np.ascontiguousarray(X[test]))
         progress.advance()
     progress.stop()
-    return pred
+    return out
 
 
-def nested_best_single(X: np.ndarray, y: np.ndarray, n_classes: int, folds: np.ndarray, all_classes: bool) -> np.ndarray:
-    """Pooled held-out predictions of "the best single member", chosen on the other folds each time."""
-    preds = np.stack([argmax(X[:, u]) for u in range(X.shape[1])])  # (U, n)
-    pred = np.empty(len(y), dtype=np.int64)
+def nested_best_single(X: np.ndarray, y: np.ndarray, metric: Metric, folds: np.ndarray) -> np.ndarray:
+    """Pooled held-out probabilities of "the best single member", chosen by the metric on the other folds."""
+    out = np.empty(X.shape[::2], dtype=np.float32)
+    rows = np.arange(len(y))
     for k in np.unique(folds):
         test = folds == k
-        scores = [macro_f1(y[~test], p[~test], n_classes=n_classes, all_classes=all_classes) for p in preds]
-        pred[test] = preds[int(np.argmax(scores))][test]
-    return pred
+        scores = M.unit_scores(X[~test], y[~test], metric, rows[~test])
+        out[test] = X[test, metric.best(scores)]
+    return out
 
 
 def paired_gain_ci(
-    y: np.ndarray, pred: np.ndarray, ref: np.ndarray, n_classes: int, *, n_boot: int, seed: int, all_classes: bool
+    y: np.ndarray, probs: np.ndarray, ref: np.ndarray, metric: Metric, *, n_boot: int, seed: int,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """95% bootstrap interval of macro-F1(pred) - macro-F1(ref), both scored on the same resamples."""
-    s = bootstrap_scores(y, np.stack([pred, ref]), n_classes=n_classes, n_boot=n_boot, seed=seed, all_classes=all_classes)
-    lo, hi = np.quantile(s[0] - s[1], [0.025, 0.975])
+    """95% bootstrap interval of the gain of `probs` over `ref` (oriented: > 0 is better), on the same resamples."""
+    s = bootstrap_metric(metric, y, np.stack([probs, ref]), n_boot=n_boot, seed=seed, groups=groups)
+    lo, hi = np.quantile(metric.oriented(s[0] - s[1]), [0.025, 0.975])
     return float(lo), float(hi)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ensemble._kernels import MACRO_F1
 from ensemble.blend import _kernels as K
 from ensemble.blend.greedy import caruana
 
@@ -27,7 +28,7 @@ def optimise_weights(
     n_classes: int,
     *,
     init: np.ndarray | None = None,
-    all_classes: bool = False,
+    code: int = MACRO_F1,
     max_sweeps: int = MAX_SWEEPS,
 ) -> tuple[np.ndarray, float, float]:
     """Fit blend weights by exact coordinate line search.
@@ -37,7 +38,7 @@ def optimise_weights(
         y: int64 labels of shape (n_samples,).
         n_classes: C.
         init: starting weights of shape (n_members,); Caruana's selection when None.
-        all_classes: average F1 over every class, not only those present.
+        code: the count metric to maximise (`ensemble._kernels.COUNT_METRICS`; macro-F1 by default).
         max_sweeps: passes over the members; stops earlier when a pass improves nothing.
 
     Returns:
@@ -46,26 +47,26 @@ def optimise_weights(
     """
     M = X.shape[1]
     if init is None:
-        init, _ = caruana(X, y, n_classes, rounds=INIT_ROUNDS, all_classes=all_classes)
+        init, _ = caruana(X, y, n_classes, rounds=INIT_ROUNDS, code=code)
     w = np.asarray(init, dtype=np.float64).copy()
     w /= w.sum()
     B = np.einsum("nmc,m->nc", X, w, dtype=np.float64)  # (n, C)
     amax, margin = K.argmax_margin(B)
     tp, pc, tc = K.class_counts(y, amax, n_classes)
-    f = f_start = float(K.macro_f1_counts(tp, pc, tc, all_classes))
+    f = f_start = float(K.count_metric(tp, pc, tc, code))
     hi, lo = K.row_extremes(X)
     for _ in range(max_sweeps):
         improved = False
         for j in range(M):
             t, fj = K.line_search(
-                B, amax, margin, X, hi, lo, j, -w[j], STEP * w.sum(), y, tp, pc, tc, all_classes
+                B, amax, margin, X, hi, lo, j, -w[j], STEP * w.sum(), y, tp, pc, tc, code
             )
             if t == 0.0 or fj <= f:
                 continue
             w[j] = max(w[j] + t, 0.0)
             amax, margin = K.add_scaled(B, X, j, t)
             tp, pc, _ = K.class_counts(y, amax, n_classes)
-            f = float(K.macro_f1_counts(tp, pc, tc, all_classes))
+            f = float(K.count_metric(tp, pc, tc, code))
             improved = True
         if not improved:
             break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,3 +22,45 @@ def class_order(classes: str | None, classes_file: Path | None) -> list[str] | N
     from ensemble.join import parse_classes
 
     return parse_classes(classes, classes_file)
+
+
+# The built-in names, spelled here so `ens --help` need not import the metrics (numba); a test keeps
+# this list equal to `ensemble.metrics.METRICS`.
+BUILTIN_METRICS = (
+    "macro_f1", "macro_f1_all", "micro_f1", "weighted_f1", "accuracy", "balanced_accuracy", "qwk", "log_loss", "roc_auc",
+)
+METRIC_HELP = (
+    "The metric every score, fit and choice uses: " + ", ".join(BUILTIN_METRICS)
+    + "; or a competition metric file in Kaggle's format (metric.py or metric.py:function)."
+)
+MetricOpt = Annotated[str, typer.Option("--metric", help=METRIC_HELP)]
+DirectionOpt = Annotated[
+    Optional[bool],
+    typer.Option("--higher-is-better/--lower-is-better", help="A metric file's direction, when the file has no higher_is_better.",
+                 show_default=False),
+]
+SolutionOpt = Annotated[
+    Optional[Path],
+    typer.Option("--solution", help="A metric file's solution CSV for the train rows (default: built from the labels)."),
+]
+SolutionIdColOpt = Annotated[
+    Optional[str], typer.Option("--solution-id-col", help="Row id column of --solution (default: its first column).")
+]
+GroupColOpt = Annotated[
+    Optional[str],
+    typer.Option("--group-col", help="Column of the labels CSV whose groups (studies, patients) the bootstrap resamples whole."),
+]
+
+
+class Calibration(str, Enum):
+    """`--calibrate`: what is fitted on the blended log-probabilities for a probability metric."""
+
+    none = "none"
+    temperature = "temperature"
+    temperature_bias = "temperature+bias"
+
+
+CalibrateOpt = Annotated[
+    Calibration,
+    typer.Option("--calibrate", help="Fit a temperature (and a per-class bias) on the blend for a probability metric."),
+]

@@ -10,7 +10,10 @@ import typer
 
 from ensemble.blend.methods import METHODS
 from ensemble.cli import _render
-from ensemble.cli._options import ClassesFileOpt, ClassesOpt, class_order
+from ensemble.cli._options import (
+    CalibrateOpt, Calibration, ClassesFileOpt, ClassesOpt, DirectionOpt, GroupColOpt, MetricOpt, SolutionIdColOpt,
+    SolutionOpt, class_order,
+)
 from ensemble.submission import TargetFormat
 
 _METHOD_HELP = "Blend method: " + "; ".join(f"{n} ({m.help})" for n, m in METHODS.items()) + "."
@@ -36,9 +39,15 @@ def blend(
     by_family: Annotated[
         bool, typer.Option("--by-family", help="Blend each family on its own into OUT/<family>/ (e.g. seed averages as new members).")
     ] = False,
+    metric: MetricOpt = "macro_f1",
+    higher_is_better: DirectionOpt = None,
+    solution: SolutionOpt = None,
+    solution_id_col: SolutionIdColOpt = None,
+    group_col: GroupColOpt = None,
     tune_bias: Annotated[
-        bool, typer.Option("--tune-bias", help="Fit a per-class log-probability bias that maximises macro-F1.")
+        bool, typer.Option("--tune-bias", help="Fit a per-class log-probability bias for an argmax metric (F1, accuracy, QWK).")
     ] = False,
+    calibrate: CalibrateOpt = Calibration.none,
     rounds: Annotated[int, typer.Option("--rounds", help="Caruana rounds (greedy).")] = 100,
     seed: _render.SeedOpt = 42,
     no_nested: Annotated[bool, typer.Option("--no-nested", help="Skip the nested-CV estimates (faster, less honest).")] = False,
@@ -58,7 +67,9 @@ def blend(
     classes_file: ClassesFileOpt = None,
     submission_id_col: _render.SubmissionIdColOpt = "id",
     target_col: _render.TargetColOpt = "label",
-    target_format: Annotated[TargetFormat, typer.Option("--target-format", help="Submission target: class name or index.")] = TargetFormat("name"),
+    target_format: Annotated[
+        TargetFormat, typer.Option("--target-format", help="Submission target: class name, index, or probs (one probability column per class).")
+    ] = TargetFormat("name"),
     ledger: Annotated[
         Optional[Path], typer.Option("--ledger", help="Ledger that records the submission (default: $ENS_LEDGER, else .ens/ledger.db).")
     ] = None,
@@ -84,7 +95,9 @@ def blend(
     _render.check_json_dest(json_out, force=force)
     options = None if method is None else BlendOptions(
         method=method, weights=_parse_weights(weights), top=top, seed_average=seed_average, tune_bias=tune_bias,
-        rounds=rounds, seed=seed, nested=not no_nested, all_classes=all_classes,
+        calibrate=calibrate.value, rounds=rounds, seed=seed, nested=not no_nested, all_classes=all_classes,
+        metric=metric, group_col=group_col, solution=str(solution.resolve()) if solution is not None else None,
+        solution_id_col=solution_id_col, higher_is_better=higher_is_better,
     )
     progress = _render.RichProgress(quiet)
     try:
@@ -113,19 +126,23 @@ def _show(w: Any) -> None:
     result, s = w.result, w.result.scores
     console = _render.out()
     console.print(_render.table(
-        f"members ({result.method})", ["member", "family", "OOF macro-F1", "weight"],
-        [[m.name, m.family, m.oof_macro_f1, m.weight] for m in result.member_scores],
+        f"members ({result.method})", ["member", "family", f"OOF {s.metric}", "weight"],
+        [[m.name, m.family, m.oof, m.weight] for m in result.member_scores],
     ))
     best = s.best_single
     ci_text = f"{s.ci95[0]:.4f} – {s.ci95[1]:.4f}" if s.ci95 is not None else None
     console.print(_render.table(
-        "scores", ["", "OOF macro-F1 (in-sample)", "nested", "95% CI (in-sample)"],
+        f"scores: {s.label}", ["", f"OOF {s.metric} (in-sample)", "nested", "95% CI (in-sample)"],
         [
-            [f"blend {result.name} ({result.method})", s.oof_macro_f1, s.nested_macro_f1, ci_text],
-            [f"best single ({best.name if best else '-'})", best.oof_macro_f1 if best else None,
-             best.nested_macro_f1 if best else None, None],
+            [f"blend {result.name} ({result.method})", s.oof, s.nested, ci_text],
+            [f"best single ({best.name if best else '-'})", best.oof if best else None,
+             best.nested if best else None, None],
         ],
     ))
+    f = result.fitted
+    if f.temperature != 1.0 or f.pool != "linear":
+        console.print(f"calibration: pooling {f.pool}, temperature {f.temperature:.3f}"
+                      + (", per-class bias" if f.bias is not None else ""))
     if not s.fitted:
         console.print("nothing fitted: the in-sample score is already honest")
     console.print(s.verdict)

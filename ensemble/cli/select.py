@@ -8,7 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ensemble.cli import _render
-from ensemble.cli._options import ClassesFileOpt, ClassesOpt, class_order
+from ensemble.cli._options import (
+    METRIC_HELP, ClassesFileOpt, ClassesOpt, DirectionOpt, GroupColOpt, SolutionIdColOpt, SolutionOpt, class_order,
+)
 from ensemble.cli.submissions import LedgerOpt
 
 
@@ -31,8 +33,13 @@ def select(
     label_col: Annotated[Optional[str], typer.Option("--label-col", help="Label column of the labels CSV (default: the recorded one, else label).")] = None,
     classes: ClassesOpt = None,
     classes_file: ClassesFileOpt = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help=METRIC_HELP + " Default: the one the recipes were scored in.")] = None,
+    higher_is_better: DirectionOpt = None,
+    solution: SolutionOpt = None,
+    solution_id_col: SolutionIdColOpt = None,
+    group_col: GroupColOpt = None,
     all_classes: Annotated[
-        bool, typer.Option("--all-classes", help="Macro-F1 over all classes (default: classes present, as Kaggle).")
+        bool, typer.Option("--all-classes", help="Shorthand for --metric macro_f1_all (macro-F1 over all classes).")
     ] = False,
     json_out: _render.JsonOpt = None,
     force: _render.ForceOpt = False,
@@ -40,9 +47,9 @@ def select(
 ) -> None:
     """Pick N finals: the best honest (nested) OOF estimate, then hedges that raise the expected best-of-N.
 
-    Candidates are scored on paired bootstrap resamples of the OOF rows (a simulated private
-    leaderboard), each centred on its honest estimate; each later pick maximises the expected
-    best-of-N macro-F1, so it hedges instead of duplicating the first.
+    Candidates are scored in the leaderboard's metric on paired bootstrap resamples of the OOF rows
+    (a simulated private leaderboard), each centred on its honest estimate; each later pick improves
+    the expected best-of-N the most, so it hedges instead of duplicating the first.
     """
     from ensemble.labels import Columns
     from ensemble.select import select_submissions
@@ -54,7 +61,8 @@ def select(
         columns = Columns(id=id_col or "id", label=label_col or "label")
     sel = select_submissions(
         labels, ledger=ledger, recipes=[*(recipes or []), *(more or [])] or None, n=n, n_boot=n_boot,
-        seed=seed, columns=columns, classes=class_order(classes, classes_file), all_classes=all_classes,
+        seed=seed, columns=columns, classes=class_order(classes, classes_file), metric=metric, all_classes=all_classes,
+        higher_is_better=higher_is_better, solution=solution, solution_id_col=solution_id_col, group_col=group_col,
     )
     if not _render.json_to_stdout(json_out):
         _show(sel)
@@ -65,7 +73,7 @@ def _show(sel: Any) -> None:
     con = _render.out()
     rows = [
         [
-            c.pick, c.name, f"#{c.entry_id}" if c.entry_id is not None else None, c.oof_macro_f1, c.nested_macro_f1,
+            c.pick, c.name, f"#{c.entry_id}" if c.entry_id is not None else None, c.oof, c.nested,
             c.honest, c.p_best, f"{c.diff_to_leader:+.4f}", f"[{c.diff_ci95[0]:+.4f}, {c.diff_ci95[1]:+.4f}]",
             c.p_beats_leader, c.public_score, c.private_score,
         ]
@@ -73,8 +81,9 @@ def _show(sel: Any) -> None:
     ]
     con.print(
         _render.table(
-            f"candidates ({sel.n_rows} OOF rows, {sel.n_boot} paired resamples, seed {sel.seed})",
-            ["pick", "candidate", "entry", "OOF F1", "nested F1", "honest", "P(best)", "Δ leader", "95% CI",
+            f"candidates in {sel.metric} ({'higher' if sel.higher_is_better else 'lower'} is better; "
+            f"{sel.n_rows} OOF rows, {sel.n_boot} paired resamples, seed {sel.seed})",
+            ["pick", "candidate", "entry", "OOF", "nested", "honest", "P(best)", "Δ leader (+ better)", "95% CI",
              "P(beats leader)", "public", "private"],
             rows,
         )

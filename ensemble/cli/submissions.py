@@ -95,13 +95,13 @@ def _print_entries(entries: list[Entry]) -> None:
         same = first_of.setdefault(e.pred_sha256, e.id)
         rows.append([
             e.id, e.created.replace("T", " ")[:16], Path(e.path).name, e.n_rows, e.note or "-", e.method,
-            e.oof_macro_f1, e.nested_macro_f1, f"[{e.ci95[0]:.4f}, {e.ci95[1]:.4f}]" if e.ci95 else None,
+            e.metric, e.oof_score, e.nested_score, f"[{e.ci95[0]:.4f}, {e.ci95[1]:.4f}]" if e.ci95 else None,
             e.public_score, e.private_score, f"#{same}" if same != e.id else None,
         ])
     _render.out().print(
         _render.table(
             f"submissions ({len(entries)})",
-            ["#", "created (UTC)", "file", "rows", "note", "method", "OOF F1", "nested F1", "95% CI", "public", "private", "same as"],
+            ["#", "created (UTC)", "file", "rows", "note", "method", "metric", "OOF", "nested", "95% CI", "public", "private", "same as"],
             rows,
         )
     )

@@ -24,7 +24,7 @@ from ensemble.errors import LedgerError
 DEFAULT_LEDGER = Path(".ens") / "ledger.db"
 APP_ID = 0x454E534C  # "ENSL"
 APP_NAME = "ens-ledger"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: scores name their metric (oof_score, nested_score, metric, higher_is_better)
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = (
@@ -44,8 +44,10 @@ _SCHEMA = (
         recipe_sha256 TEXT,
         method TEXT,
         members TEXT,
-        oof_macro_f1 REAL,
-        nested_macro_f1 REAL,
+        metric TEXT,
+        higher_is_better INTEGER,
+        oof_score REAL,
+        nested_score REAL,
         ci_lo REAL,
         ci_hi REAL,
         created TEXT NOT NULL,
@@ -201,6 +203,30 @@ def _check_or_init(con: sqlite3.Connection, p: Path, *, create: bool) -> None:
         raise LedgerError(f"{p}: ledger schema {version} was written by a newer ens (this one reads {SCHEMA_VERSION}); upgrade ens")
     if version < 1:
         raise LedgerError(f"{p}: ledger has no schema version; it was left untouched — give another --ledger path")
+    if version < SCHEMA_VERSION:
+        _migrate(con)
+
+
+# Each step takes a ledger from version k to k + 1 (the key); all run in one write transaction.
+_MIGRATIONS = {
+    1: (  # scores were macro-F1 under their metric's name; now they name their metric
+        "ALTER TABLE submissions RENAME COLUMN oof_macro_f1 TO oof_score",
+        "ALTER TABLE submissions RENAME COLUMN nested_macro_f1 TO nested_score",
+        "ALTER TABLE submissions ADD COLUMN metric TEXT",
+        "ALTER TABLE submissions ADD COLUMN higher_is_better INTEGER",
+        "UPDATE submissions SET metric = 'macro_f1', higher_is_better = 1 WHERE recipe_sha256 IS NOT NULL",
+    ),
+}
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring an older ledger to SCHEMA_VERSION, once (another process may have done it meanwhile)."""
+    with write_transaction(con):
+        (version,) = con.execute("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'").fetchone()
+        for v in range(int(version), SCHEMA_VERSION):
+            for stmt in _MIGRATIONS[v]:
+                con.execute(stmt)
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 def _init(con: sqlite3.Connection) -> None:

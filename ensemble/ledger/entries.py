@@ -37,7 +37,8 @@ class Entry:
         labels_as: how targets were normalised ("class names" or "as written").
         classes: the classes used to normalise, or None.
         recipe_path, recipe_sha256, method, members: the blend that made it, when known.
-        oof_macro_f1, nested_macro_f1, ci95: the blend's scores from its recipe.
+        metric, higher_is_better: the metric of the blend's recorded scores, and its direction.
+        oof_score, nested_score, ci95: the blend's scores from its recipe, in `metric`.
         created: UTC time recorded (ISO 8601).
         note: the user's note.
         public_score, private_score: leaderboard scores, once recorded.
@@ -56,8 +57,10 @@ class Entry:
     recipe_sha256: str | None
     method: str | None
     members: list[dict[str, Any]] | None
-    oof_macro_f1: float | None
-    nested_macro_f1: float | None
+    metric: str | None
+    higher_is_better: bool | None
+    oof_score: float | None
+    nested_score: float | None
     ci95: tuple[float, float] | None
     created: str
     note: str
@@ -67,8 +70,8 @@ class Entry:
 
     @property
     def honest(self) -> float | None:
-        """Nested OOF macro-F1 when recorded, else the in-sample one."""
-        return self.nested_macro_f1 if self.nested_macro_f1 is not None else self.oof_macro_f1
+        """The nested OOF score when recorded, else the in-sample one (in `metric`)."""
+        return self.nested_score if self.nested_score is not None else self.oof_score
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,6 +89,7 @@ class Entry:
                 "classes": json.loads(d["classes"]) if d["classes"] else None,
                 "members": json.loads(d["members"]) if d["members"] else None,
                 "ci95": ci if None not in ci else None,
+                "higher_is_better": None if d["higher_is_better"] is None else bool(d["higher_is_better"]),
             }
         )
 
@@ -184,8 +188,10 @@ def record_submission(
         "members": json.dumps([
             {"name": m.name, "oof_sha256": m.oof_sha256, "test_sha256": m.test_sha256} for m in recipe.members
         ]) if recipe else None,
-        "oof_macro_f1": scores.oof_macro_f1 if scores else None,
-        "nested_macro_f1": scores.nested_macro_f1 if scores else None,
+        "metric": scores.metric if scores else None,
+        "higher_is_better": int(scores.higher_is_better) if scores else None,
+        "oof_score": scores.oof if scores else None,
+        "nested_score": scores.nested if scores else None,
         "ci_lo": scores.ci95[0] if scores and scores.ci95 else None,
         "ci_hi": scores.ci95[1] if scores and scores.ci95 else None,
         "created": _now(),
@@ -201,8 +207,8 @@ def record_submission(
         row = con.execute("SELECT * FROM submissions WHERE pred_sha256 = ? ORDER BY id LIMIT 1", (preds.sha256,)).fetchone()
         duplicate = Entry.from_row(row) if row else None
         closest, rate = (duplicate, 1.0) if duplicate is not None else _closest(con, preds)
-        if duplicate is None and rate == 1.0 and closest is not None and closest.n_rows == len(preds):
-            duplicate = closest  # same ids, same labels once names and indices are reconciled
+        if duplicate is None and rate == 1.0 and closest is not None and closest.n_rows == len(preds) and preds.digest is None:
+            duplicate = closest  # same ids, same labels once names and indices are reconciled (probabilities: by digest only)
         if duplicate is not None and strict:
             raise DuplicateSubmissionError(
                 f"{sub}: predictions are identical to submission #{duplicate.id} ({duplicate.path}"

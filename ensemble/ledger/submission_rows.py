@@ -23,7 +23,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -55,6 +55,7 @@ class Predictions:
     codes: np.ndarray
     labels_as: str
     classes: list[str] | None = None
+    digest: str | None = None  # a probability submission's hash (ids and probabilities), else None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -66,7 +67,9 @@ class Predictions:
 
     @cached_property
     def sha256(self) -> str:
-        """Hash of ids and normalised labels: equal exactly when the predictions are the same."""
+        """Hash of ids and normalised labels (or probabilities): equal exactly when the predictions are the same."""
+        if self.digest is not None:
+            return self.digest
         h = hashlib.sha256(self.ids_sha256.encode())
         h.update(_SEP.join(self.labels.tolist()).encode("utf-8"))
         return h.hexdigest()
@@ -111,9 +114,10 @@ def normalise_submission(frame: pd.DataFrame, classes: Sequence[str] | None, sou
     ids = frame["id"].to_numpy(dtype=object)
     codes, uniques = pd.factorize(frame["target"].to_numpy(dtype=object))
     vocab = [str(u) for u in uniques]
+    digest = frame.attrs.get("digest")
     if classes is None:
-        return Predictions(ids, vocab, codes.astype(np.int64), AS_WRITTEN, None)
-    return _through_classes(Predictions(ids, vocab, codes.astype(np.int64), AS_WRITTEN), list(classes), source)
+        return Predictions(ids, vocab, codes.astype(np.int64), AS_WRITTEN, None, digest)
+    return replace(_through_classes(Predictions(ids, vocab, codes.astype(np.int64), AS_WRITTEN), list(classes), source), digest=digest)
 
 
 def _through_classes(p: Predictions, classes: list[str], source: str | Path) -> Predictions:

@@ -27,6 +27,7 @@ __all__ = [
     "candidate_from_recipe",
     "load_candidates",
     "recorded_labels",
+    "recorded_metric",
     "select_finals",
     "select_submissions",
 ]
@@ -42,7 +43,12 @@ def select_submissions(
     seed: int = 42,
     columns: Columns | None = None,
     classes: Sequence[str] | None = None,
+    metric: str | None = None,
     all_classes: bool = False,
+    higher_is_better: bool | None = None,
+    solution: str | os.PathLike | None = None,
+    solution_id_col: str | None = None,
+    group_col: str | None = None,
 ) -> Selection:
     """Load the candidates (given recipes, else the ledger's blends) and choose `n` finals.
 
@@ -51,18 +57,41 @@ def select_submissions(
             recipes record (every candidate must record the same file, by hash).
         ledger: the ledger file (default `.ens/ledger.db`).
         recipes: recipe.json files (or blend folders); default every ledger entry with a recipe.
-        n, n_boot, seed, all_classes, classes: see `select_finals`.
+        n, n_boot, seed, classes: see `select_finals`.
         columns: the labels CSV's column names (default: the recorded ones, else id/label/fold).
+        metric: the leaderboard's metric: a registry name or a metric file (default: the one the
+            candidates' recipes were scored in, when they agree, else macro_f1).
+        all_classes: shorthand for metric "macro_f1_all".
+        higher_is_better, solution, solution_id_col: a metric file's direction and solution.
+        group_col: a labels column whose groups the bootstrap resamples whole.
 
     Raises:
         LedgerError, TableError, LabelError, AlignmentError, ClassMismatchError, ConfigError.
     """
+    from ensemble.metrics.file import resolve_metric
+
     cands = load_candidates(ledger=ledger, recipes=recipes)
     if labels is None:
         labels, recorded_columns = recorded_labels(cands)
         columns = columns or recorded_columns
     lab = read_labels(labels, classes=cands[0].oof.classes, columns=columns or Columns())
-    return select_finals(cands, lab, n=n, n_boot=n_boot, seed=seed, all_classes=all_classes, classes=classes)
+    name = metric or recorded_metric(cands)
+    if all_classes:
+        if name not in ("macro_f1", "macro_f1_all"):
+            raise ConfigError(f"--all-classes is macro-F1 over all classes; it does not apply to --metric {name}")
+        name = "macro_f1_all"
+    chosen = resolve_metric(
+        name, labels=lab, classes=list(cands[0].oof.classes), solution=solution, solution_id_col=solution_id_col,
+        group_col=group_col, higher_is_better=higher_is_better,
+    )
+    return select_finals(cands, lab, n=n, n_boot=n_boot, seed=seed, metric=chosen, classes=classes,
+                         groups=lab.groups(group_col))
+
+
+def recorded_metric(cands: Sequence[Candidate]) -> str:
+    """The metric the candidates' recipes were scored in, when they all agree; else macro_f1."""
+    names = {c.nested_metric for c in cands if c.nested_metric is not None}
+    return names.pop() if len(names) == 1 else "macro_f1"
 
 
 def recorded_labels(cands: Sequence[Candidate]) -> tuple[Path, Columns]:

@@ -34,7 +34,8 @@ class Candidate:
     Attributes:
         name: display name (the blend folder; `#id` added when two share a name).
         oof: the blend's OOF prediction table.
-        nested_macro_f1: the recipe's nested-CV estimate, None when the method fits nothing.
+        nested: the recipe's nested-CV estimate, None when the method fits nothing.
+        nested_metric: the metric `nested` is in (the recipe's), or None for "the one selected on".
         recipe: the recipe, or None for a candidate built in memory.
         test: the test predictions (as submitted, when from the ledger), or None.
         entry_id: the ledger entry, when the candidate came from (or matched) one.
@@ -43,12 +44,19 @@ class Candidate:
 
     name: str
     oof: PredTable
-    nested_macro_f1: float | None = None
+    nested: float | None = None
+    nested_metric: str | None = None
     recipe: Recipe | None = None
     test: Predictions | None = None
     entry_id: int | None = None
     public_score: float | None = None
     private_score: float | None = None
+
+    def nested_in(self, metric: str) -> float | None:
+        """The nested estimate when it is in `metric` (a recipe scored in another metric has none here)."""
+        if self.nested is None or (self.nested_metric is not None and self.nested_metric != metric):
+            return None
+        return self.nested
 
 
 def test_predictions(table: PredTable) -> Predictions:
@@ -65,7 +73,7 @@ def candidate_from_recipe(recipe: Recipe, *, name: str | None = None) -> Candida
     oof = read_table(recipe.folder / "oof.csv")
     test_path = recipe.folder / "test.csv"
     test = test_predictions(read_table(test_path, kind="test")) if test_path.is_file() else None
-    return Candidate(name or recipe.folder.name, oof, recipe.scores.nested_macro_f1, recipe, test)
+    return Candidate(name or recipe.folder.name, oof, recipe.scores.nested, recipe.scores.metric, recipe, test)
 
 
 def load_candidates(

@@ -1,9 +1,11 @@
 """Choosing the final N submissions on evidence: an honest leader, then hedges.
 
-The simulated private leaderboard: the OOF rows are resampled with replacement (`n_boot` times, the
-same rows for every candidate: a paired bootstrap), each candidate's macro-F1 is computed on each
-resample, and each candidate's scores are shifted down by its optimism (in-sample OOF macro-F1 minus
-its nested estimate; zero for methods that fit nothing). So the resamples carry the real noise and
+The simulated private leaderboard: the OOF rows (or whole groups, `--group-col`) are resampled with
+replacement (`n_boot` times, the same rows for every candidate: a paired bootstrap), each
+candidate's metric is computed on each resample, and each candidate's scores are shifted by its
+optimism (in-sample OOF score minus its nested estimate; zero for methods that fit nothing). All of
+it runs on the metric turned higher-is-better (`Metric.oriented`), so a loss is never maximised;
+scores are shown in the metric's own units. So the resamples carry the real noise and
 the real correlation between candidates, centred on the honest estimates: a blend whose in-sample
 score was lucky (overfit weights) does not win resamples it would not win on new data.
 
@@ -23,6 +25,7 @@ import numpy as np
 from ensemble.errors import ConfigError
 from ensemble.join import join_labels
 from ensemble.labels import Labels
+from ensemble.metrics.base import Metric
 from ensemble.ledger.submission_rows import prediction_agreement
 from ensemble.select.candidates import Candidate
 
@@ -35,11 +38,12 @@ class CandidateScore:
 
     Attributes:
         name, entry_id: which candidate (and its ledger entry, if any).
-        oof_macro_f1: in-sample OOF macro-F1 on the labels.
-        nested_macro_f1: the recipe's nested estimate, or None.
+        oof: in-sample OOF score on the labels, in the metric.
+        nested: the recipe's nested estimate in the same metric, or None.
         honest: nested when present, else in-sample.
-        p_best: share of resamples where it scores highest (ties shared).
-        diff_to_leader: mean paired-bootstrap difference to the leader (honest-centred).
+        p_best: share of resamples where it scores best (ties shared).
+        diff_to_leader: mean paired-bootstrap difference to the leader (honest-centred), oriented:
+            positive is better than the leader whatever the metric's direction.
         diff_ci95: 2.5 and 97.5 percentiles of that difference.
         p_beats_leader: share of resamples where it beats the leader.
         public_score, private_score: leaderboard scores from the ledger.
@@ -48,8 +52,8 @@ class CandidateScore:
 
     name: str
     entry_id: int | None
-    oof_macro_f1: float
-    nested_macro_f1: float | None
+    oof: float
+    nested: float | None
     honest: float
     p_best: float
     diff_to_leader: float
@@ -62,7 +66,7 @@ class CandidateScore:
 
 @dataclass(frozen=True)
 class Pick:
-    """A chosen final: `expected_best_of` is E[max over picks so far] after adding it."""
+    """A chosen final: `expected_best_of` is E[best over picks so far] after adding it, in the metric."""
 
     name: str
     expected_best_of: float
@@ -99,7 +103,8 @@ class Selection:
             has no test predictions or they share no id), shape (n, n).
         oof_agreement: pairwise share of equal OOF argmax between picks, shape (n, n).
         lb_disagreements: pairs the public leaderboard ranks against the honest OOF estimate.
-        n_rows, n_boot, seed, all_classes: what the simulation used.
+        n_rows, n_boot, seed: what the simulation used.
+        metric, higher_is_better: the metric every score here is in, and its direction.
     """
 
     candidates: list[CandidateScore]
@@ -110,7 +115,8 @@ class Selection:
     n_rows: int
     n_boot: int
     seed: int
-    all_classes: bool
+    metric: str
+    higher_is_better: bool
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,8 +129,9 @@ def select_finals(
     n: int = 2,
     n_boot: int = 2000,
     seed: int = 42,
-    all_classes: bool = False,
+    metric: str | Metric = "macro_f1",
     classes: Sequence[str] | None = None,
+    groups: np.ndarray | None = None,
 ) -> Selection:
     """Choose `n` finals among `candidates` on a simulated private leaderboard (module docstring).
 
@@ -134,16 +141,18 @@ def select_finals(
         n: how many finals to choose.
         n_boot: bootstrap resamples of the OOF rows.
         seed: seeds the resamples; the same seed gives the same selection.
-        all_classes: macro-F1 over all classes instead of those present (see `ensemble.metrics`).
+        metric: the leaderboard's metric (a registry name, or a `Metric` bound to the labels).
         classes: the class order integer labels refer to (default: the tables' recorded order).
+        groups: each labelled row's group (`--group-col`): whole groups are resampled.
 
     Raises:
         ConfigError: no candidates, `n` outside 1..len(candidates), `n_boot` too small.
         AlignmentError, ClassMismatchError: an OOF table does not cover the labels' ids or classes.
     """
-    from ensemble.bootstrap import bootstrap_scores
-    from ensemble.metrics import argmax, macro_f1
+    from ensemble.bootstrap import bootstrap_metric
+    from ensemble.metrics import argmax, get_metric
 
+    metric = get_metric(metric)
     k = len(candidates)
     if k == 0:
         raise ConfigError("no candidates to select from; give recipes or record blends in the ledger")
@@ -155,41 +164,43 @@ def select_finals(
         raise ConfigError(f"{labels.source}: no label column; `ens select` scores OOF predictions against labels")
     joined = join_labels(labels, [c.oof for c in candidates], classes=classes)
     tables, y = joined.tables, joined.y
-    n_classes = len(joined.classes)
-    preds = np.stack([argmax(t.probs) for t in tables])  # (k, n_rows)
-    insample = np.array([macro_f1(y, p, n_classes=n_classes, all_classes=all_classes) for p in preds])
-    nested = [c.nested_macro_f1 for c in candidates]
+    probs = np.stack([t.probs for t in tables])  # (k, n_rows, C)
+    preds = np.stack([argmax(p) for p in probs])  # (k, n_rows)
+    insample = np.array([metric.score(y, p) for p in probs])
+    nested = [c.nested_in(metric.name) for c in candidates]
     honest = np.array([insample[i] if nested[i] is None else nested[i] for i in range(k)], dtype=np.float64)
 
-    boot = bootstrap_scores(y, preds, n_classes=n_classes, n_boot=n_boot, seed=seed, all_classes=all_classes)
-    sim = np.asarray(boot, dtype=np.float64).reshape(k, n_boot) - (insample - honest)[:, None]  # (k, B)
+    boot = bootstrap_metric(metric, y, probs, n_boot=n_boot, seed=seed, groups=groups)  # (k, B)
+    o_honest = metric.oriented(honest)
+    sim = metric.oriented(np.asarray(boot, dtype=np.float64)) - metric.oriented(insample - honest)[:, None]  # oriented
 
     is_max = sim == sim.max(axis=0, keepdims=True)
     p_best = (is_max / is_max.sum(axis=0, keepdims=True)).mean(axis=1)
-    leader = int(np.lexsort((-p_best, -honest))[0])  # best honest estimate; P(best) breaks ties
+    leader = int(np.lexsort((-p_best, -o_honest))[0])  # best honest estimate; P(best) breaks ties
     diff = sim - sim[leader]  # (k, B)
     lo, hi = np.percentile(diff, [2.5, 97.5], axis=1)
 
-    picks = _greedy_picks(sim, honest, leader, n)
+    picks = _greedy_picks(sim, o_honest, leader, n)
     pick_objs = []
     prev = None
     for i, j in enumerate(picks):
         best_of = float(sim[picks[: i + 1]].max(axis=0).mean())
+        shown, shown_prev = metric.oriented(best_of), None if prev is None else metric.oriented(prev)
         if prev is None:
-            reason = f"best honest estimate ({'nested' if nested[j] is not None else 'in-sample'} OOF macro-F1 {honest[j]:.4f})"
+            reason = f"best honest estimate ({'nested' if nested[j] is not None else 'in-sample'} OOF {metric.name} {honest[j]:.4f})"
         elif best_of > prev:
-            reason = f"raises the expected best-of-{i + 1} macro-F1 from {prev:.4f} to {best_of:.4f}"
+            reason = f"improves the expected best-of-{i + 1} {metric.name} from {shown_prev:.4f} to {shown:.4f}"
         else:
-            reason = f"adds nothing to the expected best-of-{i + 1} ({best_of:.4f}); the best remaining honest estimate"
-        pick_objs.append(Pick(candidates[j].name, best_of, 0.0 if prev is None else best_of - prev, reason))
+            reason = f"adds nothing to the expected best-of-{i + 1} ({shown:.4f}); the best remaining honest estimate"
+        pick_objs.append(Pick(candidates[j].name, float(shown), 0.0 if prev is None else best_of - prev, reason))
         prev = best_of
 
-    order = np.lexsort((-p_best, -honest))
+    order = np.lexsort((-p_best, -o_honest))
     rank = {j: i + 1 for i, j in enumerate(picks)}
     scores = [
         CandidateScore(
-            name=candidates[j].name, entry_id=candidates[j].entry_id, oof_macro_f1=float(insample[j]),
-            nested_macro_f1=nested[j], honest=float(honest[j]), p_best=float(p_best[j]),
+            name=candidates[j].name, entry_id=candidates[j].entry_id, oof=float(insample[j]),
+            nested=nested[j], honest=float(honest[j]), p_best=float(p_best[j]),
             diff_to_leader=float(diff[j].mean()), diff_ci95=(float(lo[j]), float(hi[j])),
             p_beats_leader=float((diff[j] > 0).mean()), public_score=candidates[j].public_score,
             private_score=candidates[j].private_score, pick=rank.get(int(j)),
@@ -201,8 +212,8 @@ def select_finals(
         picks=pick_objs,
         test_agreement=[[_test_agreement(candidates[a], candidates[b]) for b in picks] for a in picks],
         oof_agreement=[[float(np.mean(preds[a] == preds[b])) for b in picks] for a in picks],
-        lb_disagreements=_lb_disagreements(candidates, honest, sim),
-        n_rows=len(y), n_boot=n_boot, seed=seed, all_classes=all_classes,
+        lb_disagreements=_lb_disagreements(candidates, o_honest, sim, metric),
+        n_rows=len(y), n_boot=n_boot, seed=seed, metric=metric.name, higher_is_better=metric.higher_is_better,
     )
 
 
@@ -225,12 +236,15 @@ def _test_agreement(a: Candidate, b: Candidate) -> float | None:
     return prediction_agreement(a.test, b.test)[0]
 
 
-def _lb_disagreements(candidates: Sequence[Candidate], honest: np.ndarray, sim: np.ndarray) -> list[LBDisagreement]:
+def _lb_disagreements(
+    candidates: Sequence[Candidate], honest: np.ndarray, sim: np.ndarray, metric: Metric
+) -> list[LBDisagreement]:
+    """Pairs ranked one way by the public scores and the other by the honest estimates (both oriented)."""
     scored = [i for i, c in enumerate(candidates) if c.public_score is not None]
     out = []
     for x, i in enumerate(scored):
         for j in scored[x + 1 :]:
-            pub = candidates[i].public_score - candidates[j].public_score
+            pub = metric.oriented(candidates[i].public_score - candidates[j].public_score)
             hon = honest[i] - honest[j]
             if pub * hon < 0:  # strictly opposite orders; a tie on either side is no disagreement
                 p_, o_ = (i, j) if pub > 0 else (j, i)

@@ -129,7 +129,7 @@ def test_fixed_weights_are_applied_without_fitting(small_tables):
     np.testing.assert_allclose(r.oof.probs, expect, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(r.test.probs, np.average(np.stack([t.probs for t in test]), axis=0, weights=w), rtol=1e-5, atol=1e-7)
     assert [m.weight for m in r.member_scores] == pytest.approx(w)
-    assert r.scores.fitted is False and r.scores.nested_macro_f1 is None
+    assert r.scores.fitted is False and r.scores.nested is None
 
 
 def test_seed_average_by_family(small_tables):

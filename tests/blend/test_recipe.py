@@ -17,7 +17,7 @@ from ensemble.tables import make_table, write_table
 
 RECIPE_KEYS = {"method", "members", "units", "weights", "bias", "classes", "options", "scores", "folds_source",
                "tool_version", "created"}
-SCORE_KEYS = {"oof_macro_f1", "nested_macro_f1", "ci95", "best_single", "nested_gain_over_best_single", "within_noise"}
+SCORE_KEYS = {"metric", "higher_is_better", "oof", "nested", "ci95", "best_single", "nested_gain_over_best_single", "within_noise"}
 OPTION_KEYS = {"top", "seed_average", "tune_bias", "rounds", "seed", "all_classes"}
 
 
@@ -44,7 +44,7 @@ def test_recipe_keys_and_member_hashes(small_tables, tmp_path):
     paths = write_blend(r, tmp_path / "b")
     rec = json.loads(paths["recipe"].read_text())
     assert RECIPE_KEYS <= set(rec) and SCORE_KEYS <= set(rec["scores"]) and OPTION_KEYS <= set(rec["options"])
-    assert set(rec["scores"]["best_single"]) == {"name", "oof_macro_f1", "nested_macro_f1"}
+    assert set(rec["scores"]["best_single"]) == {"name", "oof", "nested"}
     assert rec["folds_source"] == "labels" and len(rec["bias"]) == len(rec["classes"])
     assert len(rec["weights"]) == len(rec["units"]) and sum(rec["weights"]) == pytest.approx(1.0)
     by_name = {t.name: (t, u) for t, u in zip(oof, test)}

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import f1_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from benchmarks.synthetic import make_problem
+from ensemble._kernels import COUNT_METRICS, MACRO_F1, MACRO_F1_ALL
 from ensemble.blend import _kernels as K
 from ensemble.blend.greedy import caruana
 from ensemble.blend.weighted import optimise_weights
@@ -34,7 +35,7 @@ def test_macro_f1_counts_equals_sklearn_and_metrics(seed, C, all_classes):
     y = rng.integers(0, C, 50)
     pred = rng.integers(0, C - 1 if C > 2 else C, 50)  # some classes may be absent from the prediction
     tp, pc, tc = K.class_counts(y, pred, C)
-    got = K.macro_f1_counts(tp, pc, tc, all_classes)
+    got = K.count_metric(tp, pc, tc, MACRO_F1_ALL if all_classes else MACRO_F1)
     assert got == pytest.approx(sk_f1(y, pred, C, all_classes), abs=1e-12)
     assert got == pytest.approx(float(f1_from_counts(tp, pc, tc, all_classes=all_classes)), abs=1e-12)
 
@@ -51,7 +52,7 @@ def test_line_search_finds_the_exact_best_step(seed, all_classes):
     amax, margin, tp, pc, tc = _state(B, y, C)
     hi, lo = K.row_extremes(X)
     t_lo, t_hi = -0.4, 0.7
-    t, f = K.line_search(B, amax, margin, X, hi, lo, 1, t_lo, t_hi, y, tp, pc, tc, all_classes)
+    t, f = K.line_search(B, amax, margin, X, hi, lo, 1, t_lo, t_hi, y, tp, pc, tc, MACRO_F1_ALL if all_classes else MACRO_F1)
     base = sk_f1(y, B.argmax(1), C, all_classes)
     assert t_lo <= t <= t_hi
     # the reported score is the true score at the returned step
@@ -73,7 +74,7 @@ def test_eval_adds_equals_sklearn_per_candidate():
     B = X[:, :2].sum(axis=1).astype(np.float64)
     amax, margin, tp, pc, tc = _state(B, y, C)
     hi, _ = K.row_extremes(X)
-    got = K.eval_adds(B, amax, margin, X, hi, 1.0, y, tp, pc, tc, False)
+    got = K.eval_adds(B, amax, margin, X, hi, 1.0, y, tp, pc, tc, MACRO_F1)
     want = [sk_f1(y, (B + X[:, m]).argmax(1), C) for m in range(M)]
     np.testing.assert_allclose(got, want, atol=1e-12)
 
@@ -123,3 +124,34 @@ def test_weighted_beats_soft_and_its_caruana_start(prob):
     assert f0 == pytest.approx(f_car)
     assert f >= f_car
     assert f > sk_f1(y, X.mean(axis=1).argmax(1), C)
+
+
+SKLEARN_COUNT = {  # the independent oracle of every count metric the exact searches can optimise
+    "macro_f1": lambda y, p, C: f1_score(y, p, average="macro", zero_division=0),
+    "macro_f1_all": lambda y, p, C: f1_score(y, p, average="macro", labels=list(range(C)), zero_division=0),
+    "micro_f1": lambda y, p, C: f1_score(y, p, average="micro", zero_division=0),
+    "weighted_f1": lambda y, p, C: f1_score(y, p, average="weighted", zero_division=0),
+    "accuracy": lambda y, p, C: accuracy_score(y, p),
+    "balanced_accuracy": lambda y, p, C: balanced_accuracy_score(y, p),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COUNT_METRICS))
+def test_exact_searches_optimise_every_count_metric_against_sklearn(name):
+    assert set(SKLEARN_COUNT) == set(COUNT_METRICS)
+    code, oracle = COUNT_METRICS[name], SKLEARN_COUNT[name]
+    rng = np.random.default_rng(11)
+    n, M, C = 400, 5, 4
+    y = rng.integers(0, C, n)
+    X = rng.dirichlet(np.ones(C) * 0.7, (n, M)).astype(np.float32)
+    B = X[:, :2].sum(axis=1).astype(np.float64)
+    amax, margin, tp, pc, tc = _state(B, y, C)
+    hi, lo = K.row_extremes(X)
+    got = K.eval_adds(B, amax, margin, X, hi, 1.0, y, tp, pc, tc, code)
+    np.testing.assert_allclose(got, [oracle(y, (B + X[:, m]).argmax(1), C) for m in range(M)], atol=1e-12)
+    t, f = K.line_search(B, amax, margin, X, hi, lo, 3, -0.5, 0.8, y, tp, pc, tc, code)
+    assert f == pytest.approx(oracle(y, (B + t * X[:, 3]).argmax(1), C), abs=1e-12)
+    steps = np.linspace(-0.5, 0.8, 801)
+    assert f >= max(oracle(y, (B + s_ * X[:, 3]).argmax(1), C) for s_ in steps) - 1e-12
+    w, score, start = optimise_weights(X, y, C, code=code)
+    assert score == pytest.approx(oracle(y, np.einsum("nmc,m->nc", X, w).argmax(1), C), abs=1e-12) and score >= start

@@ -46,7 +46,7 @@ def test_blend_prints_members_scores_and_verdict(setup):
     r = ens("--method", "weighted", "--labels", labels, *dirs, "--out", root / "blends" / "w",
             "--submission", root / "sub.csv", "--tune-bias", "--quiet")
     assert r.exit_code == 0, r.output
-    for text in ("members (weighted)", "model00", "OOF macro-F1 (in-sample)", "nested", "best single",
+    for text in ("members (weighted)", "model00", "OOF macro_f1 (in-sample)", "scores: macro_f1 (higher is better)", "nested", "best single",
                  "nested gain over best single model"):
         assert text in r.stdout
     assert (root / "blends" / "w" / "recipe.json").is_file() and (root / "sub.csv").is_file()
@@ -60,7 +60,7 @@ def test_json_to_stdout_is_the_recipe(setup):
     data = json.loads(r.stdout)
     assert data["method"] == "greedy" and data["options"]["rounds"] == 10
     assert set(data["outputs"]) == {"oof", "test", "recipe"}
-    assert data["scores"]["nested_macro_f1"] is not None
+    assert data["scores"]["nested"] is not None
 
 
 def test_recipe_reapplied_reproduces_the_blend(setup):

@@ -34,7 +34,7 @@ def test_blend_records_its_submission_and_flags_a_repeat(setup):
     assert [e.note for e in entries] == ["first soft", ""]
     recorded = pd.read_csv(entries[0].path, dtype=str)
     assert recorded.equals(pd.read_csv(root / "s1.csv", dtype=str))
-    assert entries[0].oof_macro_f1 is not None  # scores came from the recipe
+    assert entries[0].oof_score is not None and entries[0].metric == "macro_f1"  # scores came from the recipe
 
 
 def test_no_ledger_records_nothing(setup):

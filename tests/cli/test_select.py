@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from ensemble.cli import app
 from ensemble.ledger import record_submission, score_submission
 from tests.cli.test_submissions import one_error_line
-from tests.select.test_finals import _metrics, submit, world  # noqa: F401  (fixtures: stand-ins and planted blends)
+from tests.select.test_finals import submit, world  # noqa: F401  (fixture: planted blends)
 
 runner = CliRunner()
 
@@ -24,9 +24,9 @@ def test_select_prints_picks_evidence_and_agreement(world):
             "--json", root / "sel.json")
     assert r.exit_code == 0, r.output
     out = r.stdout
-    assert "candidates (1200 OOF rows, 300 paired resamples, seed 42)" in out
-    assert "pick 1: leader — best honest estimate (in-sample OOF macro-F1" in out
-    assert "pick 2: diverse — raises the expected best-of-2 macro-F1 from" in out
+    assert "candidates in macro_f1 (higher is better; 1200 OOF rows, 300 paired resamples, seed 42)" in out
+    assert "pick 1: leader — best honest estimate (in-sample OOF macro_f1" in out
+    assert "pick 2: diverse — improves the expected best-of-2 macro_f1 from" in out
     assert "picks 1 and 2 agree on" in out and "of test rows" in out
     assert "fewer than 2 candidates have public LB scores" in out
     sel = json.loads((root / "sel.json").read_text())

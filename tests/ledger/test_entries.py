@@ -51,7 +51,7 @@ def write_recipe(path: Path, *, classes=CLASSES, oof=0.81, nested=0.78, ci=(0.79
             {"name": "m1", "family": "m1", "oof": "preds/m1/oof.csv", "test": "preds/m1/test.csv", "oof_sha256": "a1", "test_sha256": "b1"},
             {"name": "m2", "family": "m2", "oof": "preds/m2/oof.csv", "test": "preds/m2/test.csv", "oof_sha256": "a2", "test_sha256": "b2"},
         ],
-        "scores": {"oof_macro_f1": oof, "nested_macro_f1": nested, "ci95": list(ci)},
+        "scores": {"metric": "log_loss", "higher_is_better": False, "oof": oof, "nested": nested, "ci95": list(ci)},
     }
     path.write_text(json.dumps(recipe))
     return path
@@ -154,7 +154,8 @@ def test_recipe_scores_members_and_hashes_are_recorded(base):
     e = record_submission(write_sub(tmp / "a.csv", ids, codes), ledger=tmp / "l.db", recipe_path=recipe, note="w").entry
     info = read_recipe(recipe)
     assert e.recipe_sha256 == info.sha256 and e.recipe_path == str(recipe.resolve())
-    assert e.oof_macro_f1 == 0.81 and e.nested_macro_f1 == 0.78 and e.ci95 == (0.79, 0.83) and e.honest == 0.78
+    assert e.oof_score == 0.81 and e.nested_score == 0.78 and e.ci95 == (0.79, 0.83) and e.honest == 0.78
+    assert e.metric == "log_loss" and e.higher_is_better is False  # every recorded score names its metric
     assert [m["oof_sha256"] for m in e.members] == ["a1", "a2"] and e.method == "weighted"
     assert get_submission(1, tmp / "l.db") == e
 
@@ -220,9 +221,9 @@ def test_input_errors(base):
     with pytest.raises(ConfigError, match=r"bad.json: recipe is not valid JSON"):
         record_submission(sub, ledger=ledger, recipe_path=tmp / "bad.json")
     bad2 = json.loads(write_recipe(tmp / "bad2.json").read_text())
-    bad2["scores"]["oof_macro_f1"] = "high"
+    bad2["scores"]["oof"] = "high"
     (tmp / "bad2.json").write_text(json.dumps(bad2))
-    with pytest.raises(ConfigError, match=r"recipe key 'scores.oof_macro_f1' is 'high', not a number"):
+    with pytest.raises(ConfigError, match=r"recipe key 'scores.oof' is 'high', not a number"):
         record_submission(sub, ledger=ledger, recipe_path=tmp / "bad2.json")
     with pytest.raises(ConfigError, match=r"no such recipe"):
         record_submission(sub, ledger=ledger, recipe_path=tmp / "nope.json")
@@ -275,7 +276,7 @@ def test_foreign_or_corrupt_ledger_is_refused_and_left_intact(base, kind):
         con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
         con.commit()
         con.close()
-        match = r"ledger schema 99 was written by a newer ens \(this one reads 1\); upgrade ens"
+        match = r"ledger schema 99 was written by a newer ens \(this one reads 2\); upgrade ens"
     before = ledger.read_bytes()
     for call in (
         lambda: record_submission(sub, ledger=ledger),
@@ -385,3 +386,27 @@ def test_submission_with_other_row_count_than_the_recipes_blend_is_refused(base)
     with pytest.raises(LedgerError, match=rf"short.csv: 4 rows, but the blend of .*r.json has {len(ids)} test rows"):
         record_submission(short, ledger=tmp / "l.db", recipe_path=recipe)
     assert not (tmp / "l.db").exists()
+
+
+def test_a_schema_1_ledger_is_migrated_and_its_scores_named_macro_f1(tmp_path):
+    import sqlite3
+
+    from ensemble.ledger import _db
+
+    p = tmp_path / "old.db"
+    con = sqlite3.connect(p, isolation_level=None)
+    for stmt in _db._SCHEMA:  # the schema of version 1: today's, with the old score columns
+        con.execute(stmt.replace("metric TEXT,\n        higher_is_better INTEGER,\n", "")
+                    .replace("oof_score", "oof_macro_f1").replace("nested_score", "nested_macro_f1"))
+    con.execute(f"PRAGMA application_id = {_db.APP_ID}")
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [("app", _db.APP_NAME), ("schema_version", "1")])
+    con.execute(
+        "INSERT INTO submissions (path, file_sha256, pred_sha256, ids_sha256, n_rows, labels_as, vocab, codes, "
+        "recipe_sha256, oof_macro_f1, nested_macro_f1, created) VALUES ('a.csv', 'f', 'p', 'i', 1, 'as written', "
+        "'[\"x\"]', x'', 'r', 0.8, 0.7, '2026-01-01')"
+    )
+    con.close()
+    (e,) = list_submissions(p)
+    assert (e.metric, e.higher_is_better, e.oof_score, e.nested_score) == ("macro_f1", True, 0.8, 0.7)
+    with sqlite3.connect(p) as c:
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(_db.SCHEMA_VERSION)

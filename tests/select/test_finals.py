@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -19,56 +17,6 @@ from ensemble.select import load_candidates, select_finals, select_submissions
 
 CLASSES = ["a", "b", "c", "d"]
 N = 1200
-
-
-# --- stand-ins for ensemble.metrics / ensemble.bootstrap, used only while those modules are missing ---
-
-
-def _standin_macro_f1(y, p, *, n_classes=None, all_classes=False):
-    p = np.asarray(p)
-    p = p.argmax(1) if p.ndim == 2 else p
-    labels = np.arange(n_classes) if all_classes else None
-    return float(f1_score(y, p, average="macro", labels=labels, zero_division=0))
-
-
-def _standin_bootstrap_scores(y, preds, *, n_classes, n_boot=1000, seed=42, all_classes=False):
-    preds = np.asarray(preds)
-    single = preds.ndim == 1
-    preds = np.atleast_2d(preds)
-    c = n_classes
-    idx = np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y)))  # one set for all k: paired
-    out = np.empty((len(preds), n_boot))
-    for k, p in enumerate(preds):
-        code = (np.arange(n_boot)[:, None] * c * c + (y * c + p)[idx]).ravel()
-        cm = np.bincount(code, minlength=n_boot * c * c).reshape(n_boot, c, c)
-        tp = np.einsum("bii->bi", cm)
-        denom = 2 * tp + (cm.sum(1) - tp) + (cm.sum(2) - tp)
-        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-        present = np.ones_like(denom, bool) if all_classes else denom > 0
-        out[k] = (f1 * present).sum(1) / present.sum(1)
-    return out[0] if single else out
-
-
-def install_standins(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Put sklearn-based stand-ins in place of metrics/bootstrap when the real ones are not there yet."""
-    try:
-        from ensemble.metrics import argmax, macro_f1  # noqa: F401
-    except ImportError:
-        m = types.ModuleType("ensemble.metrics")
-        m.macro_f1 = _standin_macro_f1
-        m.argmax = lambda probs: np.asarray(probs).argmax(1).astype(np.int64)
-        monkeypatch.setitem(sys.modules, "ensemble.metrics", m)
-    try:
-        from ensemble.bootstrap import bootstrap_scores  # noqa: F401
-    except ImportError:
-        b = types.ModuleType("ensemble.bootstrap")
-        b.bootstrap_scores = _standin_bootstrap_scores
-        monkeypatch.setitem(sys.modules, "ensemble.bootstrap", b)
-
-
-@pytest.fixture(autouse=True)
-def _metrics(monkeypatch):
-    install_standins(monkeypatch)
 
 
 # --- planted blends ---
@@ -97,7 +45,7 @@ def make_blend(root: Path, name: str, ids, oof_pred, test_ids, test_pred, *, nes
     recipe = {
         "method": "weighted", "classes": CLASSES, "members": [{"name": name, "oof_sha256": name, "test_sha256": name}],
         "units": [name], "unit_members": {name: [name]}, "weights": [1.0],
-        "scores": {"oof_macro_f1": 0.0, "nested_macro_f1": nested, "ci95": [0.0, 1.0]},
+        "scores": {"metric": "macro_f1", "higher_is_better": True, "oof": 0.0, "nested": nested, "ci95": [0.0, 1.0]},
     }
     (folder / "recipe.json").write_text(json.dumps(recipe))
     return folder / "recipe.json"
@@ -134,7 +82,7 @@ def world(tmp_path):
     }
     honest_leader = f1_score(y, lead, average="macro")
     recipes_json = json.loads(recipes["copy"].read_text())
-    recipes_json["scores"]["nested_macro_f1"] = honest_leader - 0.002
+    recipes_json["scores"]["nested"] = honest_leader - 0.002
     recipes["copy"].write_text(json.dumps(recipes_json))
     return tmp_path, recipes, y
 
@@ -143,13 +91,13 @@ def test_lucky_overfit_ranks_below_its_honest_estimate(world):
     root, recipes, y = world
     sel = select_submissions(root / "train.csv", recipes=list(recipes.values()), n=2, n_boot=500)
     by = {c.name: c for c in sel.candidates}
-    assert by["overfit"].oof_macro_f1 > by["leader"].oof_macro_f1  # the planted trap: best in-sample
+    assert by["overfit"].oof > by["leader"].oof  # the planted trap: best in-sample
     assert sel.picks[0].name == "leader" and by["leader"].pick == 1
     assert by["overfit"].honest == 0.70 and by["overfit"].pick is None
     names = [c.name for c in sel.candidates]
     assert names.index("overfit") > names.index("leader")
     assert by["overfit"].p_best < 0.01 and by["overfit"].diff_ci95[1] < 0  # centred on its nested estimate
-    assert by["leader"].honest == by["leader"].oof_macro_f1  # no nested estimate: in-sample is honest
+    assert by["leader"].honest == by["leader"].oof  # no nested estimate: in-sample is honest
 
 
 def test_second_pick_hedges_instead_of_copying_the_first(world):
@@ -177,7 +125,7 @@ def test_probabilities_and_differences_follow_the_paired_bootstrap(world):
     ins = np.array([f1_score(y, p, average="macro") for p in preds])
     by = {c.name: c for c in sel.candidates}
     honest = np.array([by[k].honest for k in order])
-    np.testing.assert_allclose([by[k].oof_macro_f1 for k in order], ins, rtol=1e-12)
+    np.testing.assert_allclose([by[k].oof for k in order], ins, rtol=1e-12)
     sim = boot - (ins - honest)[:, None]
     winners = sim == sim.max(0)
     p_best = (winners / winners.sum(0)).mean(1)
