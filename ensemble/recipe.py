@@ -39,9 +39,9 @@ class _Reader:
             return default
         v = self.raw[key]
         if isinstance(v, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise self.fail(key, f"is {v!r}, not a {_kind_name(kind)}")
+            raise self.fail(key, f"is {v!r}, not {_kind_name(kind)}")
         if not isinstance(v, kind):
-            raise self.fail(key, f"is {v!r}, not a {_kind_name(kind)}")
+            raise self.fail(key, f"is {v!r}, not {_kind_name(kind)}")
         return v
 
     def number(self, key: str, *, required: bool = False) -> float | None:
@@ -83,7 +83,7 @@ class _Reader:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {int: "number", float: "number", str: "string", list: "list", dict: "object", bool: "true/false"}
+    names = {int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object", bool: "true/false"}
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 

@@ -45,7 +45,7 @@ def test_the_valid_recipe_reads():
     ({"n_test": -5}, "recipe key 'n_test' is -5, not a row count"),
     ({"scores": {"metric": "macro_f1", "higher_is_better": True, "ci95": [0.5]}},
      "recipe key 'scores.ci95' is [0.5], not a pair of numbers"),
-    ({"unit_members": ["m1"]}, "recipe key 'unit_members' is ['m1'], not a object"),  # sic: "an object"
+    ({"unit_members": ["m1"]}, "recipe key 'unit_members' is ['m1'], not an object"),
 ])
 def test_a_hand_edited_recipe_key_is_named(changes, message):
     with pytest.raises(ConfigError, match="re-create it with `ens blend`") as e:

@@ -20,7 +20,7 @@ from ensemble.bootstrap import bootstrap_metric_ci
 from ensemble.errors import ConfigError, unknown_name
 from ensemble.join import conform_tests, join_labels
 from ensemble.labels import Labels
-from ensemble.metrics.base import Metric
+from ensemble.metrics.base import Metric, MetricChoice
 from ensemble.recipe import BestSingle, LabelsRef, MemberScore, Scores
 from ensemble.tables import PredTable
 
@@ -81,19 +81,9 @@ class BlendOptions:
 
     def resolve_metric(self, labels: Labels, classes: Sequence[str]) -> Metric:
         """The metric, bound to the labels when it is a competition metric file."""
-        from ensemble.metrics.file import resolve_metric
-
-        name = self.metric
-        if self.all_classes:
-            if name not in ("macro_f1", "macro_f1_all"):
-                raise ConfigError(f"--all-classes is macro-F1 over all classes; it does not apply to --metric {name}")
-            name = "macro_f1_all"
-        if isinstance(name, Metric):
-            return name
-        return resolve_metric(
-            name, labels=labels, classes=list(classes), solution=self.solution, solution_id_col=self.solution_id_col,
-            group_col=self.group_col, higher_is_better=self.higher_is_better,
-        )
+        return MetricChoice(
+            self.metric, self.higher_is_better, self.solution, self.solution_id_col, self.group_col, self.all_classes
+        ).resolve(labels, list(classes))
 
 
 def blend(

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ensemble.cli import _render
-from ensemble.cli._options import ClassesFileOpt, ClassesOpt, class_order
+from ensemble.cli._options import (
+    ClassesFileOpt, ClassesOpt, DirectionOpt, GroupColOpt, MetricOpt, SolutionIdColOpt, SolutionOpt, class_order,
+)
 
 _ALL_CLASSES_HELP = (
     "Average F1 over all classes of the tables, absent ones scoring 0 (sklearn labels=range(C)). "
@@ -26,6 +28,11 @@ def oof_report(
     fold_col: _render.FoldColOpt = "fold",
     classes: ClassesOpt = None,
     classes_file: ClassesFileOpt = None,
+    metric: MetricOpt = "macro_f1",
+    higher_is_better: DirectionOpt = None,
+    solution: SolutionOpt = None,
+    solution_id_col: SolutionIdColOpt = None,
+    group_col: GroupColOpt = None,
     all_classes: Annotated[bool, typer.Option("--all-classes", help=_ALL_CLASSES_HELP)] = False,
     folds: Annotated[bool, typer.Option("--folds/--no-folds", help="Score each fold (needs the fold column).")] = True,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the macro-F1 interval (0: none).")] = 1000,
@@ -46,6 +53,7 @@ def oof_report(
     row in every table.
     """
     from ensemble.labels import Columns
+    from ensemble.metrics.base import MetricChoice
     from ensemble.report import oof_report_files
 
     _render.setup_logging(quiet)
@@ -55,6 +63,8 @@ def oof_report(
         per_fold=folds, plots_dir=plots, json_path=None if to_stdout or json_out is None else json_out, force=force,
         n_boot=n_boot, seed=seed, all_classes=all_classes, model=model, alpha=alpha, top_k=top_k,
         classes=class_order(classes, classes_file), progress=_render.RichProgress(quiet),
+        metric=MetricChoice(metric, higher_is_better, None if solution is None else str(solution), solution_id_col,
+                            group_col, all_classes and metric == "macro_f1"),  # else --all-classes is the macro-F1 column's
     )
     if to_stdout:
         _render.emit_json(report.to_dict(), json_out, force=force)
@@ -70,13 +80,16 @@ def _print(r: Any) -> None:
     con = _render.out()
     level = round(100 * (1 - r.alpha))
     rows = [
-        [i + 1, m.name, m.family, m.kind, m.macro_f1, f"{m.ci[0]:.4f}–{m.ci[1]:.4f}" if m.ci else None,
-         f"{m.fold_mean:.4f} ± {m.fold_std:.4f}" if m.fold_scores else None, m.accuracy, m.log_loss]
+        [i + 1, m.name, m.family, m.kind, m.score, f"{m.ci[0]:.4f}–{m.ci[1]:.4f}" if m.ci else None,
+         f"{m.fold_mean:.4f} ± {m.fold_std:.4f}" if m.fold_scores else None, m.macro_f1, m.accuracy, m.log_loss]
         for i, m in enumerate(r.models)
     ]
+    direction = "higher" if r.higher_is_better else "lower"
     con.print(_render.table(
-        f"OOF scores, {r.n_samples} rows, {len(r.classes)} classes — {METRIC_NOTE[r.all_classes]}",
-        ["#", "model", "family", "kind", "macro-F1", f"{level}% CI", "per-fold mean ± std", "accuracy", "log-loss"], rows,
+        f"OOF scores, {r.n_samples} rows, {len(r.classes)} classes — sorted by {r.metric} ({direction} is better); "
+        f"macro-F1: {METRIC_NOTE[r.all_classes]}",
+        ["#", "model", "family", "kind", r.metric, f"{level}% CI", "per-fold mean ± std", "macro-F1", "accuracy", "log-loss"],
+        rows,
     ))
     pc = r.per_class
     con.print(_render.table(
@@ -98,8 +111,8 @@ def _print(r: Any) -> None:
             con.print(_render.table(title, ["model", *r.names], [[n, *map(float, row)] for n, row in zip(r.names, mat)]))
     for name, scores in r.tta.items():
         con.print(_render.table(
-            f"TTA views and mean-merges: {name} (* = the table's own merge)", ["views", "n", "macro-F1", "accuracy", "log-loss"],
-            [[s.name + (" *" if s.current else ""), len(s.views), s.macro_f1, s.accuracy, s.log_loss] for s in scores],
+            f"TTA views and mean-merges: {name} (* = the table's own merge)", ["views", "n", r.metric, "macro-F1", "accuracy", "log-loss"],
+            [[s.name + (" *" if s.current else ""), len(s.views), s.score, s.macro_f1, s.accuracy, s.log_loss] for s in scores],
         ))
 
 

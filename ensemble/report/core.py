@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ensemble._progress import NoProgress, Progress
-from ensemble.bootstrap import bootstrap_ci
+from ensemble.bootstrap import bootstrap_metric_ci
 from ensemble.errors import ConfigError, unknown_name
 from ensemble.join import join_labels
 from ensemble.labels import Labels
@@ -17,11 +17,11 @@ from ensemble.metrics import (
     PerClass,
     argmax,
     f1_from_confusion,
-    f1_from_counts,
     log_loss,
     per_class_from_confusion,
     top_confused,
 )
+from ensemble.metrics.base import Metric, MetricChoice
 from ensemble.naming import unique_names
 from ensemble.report.similarity import argmax_agreement, prob_correlation
 from ensemble.report.tta import TTAScore, score_tta
@@ -42,9 +42,10 @@ class ModelScore:
         family: seed family.
         kind: "model" or "seed-avg".
         members: the tables averaged (the model itself for a single table).
-        macro_f1, accuracy, log_loss: OOF scores.
-        ci: bootstrap percentile interval of macro-F1, or None without bootstrap.
-        fold_scores: macro-F1 per fold, or None without folds.
+        score: OOF score in the report's metric.
+        macro_f1, accuracy, log_loss: the usual OOF scores beside it.
+        ci: bootstrap percentile interval of the metric, or None without bootstrap.
+        fold_scores: the metric per fold, or None without folds.
         per_class_f1: F1 of each class, shape (C,).
     """
 
@@ -52,6 +53,7 @@ class ModelScore:
     family: str
     kind: str
     members: list[str]
+    score: float
     macro_f1: float
     accuracy: float
     log_loss: float
@@ -71,7 +73,7 @@ class ModelScore:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "family": self.family, "kind": self.kind, "members": self.members,
-            "macro_f1": self.macro_f1, "ci": list(self.ci) if self.ci else None,
+            "score": self.score, "macro_f1": self.macro_f1, "ci": list(self.ci) if self.ci else None,
             "fold_mean": self.fold_mean, "fold_std": self.fold_std,
             "fold_scores": {str(k): v for k, v in self.fold_scores.items()} if self.fold_scores else None,
             "accuracy": self.accuracy, "log_loss": self.log_loss, "per_class_f1": self.per_class_f1.tolist(),
@@ -85,9 +87,10 @@ class Report:
     Attributes:
         classes: class names in index order.
         n_samples: labelled rows scored.
-        all_classes: which macro-F1 variant (see `METRIC_NOTE`).
+        all_classes: which macro-F1 variant the macro-F1 column is (see `METRIC_NOTE`).
+        metric, higher_is_better: the metric the rows are scored and sorted by, and its direction.
         n_boot, alpha, seed: bootstrap settings (n_boot 0: no intervals).
-        models: summary rows, best macro-F1 first.
+        models: summary rows, best first in the metric's direction.
         focus: the model whose per-class scores and confusion matrix are shown.
         per_class: that model's per-class precision, recall, F1, support.
         confusion: that model's confusion matrix, shape (C, C), rows truth.
@@ -101,6 +104,8 @@ class Report:
     classes: list[str]
     n_samples: int
     all_classes: bool
+    metric: str
+    higher_is_better: bool
     n_boot: int
     alpha: float
     seed: int
@@ -127,7 +132,8 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "classes": self.classes, "n_samples": self.n_samples,
-            "metric": METRIC_NOTE[self.all_classes], "all_classes": self.all_classes,
+            "metric": self.metric, "higher_is_better": self.higher_is_better,
+            "macro_f1_note": METRIC_NOTE[self.all_classes], "all_classes": self.all_classes,
             "bootstrap": {"n_boot": self.n_boot, "alpha": self.alpha, "seed": self.seed},
             "models": [m.to_dict() for m in self.models],
             "focus": self.focus,
@@ -156,6 +162,7 @@ def oof_report(
     alpha: float = 0.05,
     top_k: int = 10,
     classes: Sequence[str] | None = None,
+    metric: str | Metric | MetricChoice = "macro_f1",
 ) -> Report:
     """Score OOF prediction tables against the labels.
 
@@ -174,6 +181,8 @@ def oof_report(
         alpha: 0.05 gives 95% intervals.
         top_k: confused class pairs kept.
         classes: the class order integer labels refer to (default: the tables' recorded order).
+        metric: what the rows are scored, sorted and bootstrapped by (TTA views too): a registry name,
+            a `Metric`, or a `MetricChoice` (a metric file, its solution, `--group-col`).
 
     Raises:
         ConfigError: no tables, or n_boot < 0.
@@ -190,6 +199,9 @@ def oof_report(
     tables, classes, y = joined.tables, joined.classes, joined.y
     c = len(classes)
     progress = progress or NoProgress()
+    choice = metric if isinstance(metric, MetricChoice) else MetricChoice(metric, all_classes=all_classes)
+    scorer = choice.resolve(labels, classes)
+    groups = labels.groups(choice.group_col)
 
     rows: list[tuple[str, str, str, list[str], np.ndarray]] = [
         (t.name, t.family, "model", [t.name], t.probs) for t in tables
@@ -202,9 +214,9 @@ def oof_report(
             mean = np.mean([t.probs for t in members], axis=0, dtype=np.float32)
             rows.append((f"{fam}:seed-avg", fam, "seed-avg", [t.name for t in members], mean))
 
-    fold_idx = fold_values = None
+    fold_rows = None
     if per_fold:
-        fold_values, fold_idx = np.unique(labels.folds, return_inverse=True)
+        fold_rows = {int(v): np.flatnonzero(labels.folds == v) for v in np.unique(labels.folds)}
 
     progress.start("scoring models", len(rows))
     scores, cms = [], {}
@@ -212,42 +224,33 @@ def oof_report(
         pred = argmax(probs)
         cm = np.bincount(y * c + pred, minlength=c * c).reshape(c, c)
         s = ModelScore(
-            name, fam, kind, members, f1_from_confusion(cm, all_classes=all_classes),
+            name, fam, kind, members, scorer.score(y, probs), f1_from_confusion(cm, all_classes=all_classes),
             float(np.trace(cm) / len(y)), log_loss(y, probs), per_class_from_confusion(cm).f1,
         )
         if n_boot:
-            s.ci = bootstrap_ci(y, pred, n_classes=c, n_boot=n_boot, alpha=alpha, seed=seed, all_classes=all_classes)
-        if fold_idx is not None:
-            s.fold_scores = _per_fold(y, pred, fold_idx, fold_values, c, all_classes)
+            lo, hi = bootstrap_metric_ci(scorer, y, probs, n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
+            s.ci = (float(lo), float(hi))
+        if fold_rows is not None:
+            s.fold_scores = {k: scorer.score(y[r], probs[r], r) for k, r in fold_rows.items()}
         scores.append(s)
         cms[name] = cm
         progress.advance()
     progress.stop()
-    scores.sort(key=lambda s: (-s.macro_f1, s.log_loss))
+    scores.sort(key=lambda s: (-scorer.oriented(s.score), s.log_loss))
 
     focus = scores[0].name if model is None else model
     if focus not in cms:
         raise unknown_name("model (--model)", focus, [s.name for s in scores])
     cm = cms[focus]
     preds = np.stack([argmax(t.probs) for t in tables])
-    tta = {t.name: score_tta(t, y, all_classes=all_classes) for t in tables if t.views}
+    tta = {t.name: score_tta(t, y, scorer, all_classes=all_classes) for t in tables if t.views}
     return Report(
-        classes=classes, n_samples=len(y), all_classes=all_classes, n_boot=n_boot, alpha=alpha, seed=seed,
+        classes=classes, n_samples=len(y), all_classes=all_classes, metric=scorer.name,
+        higher_is_better=scorer.higher_is_better, n_boot=n_boot, alpha=alpha, seed=seed,
         models=scores, focus=focus, per_class=per_class_from_confusion(cm), confusion=cm,
         top_confused=top_confused(cm, top_k), names=[t.name for t in tables],
         correlation=prob_correlation([t.probs for t in tables]), agreement=argmax_agreement(preds), tta=tta,
     )
-
-
-def _per_fold(
-    y: np.ndarray, pred: np.ndarray, fold_idx: np.ndarray, fold_values: np.ndarray, c: int, all_classes: bool
-) -> dict[int, float]:
-    """Macro-F1 of each fold from one bincount of (fold, truth, prediction)."""
-    f = len(fold_values)
-    cm = np.bincount((fold_idx * c + y) * c + pred, minlength=f * c * c).reshape(f, c, c)  # (F, C, C)
-    tp = np.einsum("fii->fi", cm)
-    f1 = f1_from_counts(tp, cm.sum(axis=1), cm.sum(axis=2), all_classes=all_classes)
-    return {int(v): float(s) for v, s in zip(fold_values, f1)}
 
 
 def _distinct(tables: Sequence[PredTable]) -> list[PredTable]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ensemble import _kernels
 from ensemble.metrics import f1_from_confusion, log_loss
+from ensemble.metrics.base import Metric
 from ensemble.tables import PredTable
 
 # exhaustive search over merges up to this many views (2**(V-1) subsets that keep the identity view)
@@ -22,11 +23,13 @@ class TTAScore:
 
     Attributes:
         views: the views merged (one for a single view), in the table's order.
-        macro_f1, accuracy, log_loss: scores of the merged probabilities.
+        score: the report's metric of the merged probabilities.
+        macro_f1, accuracy, log_loss: the usual scores beside it.
         current: this is the merge the table holds (its sidecar's `tta` views, merged by mean).
     """
 
     views: tuple[str, ...]
+    score: float
     macro_f1: float
     accuracy: float
     log_loss: float
@@ -37,7 +40,7 @@ class TTAScore:
         return "+".join(self.views)
 
     def to_dict(self) -> dict:
-        return {"views": list(self.views), "name": self.name, "macro_f1": self.macro_f1,
+        return {"views": list(self.views), "name": self.name, "score": self.score, "macro_f1": self.macro_f1,
                 "accuracy": self.accuracy, "log_loss": self.log_loss, "current": self.current}
 
 
@@ -54,18 +57,24 @@ def view_order(table: PredTable) -> list[str]:
     return names
 
 
-def score_tta(table: PredTable, y: np.ndarray, *, all_classes: bool = False) -> list[TTAScore]:
-    """Score each view alone and mean-merges of views, best first.
+def score_tta(
+    table: PredTable, y: np.ndarray, metric: Metric | str = "macro_f1", *, all_classes: bool = False
+) -> list[TTAScore]:
+    """Score each view alone and mean-merges of views, best first in the metric's direction.
 
     With V <= 6 views every subset that includes the identity view (the first) is scored; beyond
-    that, a greedy forward selection from the identity view adds the view that helps macro-F1 most
-    until none helps.
+    that, a greedy forward selection from the identity view adds the view that helps the metric
+    most until none helps.
 
     Args:
         table: a table with `views` (view -> (n, C) probabilities), rows aligned with `y`.
         y: int64 labels of shape (n,).
-        all_classes: macro-F1 over all classes (see `metrics.macro_f1`).
+        metric: what chooses the views.
+        all_classes: the macro-F1 column over all classes (see `metrics.macro_f1`).
     """
+    from ensemble.metrics import get_metric
+
+    metric = get_metric(metric)
     names = view_order(table)
     if not names:
         return []
@@ -82,7 +91,7 @@ def score_tta(table: PredTable, y: np.ndarray, *, all_classes: bool = False) -> 
             probs = views[subset[0]] if len(subset) == 1 else np.mean([views[v] for v in subset], axis=0, dtype=np.float32)
             cm, _ = _kernels.confusion_from_probs(y, probs, c)
             cache[subset] = TTAScore(
-                subset, f1_from_confusion(cm, all_classes=all_classes), float(np.trace(cm) / len(y)),
+                subset, metric.score(y, probs), f1_from_confusion(cm, all_classes=all_classes), float(np.trace(cm) / len(y)),
                 log_loss(y, probs), subset == current,
             )
         return cache[subset]
@@ -96,13 +105,13 @@ def score_tta(table: PredTable, y: np.ndarray, *, all_classes: bool = False) -> 
                 score((ident, *combo))
     else:
         chosen = [ident]
-        best = score((ident,)).macro_f1
+        best = metric.oriented(score((ident,)).score)
         while True:
-            trials = [(score(tuple(v for v in names if v in {*chosen, o})).macro_f1, o) for o in others if o not in chosen]
+            trials = [(metric.oriented(score(tuple(v for v in names if v in {*chosen, o})).score), o) for o in others if o not in chosen]
             if not trials or max(trials)[0] <= best:
                 break
             best, pick = max(trials)
             chosen.append(pick)
     if current and current not in cache:
         score(current)
-    return sorted(cache.values(), key=lambda s: (-s.macro_f1, s.log_loss, len(s.views)))
+    return sorted(cache.values(), key=lambda s: (-metric.oriented(s.score), s.log_loss, len(s.views)))

@@ -9,6 +9,7 @@ from pathlib import Path
 from ensemble._io import sha256_file
 from ensemble.errors import ConfigError, preview
 from ensemble.labels import Columns, read_labels
+from ensemble.metrics.base import MetricChoice
 from ensemble.select.candidates import Candidate, candidate_from_recipe, load_candidates
 from ensemble.select.finals import (
     CandidateScore,
@@ -68,22 +69,15 @@ def select_submissions(
     Raises:
         LedgerError, TableError, LabelError, AlignmentError, ClassMismatchError, ConfigError.
     """
-    from ensemble.metrics.file import resolve_metric
-
     cands = load_candidates(ledger=ledger, recipes=recipes)
     if labels is None:
         labels, recorded_columns = recorded_labels(cands)
         columns = columns or recorded_columns
     lab = read_labels(labels, classes=cands[0].oof.classes, columns=columns or Columns())
-    name = metric or recorded_metric(cands)
-    if all_classes:
-        if name not in ("macro_f1", "macro_f1_all"):
-            raise ConfigError(f"--all-classes is macro-F1 over all classes; it does not apply to --metric {name}")
-        name = "macro_f1_all"
-    chosen = resolve_metric(
-        name, labels=lab, classes=list(cands[0].oof.classes), solution=solution, solution_id_col=solution_id_col,
-        group_col=group_col, higher_is_better=higher_is_better,
-    )
+    chosen = MetricChoice(
+        metric or recorded_metric(cands), higher_is_better, None if solution is None else str(solution),
+        solution_id_col, group_col, all_classes,
+    ).resolve(lab, list(cands[0].oof.classes))
     return select_finals(cands, lab, n=n, n_boot=n_boot, seed=seed, metric=chosen, classes=classes,
                          groups=lab.groups(group_col))
 

@@ -90,13 +90,13 @@ def test_focus_confusion_and_similarity(world):
     assert r.agreement[0, 2] == pytest.approx((preds[0] == preds[2]).mean())
     d = r.to_dict()
     assert d["focus"] == "f_s1" and d["similarity"]["models"] == r.names
-    assert d["metric"].startswith("macro-F1 over the classes present")
+    assert d["metric"] == "macro_f1" and d["higher_is_better"] and d["macro_f1_note"].startswith("macro-F1 over the classes present")
 
 
 def test_tta_views_and_merges_are_scored(world):
     labels, tables, y, _ = world
     solo = tables[0]
-    scores = score_tta(solo, y)
+    scores = score_tta(solo, y)  # macro_f1 by default
     names = {s.name for s in scores}
     # each view alone, plus every merge that keeps the identity view: 3 + 3
     assert names == {"identity", "hflip", "vflip", "identity+hflip", "identity+vflip", "identity+hflip+vflip"}
