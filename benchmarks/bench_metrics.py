@@ -1,6 +1,10 @@
-"""Macro-F1 and bootstrap speed: ens against scikit-learn and plain numpy, in one process.
+"""Metric and bootstrap speed: ens against scikit-learn and plain numpy, in one process.
 
     .venv/bin/python benchmarks/bench_metrics.py [--rows 1000000] [--classes 18] [--repeats 15]
+
+First every built-in metric of the registry beside its scikit-learn call on the same (rows x
+classes) float32 probabilities: best time of each and the speed-up (target >= 10x; sklearn's time
+includes the argmax for argmax metrics, as a user would call it).
 
 Prints the best and median time of each contender, the speed-up of `ensemble.metrics.macro_f1`
 over sklearn (sklearn's time includes the argmax, as a user would call it), and its ratio to the
@@ -47,6 +51,41 @@ def numpy_bootstrap(y: np.ndarray, pred: np.ndarray, c: int, n_boot: int, seed: 
     return np.concatenate(out)
 
 
+def sklearn_calls(y: np.ndarray, probs: np.ndarray) -> dict[str, Callable[[], float]]:
+    """The scikit-learn call of each built-in, as a user would write it."""
+    from sklearn import metrics as skm
+
+    c = probs.shape[1]
+    labels = np.arange(c)
+    f1 = lambda **kw: skm.f1_score(y, probs.argmax(1), **kw)
+    return {
+        "macro_f1": lambda: f1(average="macro"),
+        "macro_f1_all": lambda: f1(average="macro", labels=labels),
+        "micro_f1": lambda: f1(average="micro"),
+        "weighted_f1": lambda: f1(average="weighted"),
+        "balanced_accuracy": lambda: skm.balanced_accuracy_score(y, probs.argmax(1)),
+        "accuracy": lambda: skm.accuracy_score(y, probs.argmax(1)),
+        "qwk": lambda: skm.cohen_kappa_score(y, probs.argmax(1), weights="quadratic", labels=labels),
+        "log_loss": lambda: skm.log_loss(y, probs, labels=labels),
+        "roc_auc": lambda: skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=labels),
+    }
+
+
+def registry_table(y: np.ndarray, probs: np.ndarray, repeats: int) -> None:
+    """Every built-in beside scikit-learn: times, the speed-up, and the two values' difference."""
+    from ensemble.metrics import METRICS
+
+    calls = sklearn_calls(y, probs)
+    print(f"built-in metrics at {len(y):,} x {probs.shape[1]} float32 (best of runs, ms)")
+    print(f"  {'metric':<18} {'sklearn':>10} {'ens':>9} {'speed-up':>9}  |ens - sklearn|")
+    for name, metric in METRICS.items():
+        ours = metric.score(y, probs)
+        sk_value = calls[name]()
+        sk = timed(calls[name], max(1, min(3, repeats // 5)))[0]
+        ens = timed(lambda m=metric: m.score(y, probs), repeats)[0]
+        print(f"  {name:<18} {sk:10.1f} {ens:9.2f} {sk / ens:8.1f}x  {abs(ours - sk_value):.1e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -55,6 +94,7 @@ def main() -> None:
     ap.add_argument("--boot-rows", type=int, default=100_000)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-bootstrap", action="store_true", help="only the metric tables")
     args = ap.parse_args()
 
     from sklearn.metrics import f1_score
@@ -72,6 +112,7 @@ def main() -> None:
     probs /= probs.sum(axis=1, keepdims=True)
     del logits
 
+    registry_table(y, probs, args.repeats)
     assert macro_f1(y, probs) == f1_score(y, probs.argmax(1), average="macro")  # same answer before timing
     print(f"macro-F1 of {n:,} x {c} float32 probabilities ({probs.nbytes / 1e6:.0f} MB); "
           f"numba threads: {_kernels.threads()}, cpus: {os.cpu_count()}")
@@ -86,6 +127,8 @@ def main() -> None:
     floor, sk, ens = rows["read floor: probs.sum()"][0], rows["sklearn f1_score(y, probs.argmax(1))"][0], rows["ens macro_f1(y, probs)"][0]
     print(f"  speed-up over sklearn: {sk / ens:.1f}x (target >= 15x); ens / read floor: {ens / floor:.2f}x (target <= 3x)")
 
+    if args.skip_bootstrap:
+        return
     m = args.boot_rows
     yb = y[:m]
     pb = probs[:m].argmax(1)

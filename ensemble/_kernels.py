@@ -40,7 +40,7 @@ def _wide_gathers() -> bool:
         from llvmlite import binding
 
         return bool(binding.get_host_cpu_features().get("avx512f", False))
-    except Exception:  # pragma: no cover - an llvmlite without the query: the safe, plain loop
+    except (ImportError, AttributeError, RuntimeError):  # pragma: no cover - an llvmlite without the query: the safe, plain loop
         return False
 
 

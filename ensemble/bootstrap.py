@@ -33,13 +33,19 @@ they paired).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from ensemble import _kernels
 from ensemble.errors import MetricError
 from ensemble.metrics import ConfusionMetric, Metric, argmax, get_metric
+from ensemble.metrics.resample import (
+    Groups,
+    group_type_counts,
+    histograms,
+    mean_scores,
+    score_each,
+)
 
 __all__ = ["bootstrap_ci", "bootstrap_metric", "bootstrap_metric_ci", "bootstrap_scores", "resamples", "row_types"]
 
@@ -206,15 +212,15 @@ def bootstrap_metric(
     metric = get_metric(metric)
     y, probs, single = _metric_inputs(y, probs, n_boot, groups, index)
     c = probs.shape[-1]
-    grouping = None if groups is None else _Groups.of(groups)
+    grouping = None if groups is None else Groups.of(groups)
     if metric.count_code is not None or isinstance(metric, ConfusionMetric):
         preds = np.stack([argmax(q) for q in probs])
         out = _argmax_scores(y, preds, c, n_boot, seed, grouping, code=metric.count_code, metric=metric)
     elif (first := metric.row_losses(y, probs[0])) is not None:
         losses = np.stack([first, *(metric.row_losses(y, q) for q in probs[1:])])
-        out = _mean_scores(losses, n_boot, seed, grouping or _Groups.rows(len(y)))
+        out = mean_scores(losses, n_boot, seed, grouping or Groups.rows(len(y)), _CHUNK)
     else:
-        out = _score_each(metric, y, probs, index, n_boot, seed, grouping or _Groups.rows(len(y)))
+        out = score_each(metric, y, probs, index, n_boot, seed, grouping or Groups.rows(len(y)))
     return out[0] if single else out
 
 
@@ -239,50 +245,13 @@ def bootstrap_metric_ci(
     return _percentiles(scores, alpha)
 
 
-@dataclass(frozen=True)
-class _Groups:
-    """Rows by group: each row's group (n,) in 0..G-1, group sizes (G,), rows sorted by group and starts."""
-
-    code: np.ndarray
-    size: np.ndarray
-    order: np.ndarray
-    start: np.ndarray
-
-    @classmethod
-    def of(cls, groups: np.ndarray) -> _Groups:
-        code = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
-        size = np.bincount(code)
-        return cls(code, size, np.argsort(code, kind="stable"), np.cumsum(size) - size)
-
-    @classmethod
-    def rows(cls, n: int) -> _Groups:
-        every = np.arange(n)
-        return cls(every, np.ones(n, dtype=np.int64), every, every)
-
-    def draw(self, rng: np.random.Generator, b: int) -> np.ndarray:
-        """The next b resamples' drawn groups, int64 (b, G)."""
-        g = len(self.size)
-        return np.stack([rng.integers(0, g, size=g) for _ in range(b)])
-
-    def counts(self, drawn: np.ndarray) -> np.ndarray:
-        """How often each group is drawn per resample, int64 (b, G)."""
-        b, g = drawn.shape
-        return np.bincount((drawn + g * np.arange(b)[:, None]).ravel(), minlength=b * g).reshape(b, g)
-
-    def members(self, drawn: np.ndarray) -> np.ndarray:
-        """The rows of the drawn groups (G,): drawn order, each group's rows in row order."""
-        sizes = self.size[drawn]
-        ends = np.cumsum(sizes)
-        return self.order[np.repeat(self.start[drawn] - (ends - sizes), sizes) + np.arange(ends[-1] if len(ends) else 0)]
-
-
 def _argmax_scores(
     y: np.ndarray,
     preds: np.ndarray,
     c: int,
     n_boot: int,
     seed: int,
-    groups: _Groups | None,
+    groups: Groups | None,
     *,
     code: int | None = None,
     metric: ConfusionMetric | None = None,
@@ -292,7 +261,7 @@ def _argmax_scores(
         types, inv, by_type, chunks = resamples(y, preds, n_boot, seed, c)
     else:
         types, inv, _ = row_types(np.stack([y, *preds]), c)
-        by_type, chunks = True, _group_type_counts(groups, inv, len(types), n_boot, seed)
+        by_type, chunks = True, group_type_counts(groups, inv, len(types), n_boot, seed, _CHUNK)
     u = len(types)
     ty, tpred = np.ascontiguousarray(types[:, 0]), np.ascontiguousarray(types[:, 1:].T)
     inv = inv.astype(np.int32 if u < 2**31 else np.int64)  # a smaller table stays in cache
@@ -306,64 +275,18 @@ def _argmax_scores(
                 tp, pc, tc = _kernels.boot_rows(inv, ty, tpred, w, c)
             out[:, done : done + len(w)] = _kernels.count_metric_np(tp, pc, tc[None], code)
         else:
-            weights = w if by_type else _per_row(inv[w], u)  # (b, U)
+            weights = w if by_type else histograms(inv[w], u)  # (b, U)
             out[:, done : done + len(w)] = metric.from_confusion(_confusions(ty, tpred, weights, c))
         done += len(w)
     return out
 
 
-def _group_type_counts(groups: _Groups, inv: np.ndarray, u: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """Type counts (b, U) of group resamples, in chunks: the drawn groups' rows, counted by type."""
-    pair, count = np.unique(groups.code * u + inv, return_counts=True)  # (group, type) cells and their rows
-    group_of, type_of = np.divmod(pair, u)
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, _CHUNK // max(len(pair), len(groups.size)))
-    for start in range(0, n_boot, per_chunk):
-        b = min(per_chunk, n_boot - start)
-        times = groups.counts(groups.draw(rng, b))[:, group_of] * count  # (b, cells)
-        yield _per_row(np.broadcast_to(type_of, times.shape), u, times)
-
-
-def _per_row(cells: np.ndarray, width: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Histogram of each row of `cells` (b, m) over 0..width-1, optionally weighted: int64 (b, width)."""
-    b = len(cells)
-    flat = (cells + width * np.arange(b)[:, None]).ravel()
-    hist = np.bincount(flat, weights=None if weights is None else weights.ravel(), minlength=b * width)
-    return hist.astype(np.int64, copy=False).reshape(b, width)
-
-
 def _confusions(ty: np.ndarray, tpred: np.ndarray, weights: np.ndarray, c: int) -> np.ndarray:
     """Confusion matrices (k, b, C, C) of k candidates from type weights (b, U)."""
     cells = ty * c + tpred  # (k, U)
-    return np.stack([_per_row(np.broadcast_to(cell, weights.shape), c * c, weights) for cell in cells]).reshape(
+    return np.stack([histograms(np.broadcast_to(cell, weights.shape), c * c, weights) for cell in cells]).reshape(
         len(cells), len(weights), c, c
     )
-
-
-def _mean_scores(losses: np.ndarray, n_boot: int, seed: int, groups: _Groups) -> np.ndarray:
-    """(k, n_boot) weighted means of per-row values (k, n): each group weighted by how often it is drawn."""
-    sums = np.stack([np.bincount(groups.code, weights=row, minlength=len(groups.size)) for row in losses])  # (k, G)
-    rng = np.random.default_rng(seed)
-    out = np.empty((len(losses), n_boot))
-    per_chunk = max(1, _CHUNK // len(groups.size))
-    for start in range(0, n_boot, per_chunk):
-        times = groups.counts(groups.draw(rng, min(per_chunk, n_boot - start))).astype(np.float64)  # (b, G)
-        out[:, start : start + len(times)] = (times @ sums.T).T / (times @ groups.size)
-    return out
-
-
-def _score_each(
-    metric: Metric, y: np.ndarray, probs: np.ndarray, index: np.ndarray | None, n_boot: int, seed: int, groups: _Groups
-) -> np.ndarray:
-    """(k, n_boot) scores of `metric.score` on each materialised resample."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((len(probs), n_boot))
-    for b in range(n_boot):
-        rows = groups.members(groups.draw(rng, 1)[0])
-        at = rows if index is None else index[rows]
-        for q, p in enumerate(probs):
-            out[q, b] = metric.score(y[rows], p[rows], at)
-    return out
 
 
 def _metric_inputs(

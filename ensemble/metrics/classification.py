@@ -19,8 +19,18 @@ from ensemble import _kernels
 from ensemble.errors import MetricError, preview
 
 __all__ = [
-    "PerClass", "accuracy", "argmax", "confusion_matrix", "f1_from_confusion",
-    "f1_from_counts", "log_loss", "macro_f1", "row_log_loss", "per_class", "per_class_from_confusion", "top_confused",
+    "PerClass",
+    "accuracy",
+    "argmax",
+    "confusion_matrix",
+    "f1_from_confusion",
+    "f1_from_counts",
+    "log_loss",
+    "macro_f1",
+    "per_class",
+    "per_class_from_confusion",
+    "row_log_loss",
+    "top_confused",
 ]
 
 

@@ -52,7 +52,7 @@ def test_every_entry_has_an_oracle_and_its_capabilities():
 @settings(max_examples=40, deadline=None)
 @given(case=labelled(min_classes=2), ties=st.booleans())
 def test_equals_sklearn_on_random_inputs(name, case, ties):
-    y, probs, c = case
+    y, probs, _ = case
     if ties:  # exact ties: the first maximum wins, as np.argmax (sklearn is given np.argmax)
         probs = (np.round(probs * 2) / 2).astype(probs.dtype)
     check_equals_sklearn(name, y, probs)

@@ -10,7 +10,14 @@ from sklearn import metrics as skm
 from ensemble import macro_f1 as api_macro_f1
 from ensemble.errors import MetricError
 from ensemble.metrics import (
-    accuracy, argmax, confusion_matrix, f1_from_confusion, log_loss, macro_f1, per_class, top_confused,
+    accuracy,
+    argmax,
+    confusion_matrix,
+    f1_from_confusion,
+    log_loss,
+    macro_f1,
+    per_class,
+    top_confused,
 )
 from tests.metrics.cases import labelled
 
@@ -35,7 +42,7 @@ def test_macro_f1_equals_sklearn_exactly(case):
 @settings(max_examples=25, deadline=None)
 @given(labelled(quantise=True))
 def test_ties_take_the_first_maximum_like_numpy(case):
-    y, probs, c = case
+    y, probs, _ = case
     np.testing.assert_array_equal(argmax(probs), np.argmax(probs, axis=1))
     assert macro_f1(y, probs) == sk_f1(y, np.argmax(probs, axis=1))
 
