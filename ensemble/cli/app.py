@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Annotated, Any
 
@@ -14,13 +15,30 @@ from ensemble.errors import EnsembleError
 
 EXIT_USER_ERROR = 2
 
+# command -> the module of ensemble.cli whose `register` adds it, in the order `ens --help` lists them.
+# A command's module (and what it imports: torch, numba, pandas...) loads only when that command runs
+# or a help page lists it, so `ens check` does not pay for `ens predict`'s imports.
+COMMANDS = {
+    "check": "check", "folds": "folds", "predict": "predict", "oof-report": "report", "blend": "blend",
+    "swa": "swa", "export-onnx": "export_onnx", "select": "select", "submissions": "submissions",
+}
+
 
 class EnsGroup(typer.core.TyperGroup):
     """Turns a library error (or an `OSError` that escaped it) into one red line on stderr and exit
     code 2, for every (sub-)command.
 
     Living in the group (not in `main`) makes the mapping hold under `typer.testing.CliRunner` too.
+    Sub-commands are loaded on first use (`COMMANDS`).
     """
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in self.commands and name in COMMANDS:
+            self.add_command(_load_command(name), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -69,15 +87,11 @@ def _root(
     _render.setup_logging()
 
 
-def _register() -> None:
-    # One line per command module, in the order of DESIGN.md's flow.
-    from ensemble.cli import blend, check, export_onnx, folds, predict, report, select, submissions, swa
-
-    for module in (check, folds, predict, report, blend, swa, export_onnx, submissions, select):
-        module.register(app)
-
-
-_register()
+def _load_command(name: str) -> Any:
+    """The click command `name`, registered by its module on an app of its own."""
+    sub = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, add_completion=False)
+    importlib.import_module(f"ensemble.cli.{COMMANDS[name]}").register(sub)
+    return typer.main.get_group(sub).commands[name]
 
 
 def main() -> None:

@@ -1,0 +1,36 @@
+"""Start-up work: `import ensemble` and the CLI app load no heavy library; commands load on first use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ensemble.cli.app import COMMANDS, _load_command
+
+HEAVY = ("torch", "timm", "torchvision", "numba", "sklearn", "onnxruntime", "matplotlib", "pyarrow")
+
+
+def _loaded_after(code: str) -> set[str]:
+    """Top-level packages a fresh interpreter holds after running `code`."""
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize("code", ["import ensemble", "import ensemble.cli"])
+def test_importing_the_package_and_the_cli_loads_no_heavy_library(code):
+    assert _loaded_after(code).isdisjoint(HEAVY + ("numpy", "pandas"))
+
+
+def test_reading_a_table_loads_no_torch(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("id,a,b\n1,0.5,0.5\n")
+    loaded = _loaded_after(f"import ensemble; ensemble.read_table({str(path)!r})")
+    assert "pyarrow" in loaded and loaded.isdisjoint({"torch", "timm", "numba", "sklearn"})
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_listed_command_loads_under_its_name(name):
+    assert _load_command(name).name == name
