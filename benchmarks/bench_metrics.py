@@ -140,8 +140,17 @@ def main() -> None:
         "numpy index bootstrap, 4 models": timed(lambda: [numpy_bootstrap(yb, p, c, args.n_boot, 0) for p in models], 1),
         "ens bootstrap_scores, 4 models paired": timed(lambda: bootstrap_scores(yb, models, n_classes=c, n_boot=args.n_boot), 2),
     }
+    from ensemble.bootstrap import bootstrap_metric
+
+    pm = probs[:m]
+    studies = rng.integers(0, m // 4, m)  # ~4 rows per group
+    for name in ("qwk", "log_loss"):
+        brows[f"ens bootstrap_metric {name}, 1 model"] = timed(lambda n=name: bootstrap_metric(n, yb, pm, n_boot=args.n_boot), 1)
+        brows[f"ens bootstrap_metric {name}, by groups"] = timed(
+            lambda n=name: bootstrap_metric(n, yb, pm, n_boot=args.n_boot, groups=studies), 1
+        )
     for name, (best, med) in brows.items():
-        print(f"  {name:<40} best {best:8.1f} ms   median {med:8.1f} ms")
+        print(f"  {name:<44} best {best:8.1f} ms   median {med:8.1f} ms")
     one = brows["numpy index bootstrap, 1 model"][0] / brows["ens bootstrap_scores, 1 model"][0]
     four = brows["numpy index bootstrap, 4 models"][0] / brows["ens bootstrap_scores, 4 models paired"][0]
     print(f"  speed-up over numpy: {one:.1f}x (1 model), {four:.1f}x (4 models)")

@@ -255,6 +255,7 @@ def test_metric_ci_brackets_the_estimate_in_either_direction(rng):
         ({"n_boot": 0}, "n_boot=0; the bootstrap needs at least 1 resample"),
         ({"groups": np.array([1, 2])}, r"groups has shape \(2,\); give one value per row, shape \(3,\)"),
         ({"metric": "f2"}, "unknown metric 'f2'; choose one of"),
+        ({"groups": np.array(["a", None, 3], dtype=object)}, "groups mix values that cannot be compared"),
     ],
 )
 def test_metric_errors(kwargs, message):

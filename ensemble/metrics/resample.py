@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ensemble.errors import MetricError
 from ensemble.metrics.base import Metric
 
 __all__ = ["Groups", "group_type_counts", "histograms", "mean_scores", "score_each"]
@@ -26,7 +27,13 @@ class Groups:
 
     @classmethod
     def of(cls, groups: np.ndarray) -> Groups:
-        code = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+        try:
+            code = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+        except TypeError:
+            raise MetricError(
+                "groups mix values that cannot be compared (e.g. strings and None); give one group id per row, "
+                "all strings or all integers"
+            ) from None
         size = np.bincount(code)
         return cls(code, size, np.argsort(code, kind="stable"), np.cumsum(size) - size)
 
