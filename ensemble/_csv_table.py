@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ensemble._arrow import probs_from_columns, table_of
 from ensemble._io import csv_shape_problem, first_line
 from ensemble.errors import TableError
 
@@ -43,13 +44,7 @@ def read(p: Path, source: str) -> tuple[np.ndarray, list[str], np.ndarray]:
     if table.num_rows == 0:
         raise TableError(f"{source}: no rows (only a header); a table needs one row per sample")
     ids = table.column(0).to_numpy(zero_copy_only=False)
-    probs = np.empty((table.num_rows, len(header) - 1), dtype=np.float32)
-    for j in range(1, len(header)):
-        start = 0
-        for chunk in table.column(j).chunks:  # nulls come out as NaN, refused by the checker
-            probs[start:start + len(chunk), j - 1] = chunk.to_numpy(zero_copy_only=False)
-            start += len(chunk)
-    return ids, header[1:], probs
+    return ids, header[1:], probs_from_columns(table.columns[1:], table.num_rows)
 
 
 def _read_header(p: Path, source: str) -> list[str]:
@@ -118,11 +113,8 @@ def _non_numeric(p: Path, header: list[str], j: int) -> str | None:
 
 def write(path: Path, ids: np.ndarray, classes: list[str], probs: np.ndarray, meta: dict[str, Any]) -> None:
     """Write `id` then one column per class: each float32 as its shortest exact text (`meta`: the sidecar's)."""
-    id_array = pa.array(ids, type=pa.string())
-    quoting = "needed" if pc.any(pc.match_substring_regex(id_array, _NEEDS_QUOTES)).as_py() else "none"
-    columns = probs.T.copy()  # (C, n): each class contiguous for arrow, one float32 copy
-    table = pa.table([id_array, *(pa.array(col) for col in columns)], names=[f"c{i}" for i in range(len(classes) + 1)])
-    del columns
+    table = table_of(ids, probs, [f"c{i}" for i in range(len(classes) + 1)])
+    quoting = "needed" if pc.any(pc.match_substring_regex(table.column(0), _NEEDS_QUOTES)).as_py() else "none"
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerow(["id", *classes])  # quoted where needed, as pandas does
     with open(path, "wb") as f:

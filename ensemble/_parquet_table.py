@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ensemble._arrow import probs_from_columns, table_of
 from ensemble._io import first_line, json_default
 from ensemble.errors import TableError
 
@@ -36,20 +37,14 @@ def read(p: Path, source: str) -> tuple[np.ndarray, list[str], np.ndarray]:
         raise TableError(f"{source}: first column is {first}, expected 'id' followed by one column per class")
     if table.num_rows == 0:
         raise TableError(f"{source}: no rows (only a header); a table needs one row per sample")
-    ids = _ids(table.column(0), source)
-    probs = np.empty((table.num_rows, len(names) - 1), dtype=np.float32)
-    for j, name in enumerate(names[1:]):
-        column = table.column(j + 1)
+    for name, column in zip(names[1:], table.columns[1:]):
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
             raise TableError(
                 f"{source}: class column {name!r} holds non-numeric values (type {column.type}); "
                 "probabilities are numbers only — store it as float32"
             )
-        start = 0
-        for chunk in column.cast(pa.float32(), safe=False).chunks:  # nulls come out as NaN, refused later
-            probs[start:start + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
-            start += len(chunk)
-    return ids, names[1:], probs
+    columns = [c.cast(pa.float32(), safe=False) for c in table.columns[1:]]
+    return _ids(table.column(0), source), names[1:], probs_from_columns(columns, table.num_rows)
 
 
 def _ids(column: pa.ChunkedArray, source: str) -> np.ndarray:
@@ -62,8 +57,5 @@ def _ids(column: pa.ChunkedArray, source: str) -> np.ndarray:
 
 def write(path: Path, ids: np.ndarray, classes: list[str], probs: np.ndarray, meta: dict[str, Any]) -> None:
     """Write `id` then one float32 column per class, with the sidecar's metadata in the schema."""
-    columns = probs.T.copy()  # (C, n): each class contiguous, one float32 copy
-    table = pa.table([pa.array(ids, type=pa.string()), *(pa.array(col) for col in columns)], names=["id", *classes])
-    del columns
-    table = table.replace_schema_metadata({META_KEY: json.dumps(meta, default=json_default).encode("utf-8")})
+    table = table_of(ids, probs, ["id", *classes]).replace_schema_metadata({META_KEY: json.dumps(meta, default=json_default).encode("utf-8")})
     pq.write_table(table, path)
