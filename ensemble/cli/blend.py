@@ -49,6 +49,7 @@ def blend(
     ] = False,
     calibrate: CalibrateOpt = Calibration.none,
     rounds: Annotated[int, typer.Option("--rounds", help="Caruana rounds (greedy).")] = 100,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the CI and the noise verdict.")] = 1000,
     seed: _render.SeedOpt = 42,
     no_nested: Annotated[bool, typer.Option("--no-nested", help="Skip the nested-CV estimates (faster, less honest).")] = False,
     all_classes: Annotated[
@@ -95,7 +96,7 @@ def blend(
     _render.check_json_dest(json_out, force=force)
     options = None if method is None else BlendOptions(
         method=method, weights=_parse_weights(weights), top=top, seed_average=seed_average, tune_bias=tune_bias,
-        calibrate=calibrate.value, rounds=rounds, seed=seed, nested=not no_nested, all_classes=all_classes,
+        calibrate=calibrate.value, rounds=rounds, n_boot=n_boot, seed=seed, nested=not no_nested, all_classes=all_classes,
         metric=metric, group_col=group_col, solution=str(solution.resolve()) if solution is not None else None,
         solution_id_col=solution_id_col, higher_is_better=higher_is_better,
     )

@@ -19,6 +19,7 @@ file needs to find each row's id and solution; built-in metrics ignore it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +92,7 @@ class MetricChoice:
             ConfigError: `all_classes` with another metric; MetricError / UnknownNameError from resolving.
         """
         from ensemble.errors import ConfigError
-        from ensemble.metrics.file import resolve_metric
+        from ensemble.metrics.file import is_metric_file, resolve_metric
 
         spec = self.spec
         if self.all_classes:
@@ -100,6 +101,9 @@ class MetricChoice:
             spec = "macro_f1_all"
         if isinstance(spec, Metric):
             return spec
+        if is_metric_file(spec):  # recorded by name in recipes and the ledger: make it valid from anywhere
+            path, sep, function = spec.partition(".py:")
+            spec = f"{os.path.abspath(path if sep else spec[:-3])}.py" + (f":{function}" if sep else "")
         return resolve_metric(
             spec, labels=labels, classes=list(classes), solution=self.solution, solution_id_col=self.solution_id_col,
             group_col=self.group_col, higher_is_better=self.higher_is_better,

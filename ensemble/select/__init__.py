@@ -74,12 +74,26 @@ def select_submissions(
         labels, recorded_columns = recorded_labels(cands)
         columns = columns or recorded_columns
     lab = read_labels(labels, classes=cands[0].oof.classes, columns=columns or Columns())
+    name = metric or recorded_metric(cands)
+    same = name == recorded_metric(cands)  # the recipes' metric file: their solution and groups too
     chosen = MetricChoice(
-        metric or recorded_metric(cands), higher_is_better, None if solution is None else str(solution),
-        solution_id_col, group_col, all_classes,
+        name, higher_is_better if higher_is_better is not None or not same else recorded_option(cands, "higher_is_better"),
+        str(solution) if solution is not None else recorded_option(cands, "solution") if same else None,
+        solution_id_col or (recorded_option(cands, "solution_id_col") if same else None),
+        group_col or (recorded_option(cands, "group_col") if same else None), all_classes,
     ).resolve(lab, list(cands[0].oof.classes))
+    group_col = group_col or (recorded_option(cands, "group_col") if same else None)
     return select_finals(cands, lab, n=n, n_boot=n_boot, seed=seed, metric=chosen, classes=classes,
                          groups=lab.groups(group_col))
+
+
+def recorded_option(cands: Sequence[Candidate], key: str) -> object:
+    """An option every candidate's recipe recorded with one value (the metric file's solution, ...), else None."""
+    values = {repr(c.recipe.options.get(key)) if c.recipe is not None else None for c in cands}
+    if len(values) != 1 or None in values:
+        return None
+    c = cands[0]
+    return c.recipe.options.get(key) if c.recipe is not None else None
 
 
 def recorded_metric(cands: Sequence[Candidate]) -> str:
