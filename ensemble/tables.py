@@ -99,7 +99,6 @@ def make_table(
     views: dict[str, np.ndarray] | None = None,
     from_logits: bool = False,
     source: str = "table",
-    copy: bool = True,
 ) -> PredTable:
     """Build a checked table from arrays.
 
@@ -111,12 +110,19 @@ def make_table(
         views: per-view probabilities, each of shape (n_samples, n_classes).
         from_logits: apply a softmax to `probs` (and to `views`) first.
         source: name used in error messages.
-        copy: False lets the table hold `probs` itself when it already is a float32 array.
 
     Raises:
         TableError: duplicate or empty ids, wrong shapes, NaN/inf, negative values, rows not summing to 1.
     """
-    ids = check_ids(_str_ids(ids), source)
+    return _checked_table(_str_ids(ids), classes, probs, meta, views, from_logits, source, copy=True)
+
+
+def _checked_table(
+    ids: np.ndarray, classes: Sequence[str], probs: np.ndarray, meta: dict[str, Any] | None,
+    views: dict[str, np.ndarray] | None, from_logits: bool, source: str, *, copy: bool,
+) -> PredTable:
+    """`make_table` for ids already an object array of str; `copy=False` keeps a float32 `probs` (a reader's)."""
+    ids = check_ids(ids, source)
     classes = check_classes_list(classes, source)
     probs = check_probs(probs, len(ids), classes, source, from_logits=from_logits, copy=copy)
     if views is not None:
@@ -128,7 +134,7 @@ def make_table(
 
 
 def _str_ids(ids: Sequence[str] | np.ndarray) -> np.ndarray:
-    """The ids as an object array of str (a reader's array of str passes through uncopied)."""
+    """The ids as an object array of str (one of str passes through uncopied)."""
     arr = np.asarray(ids, dtype=object) if not isinstance(ids, np.ndarray) or ids.dtype != object else ids
     if arr.ndim == 1 and all(type(i) is str for i in arr):
         return arr
@@ -277,8 +283,7 @@ def read_table(path: str | os.PathLike, *, kind: str = "oof", from_logits: bool 
             f"{source}: columns {preview(classes)} disagree with the sidecar's classes {preview(meta['classes'])}; "
             f"rewrite the table or delete {sidecar_path(p).name}"
         )
-    table = make_table(ids, classes, probs, meta=meta, views=_read_views(p), from_logits=from_logits,
-                       source=source, copy=False)
+    table = _checked_table(ids, classes, probs, meta, _read_views(p), from_logits, source, copy=False)
     table.path = p
     return table
 
