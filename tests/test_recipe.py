@@ -80,3 +80,13 @@ def test_missing_recipe_file_is_one_line(tmp_path):
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match="recipe must hold a JSON object"):
         read_recipe(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: r.__setitem__("pool", "cubic"), "recipe key 'pool' is 'cubic'; choose linear or log"),
+    (lambda r: r.__setitem__("temperature", -1.0), "recipe key 'temperature' is -1; a temperature is > 0"),
+])
+def test_hand_edited_calibration_is_refused_naming_the_key(written, change, message):
+    _, paths, oof, test = written
+    with pytest.raises(ConfigError, match=message):
+        apply_recipe(_edit(paths, change), oof, test)

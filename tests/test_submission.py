@@ -91,3 +91,29 @@ def test_duplicate_ids_are_the_table_checker_s_error(tmp_path):
     (tmp_path / "s.csv").write_text("id,label\n1,cat\n1,dog\n")
     with pytest.raises(TableError, match=r's.csv: duplicate ids "1"; each id must appear once'):
         read_submission(tmp_path / "s.csv")
+
+
+def test_probability_submissions_are_written_losslessly_and_read_as_decisions(tmp_path):
+    import numpy as np
+
+    from ensemble.errors import LabelError
+    from ensemble.submission import SubmissionFormat, read_submission, write_submission
+    from ensemble.tables import make_table
+
+    probs = np.array([[0.2, 0.8], [0.7, 0.3], [0.123456789, 0.876543211]], dtype=np.float32)
+    t = make_table(["b", "a", "c"], ["cat", "dog"], probs)
+    fmt = SubmissionFormat("image_id", "label", "probs")
+    write_submission(t, tmp_path / "s.csv", fmt)
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "s.csv", dtype={"image_id": str})
+    assert list(df.columns) == ["image_id", "cat", "dog"] and np.array_equal(df[["cat", "dog"]].to_numpy(np.float32), probs)
+    read = read_submission(tmp_path / "s.csv", fmt)
+    assert read["id"].tolist() == ["a", "b", "c"] and read["target"].tolist() == ["cat", "dog", "dog"]
+    assert read.attrs["digest"]
+    (tmp_path / "bad.csv").write_text("image_id\na\n")
+    with pytest.raises(LabelError, match="no probability columns beside 'image_id'; a probs submission has one column per class"):
+        read_submission(tmp_path / "bad.csv", fmt)
+    (tmp_path / "bad2.csv").write_text("image_id,cat,dog\na,0.5,x\n")
+    with pytest.raises(LabelError, match="a probability column holds a non-number; a probs submission holds numbers only"):
+        read_submission(tmp_path / "bad2.csv", fmt)

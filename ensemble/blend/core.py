@@ -228,8 +228,6 @@ def _spec(o: BlendOptions, meth: M.Method, units: list, metric: Metric) -> M.Spe
         raise ConfigError(
             f"--calibrate changes probabilities, not their argmax, so {metric.name} cannot see it — use --tune-bias"
         )
-    if o.tune_bias and o.calibrate != "none":
-        raise ConfigError("--tune-bias and --calibrate both transform the blend; choose one")
     if weights is not None:
         if not meth.takes_weights:
             ok = ", ".join(n for n, m in M.METHODS.items() if m.takes_weights)

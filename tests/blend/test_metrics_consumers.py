@@ -120,3 +120,13 @@ def test_fit_spec_orients_a_loss_for_top_k():
     y = np.zeros(4, dtype=np.int64)
     fitted = M.fit("soft", X.astype(np.float32), y, 2, M.Spec(metric=get_metric(LOWER), top=1))
     assert fitted.units.tolist() == [0]  # the lowest loss, not the highest
+
+
+def test_option_errors_of_the_metric_are_one_line(problem):
+    p, oof, lab = problem
+    from ensemble.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown calibration 'platt'; choose one of: none, temperature"):
+        blend(oof, lab, method="soft", metric=LOWER, calibrate="platt", nested=False, n_boot=20)
+    with pytest.raises(ConfigError, match="--all-classes is macro-F1 over all classes; it does not apply to --metric log_loss"):
+        blend(oof, lab, method="soft", metric=LOWER, all_classes=True, nested=False, n_boot=20)
