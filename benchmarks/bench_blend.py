@@ -216,7 +216,7 @@ def metric_file_problem(p, C: int):
     import pandas as pd
 
     from ensemble.labels import Labels
-    from ensemble.metrics.base import MetricChoice
+    from ensemble.metrics.choice import MetricChoice
 
     classes = [f"c{i}" for i in range(C - 1)] + ["severe"]
     ids = np.array([f"{i:06d}" for i in range(len(p.y))], dtype=object)

@@ -189,6 +189,10 @@ def csv_shape_problem(path: Path, *, head: int | None = None) -> str | None:
             header = next(reader, None)
             if header is None:
                 return "not a readable CSV (the file is empty); write it with pandas.to_csv or a spreadsheet's CSV export"
+            named = [h for h in header[:-1]] + ([header[-1]] if header[-1] else [])
+            twice = sorted({h for h in named if named.count(h) > 1 and h})
+            if twice:  # pandas would silently rename the second one ("id.1")
+                return f"column {twice[0]!r} appears twice in the header; give every column its own name"
             return _ragged(reader, len(header), header[-1] == "", head)
     except (UnicodeDecodeError, csv.Error) as e:
         return f"not a readable CSV ({first_line(e)}); save it as UTF-8 CSV"

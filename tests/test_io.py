@@ -108,3 +108,12 @@ def test_other_os_errors_in_the_block_pass_through(tmp_path):
     with pytest.raises(FileNotFoundError):
         with atomic_outputs([tmp_path / "out.txt"]):
             open(tmp_path / "missing-input.csv")
+
+
+def test_a_header_naming_a_column_twice_is_refused_not_renamed(tmp_path):
+    from ensemble._io import read_string_csv
+    from ensemble.errors import LabelError
+
+    (tmp_path / "l.csv").write_text("id,id,label\n1,2,a\n")
+    with pytest.raises(LabelError, match="column 'id' appears twice in the header; give every column its own name"):
+        read_string_csv(tmp_path / "l.csv", LabelError, missing="no such file")

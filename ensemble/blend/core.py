@@ -20,7 +20,8 @@ from ensemble.bootstrap import bootstrap_metric_ci
 from ensemble.errors import ConfigError, unknown_name
 from ensemble.join import conform_tests, join_labels
 from ensemble.labels import Labels
-from ensemble.metrics.base import Metric, MetricChoice
+from ensemble.metrics.base import Metric
+from ensemble.metrics.choice import MetricChoice
 from ensemble.recipe import BestSingle, LabelsRef, MemberScore, Scores
 from ensemble.tables import PredTable
 

@@ -17,7 +17,7 @@ from ensemble.blend.write import blend_outputs, write_blend
 from ensemble.errors import ConfigError, TableError, preview
 from ensemble.labels import Columns, read_labels
 from ensemble.submission import SubmissionFormat
-from ensemble.tables import PredTable, read_table, resolve_table_path
+from ensemble.tables import TABLE_FORMATS, PredTable, read_table, resolve_table_path
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,17 @@ def read_members(pred_dirs: Sequence[str | os.PathLike]) -> tuple[list[PredTable
     if not pred_dirs:
         raise ConfigError("no prediction folders given; pass the folders holding oof.csv and test.csv")
     oofs = [read_table(d, kind="oof") for d in pred_dirs]
-    test_paths = [Path(t.path).with_name("test.csv") for t in oofs]
-    missing = [f"{t.name} ({p})" for t, p in zip(oofs, test_paths) if not p.is_file()]
+    folders = [Path(t.path).parent for t in oofs]
+    has_test = [any((f / f"test{suffix}").is_file() for suffix in TABLE_FORMATS.values()) for f in folders]
+    missing = [f"{t.name} ({f / 'test.csv'})" for t, f, h in zip(oofs, folders, has_test) if not h]
     if len(missing) == len(oofs):
         return oofs, None
     if missing:
         raise TableError(
             f"test table missing for member(s) {preview(missing)}; run `ens predict --split test` for them "
-            "or leave those members out — every member of a blend needs test.csv beside oof.csv"
+            "or leave those members out — every member of a blend needs test.csv (or .parquet) beside oof.csv"
         )
-    return oofs, [read_table(resolve_table_path(p, "test"), kind="test") for p in test_paths]
+    return oofs, [read_table(resolve_table_path(f, "test"), kind="test") for f in folders]
 
 
 def blend_folders(

@@ -53,7 +53,7 @@ def oof_report(
     row in every table.
     """
     from ensemble.labels import Columns
-    from ensemble.metrics.base import MetricChoice
+    from ensemble.metrics.choice import MetricChoice
     from ensemble.report import oof_report_files
 
     _render.setup_logging(quiet)

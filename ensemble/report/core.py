@@ -21,7 +21,8 @@ from ensemble.metrics import (
     per_class_from_confusion,
     top_confused,
 )
-from ensemble.metrics.base import Metric, MetricChoice
+from ensemble.metrics.base import Metric
+from ensemble.metrics.choice import MetricChoice
 from ensemble.naming import unique_names
 from ensemble.report.similarity import argmax_agreement, prob_correlation
 from ensemble.report.tta import TTAScore, score_tta

@@ -9,7 +9,7 @@ from pathlib import Path
 from ensemble._io import sha256_file
 from ensemble.errors import ConfigError, preview
 from ensemble.labels import Columns, read_labels
-from ensemble.metrics.base import MetricChoice
+from ensemble.metrics.choice import MetricChoice
 from ensemble.select.candidates import Candidate, candidate_from_recipe, load_candidates
 from ensemble.select.finals import (
     CandidateScore,

@@ -131,3 +131,20 @@ def test_by_family_writes_a_blend_folder_per_family(small_tables, tmp_path):
     with pytest.raises(ConfigError, match="one blend per family"):
         blend_folders(dirs, out=tmp_path / "s2", labels=labels_csv, options=BlendOptions("soft"), by_family=True,
                       submission=tmp_path / "x.csv")
+
+def test_parquet_prediction_folders_blend_like_csv_ones(small_tables, tmp_path):
+    from ensemble.blend.folders import read_members
+    from ensemble.tables import read_table
+
+    oof, test, lab, dirs, _ = small_tables
+    pq = []
+    for d in dirs:
+        o, t = read_table(d / "oof.csv"), read_table(d / "test.csv", kind="test")
+        out = tmp_path / "pq" / d.name
+        write_table(o, out / "oof.parquet")
+        write_table(t, out / "test.parquet")
+        pq.append(out)
+    po, pt = read_members(pq)
+    a = blend(oof, lab, method="weighted", test_tables=test, nested=False, n_boot=20)
+    b = blend(po, lab, method="weighted", test_tables=pt, nested=False, n_boot=20)
+    np.testing.assert_array_equal(a.test.probs, b.test.probs)
