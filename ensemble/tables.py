@@ -162,6 +162,8 @@ def check_classes_list(classes: Sequence[str], source: str) -> list[str]:
     dup = pd.Index(classes).duplicated()
     if dup.any():
         raise TableError(f"{source}: class column(s) {preview(np.array(classes)[dup])} appear twice; rename them")
+    if "id" in classes:  # written as a column beside `id`, it would read back as a second id column
+        raise TableError(f"{source}: a class is named 'id', like the id column; rename that class")
     return classes
 
 

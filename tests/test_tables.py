@@ -105,7 +105,7 @@ def test_name_comes_from_sidecar_then_folder(tmp_path, rng):
         ("id,a,b\n1,x,0.5\n", r"class column 'a' holds a non-numeric value \(row 1: 'x'\); probabilities are numbers only — fix that cell"),
         ("name,a,b\n1,0.5,0.5\n", r"first column is 'name', expected 'id' followed by one column per class"),
         ("id\n1\n", r"no class columns; a table needs `id` then one column per class"),
-        ("id,a,a\n1,0.5,0.5\n", r"class column\(s\) \"a\" appear twice; rename them"),
+        ("id,a,a\n1,0.5,0.5\n", r"column 'a' appears twice in the header; give every column its own name"),
         ("", r"not a readable CSV"),
     ],
 )
@@ -282,3 +282,26 @@ def test_public_api_names_resolve():
     assert ensemble.__version__
     with pytest.raises(AttributeError):
         ensemble.no_such_name  # noqa: B018
+
+
+def test_a_class_named_id_is_refused_it_would_read_back_as_a_second_id_column(tmp_path):
+    import numpy as np
+
+    from ensemble.errors import TableError
+    from ensemble.tables import make_table, read_table
+
+    with pytest.raises(TableError, match="a class is named 'id', like the id column; rename that class"):
+        make_table(["a"], ["id", "b"], np.array([[0.5, 0.5]]))
+    (tmp_path / "t.csv").write_text("id,id,b\nx,0.0,1.0\n")
+    with pytest.raises(TableError, match="a class is named 'id'|appears twice"):
+        read_table(tmp_path / "t.csv")
+
+
+def test_tables_built_in_memory_refuse_repeated_classes():
+    import numpy as np
+
+    from ensemble.errors import TableError
+    from ensemble.tables import make_table
+
+    with pytest.raises(TableError, match=r'class column\(s\) "a" appear twice; rename them'):
+        make_table(["x"], ["a", "a"], np.array([[0.5, 0.5]]))
