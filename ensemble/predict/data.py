@@ -1,6 +1,7 @@
 """The data side of `ens predict`: the data CSV, image decoding and batching.
 
-Workers decode with PIL and resize/crop to the model input (timm's eval transform), then ship
+Workers decode with PIL and resize/crop to the model input (timm's eval transform, redone in PIL by
+`resize.py` so that neither timm nor torchvision is imported for it), then ship
 uint8 tensors; normalisation happens on the device (`normalise`), so the batches crossing process
 boundaries and the host-to-device copy are 4x smaller than float32. Models whose
 `ModelConfig.preprocess_key()` match share one decode of every image.
@@ -8,18 +9,15 @@ boundaries and the host-to-device copy are 4x smaller than float32. Models whose
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TVF
 
 from ensemble.errors import DataError, preview
 from ensemble.predict._card_fields import FIELDS
@@ -27,6 +25,7 @@ from ensemble.labels import Columns, Labels, read_labels
 from ensemble.predict.config import ModelConfig
 from ensemble.predict.images import to_rgb
 from ensemble.predict.options import check_workers
+from ensemble.predict.resize import eval_resize
 
 # The label column plays no part in prediction; reading it could only fail on values we never use.
 _NO_COLUMN = "\x00unused"
@@ -65,27 +64,9 @@ class Preprocess:
             FIELDS[key](getattr(self, key), f"model {model!r}: {key}")
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        """Resize/crop a PIL RGB image; returns uint8 (3, H, W)."""
-        return _transform(self)(img)
-
-
-@functools.lru_cache(maxsize=16)
-def _transform(pre: Preprocess) -> Callable[[Image.Image], torch.Tensor]:
-    """The PIL -> uint8 tensor transform of a preprocessing (built once per process).
-
-    "crop" is timm's own eval transform (what the models were validated with): a square target
-    resizes the shorter side to img_size / crop_pct, a non-square one scales keeping the aspect
-    ratio until the image covers img_size / crop_pct; then center crop. "squash" resizes both
-    sides straight to img_size.
-    """
-    if pre.resize_mode == "squash":
-        mode = InterpolationMode(pre.interpolation)
-        return lambda img: TVF.pil_to_tensor(TVF.resize(img, list(pre.img_size), interpolation=mode))
-    from timm.data import create_transform
-
-    return create_transform(
-        pre.img_size, crop_pct=pre.crop_pct, interpolation=pre.interpolation, crop_mode="center", normalize=False
-    )
+        """Resize/crop a PIL RGB image (`resize.eval_resize`); returns uint8 (3, H, W)."""
+        out = eval_resize(img, self.img_size, self.crop_pct, self.interpolation, self.resize_mode)
+        return torch.from_numpy(np.array(out, dtype=np.uint8)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
 
 def read_data(

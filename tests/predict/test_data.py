@@ -6,9 +6,11 @@ import torch
 from PIL import Image
 from timm.data import create_transform
 from torchvision import transforms as T
+from torchvision.transforms import functional as TVF
 
 from ensemble.errors import ConfigError, LabelError
 from ensemble.labels import Columns
+from ensemble.predict._card_fields import INTERPOLATIONS
 from ensemble.predict.data import (
     ImageDataset, Preprocess, check_files, decode_error, make_loader, missing_error, normalise, read_data,
     resolve_workers,
@@ -34,6 +36,31 @@ def test_crop_mode_matches_timm_eval_transform(tmp_path, img_size, crop_pct, int
         got = ours(img, pre)
         assert got.shape == (3, *img_size)
         torch.testing.assert_close(got, expected_tf(img), atol=1e-5, rtol=0)
+
+
+def _oracle(pre: Preprocess):
+    """What `ens predict` used before its own resize: timm's eval transform, torchvision for squash."""
+    if pre.resize_mode == "squash":
+        mode = T.InterpolationMode(pre.interpolation)
+        return lambda img: TVF.pil_to_tensor(TVF.resize(img, list(pre.img_size), interpolation=mode))
+    return create_transform(pre.img_size, crop_pct=pre.crop_pct, interpolation=pre.interpolation,
+                            crop_mode="center", normalize=False)
+
+
+@pytest.mark.parametrize("interp", INTERPOLATIONS)
+@pytest.mark.parametrize("resize_mode", ["crop", "squash"])
+def test_preprocess_is_timm_and_torchvision_byte_for_byte(interp, resize_mode):
+    rng = np.random.default_rng(len(interp))
+    # sizes: landscape, portrait, square, smaller than the target (crop pads), odd/even margins
+    sizes = [(50, 37), (37, 50), (33, 33), (20, 29), (31, 64), (129, 17)]
+    settings = [((32, 32), 0.875), ((32, 32), 1.0), ((24, 40), 0.9), ((40, 24), 0.95), ((29, 31), 0.77), ((32, 32), 0.5)]
+    for (w, h), (img_size, crop_pct) in zip(sizes, settings):
+        for mode in ("RGB", "L", "P"):  # decoded images reach the resize as RGB (images.to_rgb)
+            img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode).convert("RGB")
+            pre = Preprocess(img_size, crop_pct, interp, resize_mode)
+            got, expected = pre(img), _oracle(pre)(img)
+            assert got.dtype == torch.uint8 and got.shape == (3, *img_size)
+            assert torch.equal(got, expected), (w, h, img_size, crop_pct, mode)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
