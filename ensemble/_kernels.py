@@ -126,7 +126,7 @@ if HAVE_NUMBA:
                 best[r] = v if gt else best[r]
                 arg[r] = j if gt else arg[r]
 
-    @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
+    @njit(cache=True, nogil=True, boundscheck=False)
     def _argmax_nb(probs):  # pragma: no cover - compiled
         n, c = probs.shape
         out = np.empty(n, dtype=np.int64)
@@ -146,7 +146,7 @@ if HAVE_NUMBA:
                 out[i] = row_argmax(probs, i, c)
         return out
 
-    @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
+    @njit(cache=True, nogil=True, boundscheck=False)
     def _confusion_probs_nb(y, probs, n_classes, block):  # pragma: no cover - compiled
         n, c = probs.shape
         n_blocks = (n + block - 1) // block
@@ -176,10 +176,12 @@ if HAVE_NUMBA:
                     cm[n_classes] += 1
                 else:
                     cm[t * width + row_argmax(probs, i, c)] += 1
-            part[b] = cm
-        return part.sum(axis=0).reshape(n_classes, width)
+            for q in range(n_classes * width):
+                part[b, q] = cm[q]
+        # summed by numpy in the caller: numba's axis sum and reshape cost ~9 s of compile, for nothing
+        return part
 
-    @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
+    @njit(cache=True, nogil=True, boundscheck=False)
     def _true_nll_nb(y, probs, lo, hi):  # pragma: no cover - compiled
         out = np.empty(y.shape[0], dtype=np.float64)
         for i in prange(y.shape[0]):
@@ -196,7 +198,7 @@ if HAVE_NUMBA:
             if p == t:
                 tp[q, b, t] += c
 
-    @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
+    @njit(cache=True, nogil=True, boundscheck=False)
     def _boot_counts_nb(y, preds, weights, n_classes):  # pragma: no cover - compiled
         # weights (B, U): how often each distinct row type is drawn in each resample
         n_boot, u = weights.shape
@@ -210,7 +212,7 @@ if HAVE_NUMBA:
                     _add_type(tp, pc, tc, b, y[j], preds, j, weights[b, j])
         return tp, pc, tc
 
-    @njit(cache=True, parallel=True, nogil=True, boundscheck=False)
+    @njit(cache=True, nogil=True, boundscheck=False)
     def _boot_rows_nb(inv, y, preds, rows, n_classes):  # pragma: no cover - compiled
         # rows (B, n): drawn row indices; inv (n,): each row's type; y (U,), preds (k, U) per type
         n_boot, m = rows.shape
@@ -294,7 +296,8 @@ def confusion_from_probs(y: np.ndarray, probs: np.ndarray, n_classes: int) -> tu
     if HAVE_NUMBA:
         # a (C, C+1) partial per block: with many classes, few big blocks keep that memory small
         block = _BLOCK if n_classes <= 64 else max(_BLOCK, -(-len(y) // (4 * threads())))
-        full = _confusion_probs_nb(np.ascontiguousarray(y, dtype=np.int64), _contiguous(probs), n_classes, block)
+        part = _confusion_probs_nb(np.ascontiguousarray(y, dtype=np.int64), _contiguous(probs), n_classes, block)
+        full = part.sum(axis=0).reshape(n_classes, n_classes + 1)
         return full[:, :n_classes], int(full[0, n_classes])
     ok = (y >= 0) & (y < n_classes)
     pred = np.argmax(probs[ok], axis=1)

@@ -120,8 +120,9 @@ def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, code):  # pragma: no cov
     tp2 = np.empty((M, C), dtype=np.int64)
     pc2 = np.empty((M, C), dtype=np.int64)
     for m in range(M):
-        tp2[m] = tp
-        pc2[m] = pc
+        for j in range(C):  # element loops: numba's row assignment costs seconds of compile
+            tp2[m, j] = tp[j]
+            pc2[m, j] = pc[j]
     for i in range(n):
         if margin[i] > t:
             continue  # adding at most t to one score cannot overturn this row
@@ -151,8 +152,10 @@ def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, code):  # pragma: no cov
     return out
 
 
-@njit(cache=True, nogil=True)
-def line_search(B, amax, margin, X, hi, lo, m, t_lo, t_hi, y, tp, pc, tc, code):  # pragma: no cover - compiled
+def line_search(
+    B: np.ndarray, amax: np.ndarray, margin: np.ndarray, X: np.ndarray, hi: np.ndarray, lo: np.ndarray, m: int,
+    t_lo: float, t_hi: float, y: np.ndarray, tp: np.ndarray, pc: np.ndarray, tc: np.ndarray, code: int,
+) -> tuple[float, float]:
     """Exact best step t in [t_lo, t_hi] for `B + t * X[:, m]`, by sweeping the argmax switch points.
 
     Args:
@@ -166,6 +169,24 @@ def line_search(B, amax, margin, X, hi, lo, m, t_lo, t_hi, y, tp, pc, tc, code):
         (t, f1): the midpoint of the best constant piece and its score; t = 0 when no piece
         beats the current blend.
     """
+    ev_d, ev_s, ev_r, ev_from, ev_to = _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi)
+    best_f = float(count_metric(tp, pc, tc, code))
+    best_t = 0.0
+    for sign in (1, -1):
+        sel = np.flatnonzero(ev_s == sign)
+        idx = sel[np.argsort(ev_d[sel])]
+        # a piece that reaches w_j = 0 (the end of the negative sweep) is taken whole, so a member
+        # can leave the blend entirely
+        best_t, best_f = _sweep(
+            idx, ev_d, ev_from, ev_to, ev_r, t_hi if sign > 0 else -t_lo, float(sign), sign < 0,
+            y, tp, pc, tc, code, best_t, best_f,
+        )
+    return best_t, best_f
+
+
+@njit(cache=True, nogil=True)
+def _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi):  # pragma: no cover - compiled
+    # every (distance, direction, row, from, to) where a row's argmax switches along +-X[:, m]
     n, C = B.shape
     reach = max(-t_lo, t_hi)
     cap = 16
@@ -218,49 +239,54 @@ def line_search(B, amax, margin, X, hi, lo, m, t_lo, t_hi, y, tp, pc, tc, code):
                 ne += 1
                 a = nxt  # slopes only increase along the envelope: at most C - 1 switches
                 cur = best_d
-    best_f = count_metric(tp, pc, tc, code)
-    best_t = 0.0
-    for sign in (1, -1):
-        end = t_hi if sign > 0 else -t_lo
-        sel = np.flatnonzero(ev_s[:ne] == sign)
-        idx = sel[np.argsort(ev_d[sel])]
-        tp2 = tp.copy()
-        pc2 = pc.copy()
-        for q in range(idx.shape[0]):
-            e = idx[q]
-            a = ev_from[e]
-            k = ev_to[e]
+    return ev_d[:ne], ev_s[:ne], ev_r[:ne], ev_from[:ne], ev_to[:ne]
+
+
+@njit(cache=True, nogil=True)
+def _sweep(idx, d, frm, to, rows, end, scale, end_last, y, tp, pc, tc, code, best_t, best_f):  # pragma: no cover - compiled
+    # Visit the switch events in the order `idx` (sorted by `d`, the distance along the sweep): each
+    # moves row rows[e] from class frm[e] to to[e]. A piece (between two distinct distances, the last
+    # one up to `end`) is scored once all its switches are counted, and its middle (its end with
+    # `end_last`, for the last piece) scaled by `scale` becomes the best t when it beats best_f.
+    # The sort is numpy's, outside: numba's argsort alone cost ~4 s of compile per kernel.
+    tp2 = tp.copy()
+    pc2 = pc.copy()
+    for q in range(idx.shape[0]):
+        e = idx[q]
+        a = frm[e]
+        k = to[e]
+        if a != k:
             pc2[a] -= 1
             pc2[k] += 1
-            yi = y[ev_r[e]]
+            yi = y[rows[e]]
             if a == yi:
                 tp2[a] -= 1
             elif k == yi:
                 tp2[k] += 1
-            here = ev_d[e]
-            last = q + 1 == idx.shape[0]
-            there = end if last else ev_d[idx[q + 1]]
-            if there == here:
-                continue  # simultaneous switches: score the piece only after all of them
-            f = count_metric(tp2, pc2, tc, code)
-            if f > best_f + 1e-12:
-                best_f = f
-                # the middle of the piece keeps the most margin; a piece that reaches w_j = 0
-                # takes the end, so a member can leave the blend entirely
-                d = there if (last and sign < 0) else 0.5 * (here + there)
-                best_t = sign * d
+        here = d[e]
+        last = q + 1 == idx.shape[0]
+        there = end if last else d[idx[q + 1]]
+        if there == here:
+            continue  # simultaneous switches: score the piece only after all of them
+        f = count_metric(tp2, pc2, tc, code)
+        if f > best_f + 1e-12:
+            best_f = f
+            best_t = scale * (there if (last and end_last) else 0.5 * (here + there))
     return best_t, best_f
 
 
 @njit(cache=True, nogil=True)
 def _grow(a, cap):  # pragma: no cover - compiled
     out = np.empty(cap, dtype=a.dtype)
-    out[: a.shape[0]] = a
+    for i in range(a.shape[0]):  # a loop: numba's slice assignment costs a second of compile per dtype
+        out[i] = a[i]
     return out
 
 
-@njit(cache=True, nogil=True)
-def bias_search(L, amax, c, t_lo, t_hi, y, tp, pc, tc, code):  # pragma: no cover - compiled
+def bias_search(
+    L: np.ndarray, amax: np.ndarray, c: int, t_lo: float, t_hi: float,
+    y: np.ndarray, tp: np.ndarray, pc: np.ndarray, tc: np.ndarray, code: int,
+) -> tuple[float, float]:
     """Exact best shift t in [t_lo, t_hi] of class c's score column (a per-class bias), by sweep.
 
     Row i predicts c once `L[i, c] + t` beats its best other class, so each row switches at most
@@ -273,6 +299,28 @@ def bias_search(L, amax, c, t_lo, t_hi, y, tp, pc, tc, code):  # pragma: no cove
     Returns:
         (t, f1) as `line_search`.
     """
+    ev_t, ev_r, ev_o = _bias_events(L, c, t_lo, t_hi)
+    best_f = float(count_metric(tp, pc, tc, code))
+    best_t = 0.0
+    order = np.argsort(ev_t)
+    ts = ev_t[order]
+    frm = amax[ev_r]
+    for sign in (1.0, -1.0):
+        # a row switching exactly at 0 (a tie) can go either way, so it is in both sweeps; the
+        # sweep skips it where it is already on that side
+        if sign > 0:
+            idx = order[np.searchsorted(ts, 0.0, side="left"):]
+            end, to = t_hi, np.full(len(ev_r), c, dtype=np.int64)
+        else:
+            idx = np.ascontiguousarray(order[:np.searchsorted(ts, 0.0, side="right")][::-1])
+            end, to = t_lo, ev_o
+        best_t, best_f = _sweep(idx, ev_t, frm, to, ev_r, end, 1.0, False, y, tp, pc, tc, code, best_t, best_f)
+    return best_t, best_f
+
+
+@njit(cache=True, nogil=True)
+def _bias_events(L, c, t_lo, t_hi):  # pragma: no cover - compiled
+    # each row's switch point t_i, its row and the other class it predicts when it is not c
     n, C = L.shape
     ev_t = np.empty(n, dtype=np.float64)
     ev_r = np.empty(n, dtype=np.int64)
@@ -292,40 +340,4 @@ def bias_search(L, amax, c, t_lo, t_hi, y, tp, pc, tc, code):  # pragma: no cove
         ev_r[ne] = i
         ev_o[ne] = k
         ne += 1
-    base = count_metric(tp, pc, tc, code)
-    best_f = base
-    best_t = 0.0
-    order = np.argsort(ev_t[:ne])
-    ts = ev_t[:ne][order]
-    for sign in (1.0, -1.0):
-        tp2 = tp.copy()
-        pc2 = pc.copy()
-        # a row switching exactly at 0 (a tie) can go either way, so it is in both sweeps; the
-        # from/to check below skips it where it is already on that side
-        if sign > 0:
-            idx = order[np.searchsorted(ts, 0.0, side="left"):]
-            end = t_hi
-        else:
-            idx = order[:np.searchsorted(ts, 0.0, side="right")][::-1]
-            end = t_lo
-        for q in range(idx.shape[0]):
-            e = idx[q]
-            i = ev_r[e]
-            a = amax[i]
-            k = c if sign > 0 else ev_o[e]
-            if a != k:
-                pc2[a] -= 1
-                pc2[k] += 1
-                if a == y[i]:
-                    tp2[a] -= 1
-                elif k == y[i]:
-                    tp2[k] += 1
-            here = ev_t[e]
-            there = ev_t[idx[q + 1]] if q + 1 < idx.shape[0] else end
-            if there == here:
-                continue
-            f = count_metric(tp2, pc2, tc, code)
-            if f > best_f + 1e-12:
-                best_f = f
-                best_t = 0.5 * (here + there)
-    return best_t, best_f
+    return ev_t[:ne], ev_r[:ne], ev_o[:ne]
