@@ -7,6 +7,11 @@ pyarrow.csv and pandas with the ratio ens / fastest peer, CSV and Parquet. The e
 check (ids, classes, probabilities); the peers only parse. Peak RSS of an `ens check` on the table
 is compared with the table's float32 size.
 
+Then the synthetic blending problem (benchmarks/synthetic.py, --models x --blend-rows x 18, written
+once as prediction folders and a labels CSV): `ens blend --method weighted` (nested estimates on)
+cold (an empty NUMBA_CACHE_DIR: every kernel compiles) and warm, beside `caruana_numpy.py` (a plain
+numpy Caruana script on the same CSVs), and `ens oof-report` cold and warm, with the ratios.
+
 Usage:
 
     .venv/bin/python benchmarks/bench_cli.py                  # 1,000,000 x 18
@@ -100,18 +105,73 @@ def peers(table, d: Path) -> dict[str, dict[str, Callable[[], object]]]:
     }
 
 
+def write_problem(d: Path, n_models: int, n_rows: int, n_classes: int = 18) -> tuple[list[Path], Path]:
+    """The synthetic problem as prediction folders (oof.csv, test.csv of n_rows // 4) and labels.csv."""
+    import pandas as pd
+    from synthetic import make_problem
+
+    from ensemble import make_table as mk
+    from ensemble import write_table
+
+    p = make_problem(n_models, n_rows, n_classes)
+    classes = [f"class_{j}" for j in range(n_classes)]
+    ids = np.array([f"{i:07d}" for i in range(n_rows)], dtype=object)
+    test_ids = np.array([f"t{i:07d}" for i in range(n_rows // 4)], dtype=object)
+    rng = np.random.default_rng(1)
+    dirs = []
+    for m, name in enumerate(p.names):
+        write_table(mk(ids, classes, p.probs[m]), d / name / "oof.csv")
+        test = rng.dirichlet(np.ones(n_classes), len(test_ids)).astype(np.float32)
+        write_table(mk(test_ids, classes, test), d / name / "test.csv")
+        dirs.append(d / name)
+    labels = d / "labels.csv"
+    pd.DataFrame({"id": ids, "label": [classes[k] for k in p.y], "fold": p.folds}).to_csv(labels, index=False)
+    return dirs, labels
+
+
+def blend_commands(n_models: int, n_rows: int) -> None:
+    """Cold and warm `ens blend --method weighted` and `ens oof-report` beside the numpy Caruana script."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        dirs, labels = write_problem(d / "preds", n_models, n_rows)
+        blend = [*ENS, "blend", *map(str, dirs), "--labels", str(labels), "--method", "weighted", "--no-ledger"]
+        report = [*ENS, "oof-report", *map(str, dirs), "--labels", str(labels)]
+        caruana = [sys.executable, str(Path(__file__).with_name("caruana_numpy.py")), str(labels), str(d / "caruana"), *map(str, dirs)]
+        cache = d / "numba-cache"
+        os.environ["NUMBA_CACHE_DIR"] = str(cache)  # the subprocesses' compile cache: empty = cold
+        print(f"blend problem: {n_models} models x {n_rows} rows x 18 classes (CSV)")
+        times = {}
+        for what, argv in (("blend", blend), ("oof-report", report)):
+            shutil.rmtree(cache, ignore_errors=True)
+            for state in ("cold", "warm"):
+                out = ["--out", str(d / "blends" / state)] if what == "blend" else ["--json", str(d / f"report-{state}.json")]
+                times[f"{what} {state}"] = run_command([*argv, *out])[0]
+        times["caruana numpy"] = run_command(caruana)[0]
+        for name, t in times.items():
+            print(f"  {name:<16} {t:7.2f} s")
+        print(f"  blend cold / warm {times['blend cold'] / times['blend warm']:.2f}x (target <= 1.5x)")
+        print(f"  oof-report cold / warm {times['oof-report cold'] / times['oof-report warm']:.2f}x")
+        print(f"  blend warm / numpy Caruana {times['blend warm'] / times['caruana numpy']:.2f}x (target <= 0.5x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--classes", type=int, default=18)
     ap.add_argument("--repeat", type=int, default=3, help="best of N for every timing")
     ap.add_argument("--skip-pandas-write", action="store_true", help="pandas.to_csv takes a minute at 1M rows")
+    ap.add_argument("--models", type=int, default=20, help="members of the blend problem")
+    ap.add_argument("--blend-rows", type=int, default=20_000, help="OOF rows of the blend problem")
+    ap.add_argument("--skip-tables", action="store_true", help="only start-up and the blend problem")
     args = ap.parse_args()
 
     from ensemble import read_table, write_table
 
     helps = [run_command([*ENS, "--help"])[0] for _ in range(args.repeat)]
     print(f"ens --help: {min(helps):.3f} s (best of {args.repeat})")
+    blend_commands(args.models, args.blend_rows)
+    if args.skip_tables:
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,8 @@ import pandas as pd
 from ensemble._io import atomic_outputs, read_string_csv
 from ensemble.errors import ConfigError, LabelError, unknown_name
 from ensemble.tables import FLOAT_FORMAT, PredTable, check_ids
+from ensemble.target_format import TargetFormat  # light: the CLI's choices import it alone
 
-
-
-class TargetFormat(str, Enum):
-    """How the submission writes its target: the class name or the class index (`--target-format`)."""
-
-    NAME = "name"
-    INDEX = "index"
-    PROBS = "probs"  # one probability column per class, named by class (log-loss competitions)
 
 
 TARGET_FORMATS = tuple(f.value for f in TargetFormat)

@@ -34,3 +34,13 @@ def test_reading_a_table_loads_no_torch(tmp_path):
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_every_listed_command_loads_under_its_name(name):
     assert _load_command(name).name == name
+
+
+def test_the_blend_command_module_loads_no_numba_pandas_or_sklearn():
+    # the kernels (numba) load when a blend runs, not when `ens --help` lists the command
+    assert _loaded_after("import ensemble.cli.blend").isdisjoint({"numba", "pandas", "sklearn", "torch"})
+
+
+def test_the_metrics_package_loads_its_names_lazily():
+    assert "numba" not in _loaded_after("import ensemble.metrics.base")
+    assert "numba" in _loaded_after("from ensemble.metrics import macro_f1")

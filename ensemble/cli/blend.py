@@ -14,7 +14,7 @@ from ensemble.cli._options import (
     CalibrateOpt, Calibration, ClassesFileOpt, ClassesOpt, DirectionOpt, GroupColOpt, MetricOpt, SolutionIdColOpt,
     SolutionOpt, class_order,
 )
-from ensemble.submission import TargetFormat
+from ensemble.target_format import TargetFormat
 
 _METHOD_HELP = "Blend method: " + "; ".join(f"{n} ({m.help})" for n, m in METHODS.items()) + "."
 

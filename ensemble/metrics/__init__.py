@@ -1,27 +1,38 @@
 """Metrics: the `Metric` shape every consumer relies on, the built-in registry `METRICS`, and the
-functions behind it (sklearn-exact macro-F1, confusion matrices, per-class scores, QWK, ROC-AUC)."""
+functions behind it (sklearn-exact macro-F1, confusion matrices, per-class scores, QWK, ROC-AUC).
 
-from ensemble.metrics.base import Metric
-from ensemble.metrics.builtin import METRICS, ConfusionMetric, CountMetric, get_metric
-from ensemble.metrics.classification import (
-    PerClass,
-    accuracy,
-    argmax,
-    confusion_matrix,
-    f1_from_confusion,
-    f1_from_counts,
-    log_loss,
-    macro_f1,
-    per_class,
-    per_class_from_confusion,
-    row_log_loss,
-    top_confused,
-)
-from ensemble.metrics.kappa import qwk, qwk_from_confusion
-from ensemble.metrics.ranking import binary_auc, roc_auc
+Names load on first access: `ensemble.metrics.base` (the `Metric` shape, imported by the CLI's
+modules for their choices) must not pull the compiled kernels (numba) in with it.
+"""
 
-__all__ = [
-    "METRICS", "ConfusionMetric", "CountMetric", "Metric", "PerClass", "accuracy", "argmax",
-    "binary_auc", "confusion_matrix", "f1_from_confusion", "f1_from_counts", "get_metric", "log_loss", "macro_f1",
-    "per_class", "per_class_from_confusion", "qwk", "qwk_from_confusion", "roc_auc", "row_log_loss", "top_confused",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> the submodule of ensemble.metrics that defines it
+_LAZY = {
+    "Metric": "base",
+    **dict.fromkeys(("METRICS", "ConfusionMetric", "CountMetric", "get_metric"), "builtin"),
+    **dict.fromkeys(
+        (
+            "PerClass", "accuracy", "argmax", "confusion_matrix", "f1_from_confusion", "f1_from_counts", "log_loss",
+            "macro_f1", "per_class", "per_class_from_confusion", "row_log_loss", "top_confused",
+        ),
+        "classification",
+    ),
+    "qwk": "kappa", "qwk_from_confusion": "kappa",
+    "binary_auc": "ranking", "roc_auc": "ranking",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"ensemble.metrics.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'ensemble.metrics' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
