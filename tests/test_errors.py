@@ -136,3 +136,10 @@ def test_a_folder_holding_a_table_in_two_formats_is_refused(tmp_path):
     with pytest.raises(TableError, match=r"holds both oof.csv and oof.parquet; keep one of them \(they share the "
                                          r"sidecar oof.json\) or name the file to read"):
         read_table(tmp_path)
+
+
+def test_an_unknown_prediction_table_format_is_refused_before_any_work():
+    from ensemble.predict.options import PredictOptions
+
+    with pytest.raises(ConfigError, match="unknown table format 'feather'; choose one of: csv, parquet"):
+        PredictOptions(split="test", table_format="feather").check()
