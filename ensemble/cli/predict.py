@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from enum import Enum
 from pathlib import Path
@@ -77,6 +78,7 @@ def predict(
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Predict OOF or test probabilities with TTA; each image decoded once for every model and fold."""
+    _passive_openmp()
     from ensemble.errors import DistributedError
     from ensemble.labels import Columns
     from ensemble.predict.api import PredictOptions, run
@@ -126,6 +128,18 @@ def _print_summary(result: PredictResult, options: PredictOptions) -> None:
             f"skipped {len(result.skipped)} unreadable images (--skip-bad); the tables have no rows for them",
             ["id", "path", "reason"], [[s["id"], s["path"], s["reason"]] for s in result.skipped],
         ))
+
+
+def _passive_openmp() -> None:
+    """Idle OpenMP threads sleep instead of spinning when other processes keep the cores busy.
+
+    Chosen before torch is imported (libgomp reads the policy when it loads); a policy the user
+    set is kept. See `ensemble.predict.cpu`.
+    """
+    from ensemble.predict.cpu import choose_wait_policy
+
+    if "OMP_WAIT_POLICY" not in os.environ and (policy := choose_wait_policy()) is not None:
+        os.environ["OMP_WAIT_POLICY"] = policy
 
 
 def _one_or_list(values: list[str] | None) -> str | list[str] | None:

@@ -233,3 +233,20 @@ def test_read_only_out_folder_is_one_line_before_any_work(proj):
         assert "permission denied" in line and list((d / "ro").iterdir()) == []
     finally:
         (d / "ro").chmod(0o755)
+
+
+def test_openmp_wait_policy_is_set_only_when_busy_and_never_over_the_users(monkeypatch):
+    from ensemble.cli import predict as cli_predict
+    from ensemble.predict import cpu
+
+    monkeypatch.setattr(cpu, "choose_wait_policy", lambda: cpu.PASSIVE)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    cli_predict._passive_openmp()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    cli_predict._passive_openmp()
+    assert os.environ["OMP_WAIT_POLICY"] == cpu.PASSIVE
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(cpu, "choose_wait_policy", lambda: None)
+    cli_predict._passive_openmp()
+    assert "OMP_WAIT_POLICY" not in os.environ
