@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -274,10 +276,34 @@ def count_metric_np(tp: np.ndarray, pc: np.ndarray, tc: np.ndarray, code: int) -
     return _COUNT_NP[code](tp, pc, tc)
 
 
+# Rows below which one thread does the pass; above, the rows are split across the cores and each
+# part runs the compiled (GIL-free) kernel in a Python thread. Numba's parallel loops would do the
+# same but cost seconds of compile each (and a first command pays them); a thread pool costs none.
+_SPLIT_ROWS = 1 << 18
+
+
+def _row_parts(n: int) -> list[tuple[int, int]]:
+    k = min(threads(), max(1, n // _SPLIT_ROWS))
+    edges = np.linspace(0, n, k + 1).astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _on_parts(fn: Callable[[int, int], Any], n: int) -> list[Any]:
+    """`fn(lo, hi)` on row parts, in threads when there are several: their results in row order."""
+    parts = _row_parts(n)
+    if len(parts) == 1:
+        return [fn(*parts[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(parts)) as pool:
+        return list(pool.map(lambda p: fn(*p), parts))
+
+
 def argmax(probs: np.ndarray) -> np.ndarray:
     """Row argmax (first maximum on ties) of (n, C) probabilities, int64 of shape (n,)."""
     if HAVE_NUMBA and probs.shape[1] > 0:
-        return _argmax_nb(_contiguous(probs))
+        p = _contiguous(probs)
+        return np.concatenate(_on_parts(lambda lo, hi: _argmax_nb(p[lo:hi]), len(p)))
     return np.argmax(probs, axis=1).astype(np.int64, copy=False)
 
 
@@ -296,8 +322,9 @@ def confusion_from_probs(y: np.ndarray, probs: np.ndarray, n_classes: int) -> tu
     if HAVE_NUMBA:
         # a (C, C+1) partial per block: with many classes, few big blocks keep that memory small
         block = _BLOCK if n_classes <= 64 else max(_BLOCK, -(-len(y) // (4 * threads())))
-        part = _confusion_probs_nb(np.ascontiguousarray(y, dtype=np.int64), _contiguous(probs), n_classes, block)
-        full = part.sum(axis=0).reshape(n_classes, n_classes + 1)
+        yy, p = np.ascontiguousarray(y, dtype=np.int64), _contiguous(probs)
+        parts = _on_parts(lambda lo, hi: _confusion_probs_nb(yy[lo:hi], p[lo:hi], n_classes, block).sum(axis=0), len(yy))
+        full = np.sum(parts, axis=0).reshape(n_classes, n_classes + 1)
         return full[:, :n_classes], int(full[0, n_classes])
     ok = (y >= 0) & (y < n_classes)
     pred = np.argmax(probs[ok], axis=1)
@@ -318,7 +345,8 @@ def true_class_nll(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
     eps = np.finfo(probs.dtype).eps
     lo, hi = float(eps), float(probs.dtype.type(1) - eps)  # the bounds as sklearn clips, in the dtype
     if HAVE_NUMBA:
-        return _true_nll_nb(np.ascontiguousarray(y, dtype=np.int64), probs, lo, hi)
+        yy = np.ascontiguousarray(y, dtype=np.int64)
+        return np.concatenate(_on_parts(lambda a, b: _true_nll_nb(yy[a:b], probs[a:b], lo, hi), len(yy)))
     return -np.log(np.clip(probs[np.arange(len(y)), y].astype(np.float64), lo, hi))
 
 
@@ -373,5 +401,10 @@ def _contiguous(probs: np.ndarray) -> np.ndarray:
 
 
 def threads() -> int:
-    """Threads the kernels run on (numba's pool), 1 on the numpy fallback."""
-    return int(numba.get_num_threads()) if HAVE_NUMBA else 1
+    """Threads the row-split kernels run on: the cores this process may use (1 on the numpy fallback)."""
+    if not HAVE_NUMBA:
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)

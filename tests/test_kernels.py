@@ -153,3 +153,19 @@ def test_true_class_nll_clips_like_sklearn(rng):
         rows = _kernels.true_class_nll(y, probs)
         expected = [log_loss(y[i : i + 1], probs[i : i + 1], labels=np.arange(4)) for i in range(100)]
         np.testing.assert_allclose(rows, expected, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_row_split_across_threads_equals_numpy(rng, monkeypatch):
+    monkeypatch.setattr(_kernels, "_SPLIT_ROWS", 1000)  # split even a small table into one part per core
+    monkeypatch.setattr(_kernels, "threads", lambda: 3)
+    n, c = 7001, 5
+    probs = rng.random((n, c), dtype=np.float32)
+    probs[::7, 1] = probs[::7, 3]  # ties: the first maximum wins
+    y = rng.integers(0, c, n)
+    assert len(_kernels._row_parts(n)) == 3
+    np.testing.assert_array_equal(_kernels.argmax(probs), probs.argmax(1))
+    cm, bad = _kernels.confusion_from_probs(y, probs, c)
+    np.testing.assert_array_equal(cm, np.bincount(y * c + probs.argmax(1), minlength=c * c).reshape(c, c))
+    assert bad == 0
+    expect = -np.log(np.clip(probs[np.arange(n), y].astype(np.float64), np.finfo(np.float32).eps, 1 - np.finfo(np.float32).eps))
+    np.testing.assert_allclose(_kernels.true_class_nll(y, probs), expect, rtol=1e-12)
