@@ -22,7 +22,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 try:  # numba is a declared dependency; the fallback keeps a broken install usable, only slower
-    import numba
     from numba import njit, prange
 
     NUMBA_INSTALLED = True

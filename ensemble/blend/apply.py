@@ -37,7 +37,7 @@ def apply_recipe(
     labels: Labels | str | os.PathLike | None = None,
     strict: bool = False,
     name: str | None = None,
-    n_boot: int = 1000,
+    n_boot: int | None = None,
 ) -> BlendResult:
     """Re-apply a recipe's units, weights and bias to tables, without refitting anything.
 
@@ -87,7 +87,7 @@ def apply_recipe(
             higher_is_better=r.scores.higher_is_better,
         )
         probs = M.apply(r.method, fitted, stack_units(units, members))
-        ci = bootstrap_metric_ci(metric, joined.y, probs, n_boot=n_boot)
+        ci = bootstrap_metric_ci(metric, joined.y, probs, n_boot=metric.resamples(n_boot, 1000))
         scores = replace(scores, oof=metric.score(joined.y, probs), ci95=(float(ci[0]), float(ci[1])))
     blend_name = name or r.name
     oof, test = assemble(r.method, fitted, units, members, tests, blend_name, meta={"recipe": True})

@@ -47,7 +47,7 @@ class BlendOptions:
         seed: seeds the stratified split (when the labels have no folds) and the bootstrap.
         nested: compute the nested-CV estimates (the honest scores).
         all_classes: shorthand for metric "macro_f1_all" (macro-F1 over every class).
-        n_boot: bootstrap resamples for the CI and the noise verdict.
+        n_boot: bootstrap resamples for the CI and the noise verdict (default 1000; 200 for a metric file).
         metric: what every fit, choice and score uses: a registry name or a `Metric` (a competition
             metric file, bound to the labels).
         group_col: a column of the labels CSV whose groups (studies, patients) the bootstrap
@@ -67,7 +67,7 @@ class BlendOptions:
     seed: int = 42
     nested: bool = True
     all_classes: bool = False
-    n_boot: int = 1000
+    n_boot: int | None = None
     metric: str | Metric = "macro_f1"
     group_col: str | None = None
     solution: str | None = None
@@ -168,8 +168,9 @@ def _scores(
     """In-sample and nested scores in the metric, the best single model, and the paired-bootstrap verdict."""
     metric = spec.metric
     groups = lab.groups(o.group_col)
+    n_boot = metric.resamples(o.n_boot, 1000)
     score = metric.score(y, oof_probs)
-    ci = bootstrap_metric_ci(metric, y, oof_probs, n_boot=o.n_boot, seed=o.seed, groups=groups)
+    ci = bootstrap_metric_ci(metric, y, oof_probs, n_boot=n_boot, seed=o.seed, groups=groups)
     best = metric.best(member_scores)
     fits = M.fits_anything(o.method, spec)
     nested = best_nested = gain = None
@@ -182,7 +183,7 @@ def _scores(
         ref_probs = N.nested_best_single(Xm, y, metric, folds)
         best_nested = metric.score(y, ref_probs)
         gain = float(metric.oriented((nested if fits else score) - best_nested))
-    lo, hi = N.paired_gain_ci(y, blend_probs, ref_probs, metric, n_boot=o.n_boot, seed=o.seed, groups=groups)
+    lo, hi = N.paired_gain_ci(y, blend_probs, ref_probs, metric, n_boot=n_boot, seed=o.seed, groups=groups)
     return Scores(
         metric=metric.name, higher_is_better=metric.higher_is_better, oof=float(score), nested=nested,
         ci95=(float(ci[0]), float(ci[1])), fitted=fits,
@@ -217,7 +218,7 @@ def _spec(o: BlendOptions, meth: M.Method, units: list, metric: Metric) -> M.Spe
             top = None
     if o.rounds < 1:
         raise ConfigError(f"--rounds {o.rounds}: give at least 1 round")
-    if o.n_boot < 1:
+    if o.n_boot is not None and o.n_boot < 1:
         raise ConfigError(f"--n-boot {o.n_boot}: give at least 1 bootstrap resample")
     if o.calibrate not in M.CALIBRATIONS:
         raise unknown_name("calibration", o.calibrate, M.CALIBRATIONS)

@@ -49,7 +49,9 @@ def blend(
     ] = False,
     calibrate: CalibrateOpt = Calibration.none,
     rounds: Annotated[int, typer.Option("--rounds", help="Caruana rounds (greedy).")] = 100,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the CI and the noise verdict.")] = 1000,
+    n_boot: Annotated[
+        Optional[int], typer.Option("--n-boot", help="Bootstrap resamples for the CI and the noise verdict (default 1000; 200 for a metric file).")
+    ] = None,
     seed: _render.SeedOpt = 42,
     no_nested: Annotated[bool, typer.Option("--no-nested", help="Skip the nested-CV estimates (faster, less honest).")] = False,
     all_classes: Annotated[

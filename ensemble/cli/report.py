@@ -35,7 +35,9 @@ def oof_report(
     group_col: GroupColOpt = None,
     all_classes: Annotated[bool, typer.Option("--all-classes", help=_ALL_CLASSES_HELP)] = False,
     folds: Annotated[bool, typer.Option("--folds/--no-folds", help="Score each fold (needs the fold column).")] = True,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the macro-F1 interval (0: none).")] = 1000,
+    n_boot: Annotated[
+        Optional[int], typer.Option("--n-boot", help="Bootstrap resamples for the interval (0: none; default 1000, 200 for a metric file).")
+    ] = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Interval level: 0.05 gives 95% intervals.")] = 0.05,
     model: Annotated[Optional[str], typer.Option("--model", help="Model whose per-class table and confusion matrix are shown (default: the best).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Confused class pairs to list.")] = 10,

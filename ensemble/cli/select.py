@@ -27,7 +27,9 @@ def select(
         typer.Option("--recipes", help="Candidate recipes; default: every blend recorded in the ledger."),
     ] = None,
     ledger: LedgerOpt = None,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples of the OOF rows.")] = 2000,
+    n_boot: Annotated[
+        Optional[int], typer.Option("--n-boot", help="Bootstrap resamples of the OOF rows (default 2000; 200 for a metric file).")
+    ] = None,
     seed: _render.SeedOpt = 42,
     id_col: Annotated[Optional[str], typer.Option("--id-col", help="Id column of the labels CSV (default: the recorded one, else id).")] = None,
     label_col: Annotated[Optional[str], typer.Option("--label-col", help="Label column of the labels CSV (default: the recorded one, else label).")] = None,

@@ -20,6 +20,7 @@ file needs to find each row's id and solution; built-in metrics ignore it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -39,6 +40,17 @@ class Metric:
     higher_is_better: bool
     argmax_only: bool = False
     count_code: int | None = None
+
+    # Competition metric files run the user's Python per call (milliseconds each): bootstraps default
+    # to fewer resamples for them (`resamples`), so a nested blend stays within a minute.
+    runs_user_code: ClassVar[bool] = False
+    USER_CODE_RESAMPLES: ClassVar[int] = 200
+
+    def resamples(self, n_boot: int | None, default: int) -> int:
+        """`n_boot` when given, else `default` (at most USER_CODE_RESAMPLES for a metric file)."""
+        if n_boot is not None:
+            return n_boot
+        return min(default, self.USER_CODE_RESAMPLES) if self.runs_user_code else default
 
     def score(self, y: np.ndarray, probs: np.ndarray, index: np.ndarray | None = None) -> float:
         """The score of `probs` (float32 (n, C)) against `y` (int64 (n,)); `index`: their labelled rows."""

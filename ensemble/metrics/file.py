@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -147,6 +147,8 @@ class MetricFile:
 class FileMetric(Metric):
     """A metric file bound to labelled rows: a `Metric` like any built-in.
 
+    It runs the user's code per call, so bootstraps default to fewer resamples (`Metric.resamples`).
+
     Attributes:
         path: the metric file.
         function: the scoring function's name.
@@ -156,6 +158,8 @@ class FileMetric(Metric):
         solution: the solution, one row per labelled row in the labels' order, ids as strings.
         group_col: the solution column of groups kept apart when repeated, or None.
     """
+
+    runs_user_code: ClassVar[bool] = True
 
     path: Path
     function: str

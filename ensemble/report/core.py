@@ -154,7 +154,7 @@ def oof_report(
     labels: Labels,
     tables: Sequence[PredTable],
     *,
-    n_boot: int = 1000,
+    n_boot: int | None = None,
     seed: int = 42,
     all_classes: bool = False,
     progress: Progress | None = None,
@@ -173,7 +173,7 @@ def oof_report(
     Args:
         labels: the labels CSV, read (ideally with `classes=` the tables' classes).
         tables: OOF prediction tables; two or more sharing a `family` also get a seed-average row.
-        n_boot: bootstrap resamples for the macro-F1 interval (0: none).
+        n_boot: bootstrap resamples for the metric's interval (0: none; default 1000, 200 for a metric file).
         seed: seeds the bootstrap.
         all_classes: macro-F1 over all classes instead of those present (see `metrics.macro_f1`).
         progress: hook told about each model scored.
@@ -192,7 +192,7 @@ def oof_report(
         LabelError: no label column, or no fold column with `per_fold`.
         UnknownNameError: `model` is not one of the rows.
     """
-    if n_boot < 0:
+    if n_boot is not None and n_boot < 0:
         raise ConfigError(f"n_boot={n_boot}; give 0 (no intervals) or more resamples")
     if per_fold and labels.folds is None:
         labels.fold_values  # raises the shared "no fold column" error
@@ -202,6 +202,7 @@ def oof_report(
     progress = progress or NoProgress()
     choice = metric if isinstance(metric, MetricChoice) else MetricChoice(metric, all_classes=all_classes)
     scorer = choice.resolve(labels, classes)
+    n_boot = scorer.resamples(n_boot, 1000)
     groups = labels.groups(choice.group_col)
 
     rows: list[tuple[str, str, str, list[str], np.ndarray]] = [

@@ -40,7 +40,7 @@ def select_submissions(
     ledger: str | os.PathLike | None = None,
     recipes: Sequence[str | os.PathLike] | None = None,
     n: int = 2,
-    n_boot: int = 2000,
+    n_boot: int | None = None,
     seed: int = 42,
     columns: Columns | None = None,
     classes: Sequence[str] | None = None,
@@ -83,7 +83,7 @@ def select_submissions(
         group_col or (recorded_option(cands, "group_col") if same else None), all_classes,
     ).resolve(lab, list(cands[0].oof.classes))
     group_col = group_col or (recorded_option(cands, "group_col") if same else None)
-    return select_finals(cands, lab, n=n, n_boot=n_boot, seed=seed, metric=chosen, classes=classes,
+    return select_finals(cands, lab, n=n, n_boot=chosen.resamples(n_boot, 2000), seed=seed, metric=chosen, classes=classes,
                          groups=lab.groups(group_col))
 
 
