@@ -81,16 +81,19 @@ def _print(r: Any) -> None:
 
     con = _render.out()
     level = round(100 * (1 - r.alpha))
+    # the usual scores beside the metric, less the one it already is
+    beside = [(k, h) for k, h in (("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("log_loss", "log-loss"))
+              if not (k == r.metric or (k == "macro_f1" and r.metric == "macro_f1_all"))]
     rows = [
         [i + 1, m.name, m.family, m.kind, m.score, f"{m.ci[0]:.4f}–{m.ci[1]:.4f}" if m.ci else None,
-         f"{m.fold_mean:.4f} ± {m.fold_std:.4f}" if m.fold_scores else None, m.macro_f1, m.accuracy, m.log_loss]
+         f"{m.fold_mean:.4f} ± {m.fold_std:.4f}" if m.fold_scores else None, *(getattr(m, k) for k, _ in beside)]
         for i, m in enumerate(r.models)
     ]
     direction = "higher" if r.higher_is_better else "lower"
     con.print(_render.table(
         f"OOF scores, {r.n_samples} rows, {len(r.classes)} classes — sorted by {r.metric} ({direction} is better); "
         f"macro-F1: {METRIC_NOTE[r.all_classes]}",
-        ["#", "model", "family", "kind", r.metric, f"{level}% CI", "per-fold mean ± std", "macro-F1", "accuracy", "log-loss"],
+        ["#", "model", "family", "kind", r.metric, f"{level}% CI", "per-fold mean ± std", *(h for _, h in beside)],
         rows,
     ))
     pc = r.per_class
@@ -113,8 +116,8 @@ def _print(r: Any) -> None:
             con.print(_render.table(title, ["model", *r.names], [[n, *map(float, row)] for n, row in zip(r.names, mat)]))
     for name, scores in r.tta.items():
         con.print(_render.table(
-            f"TTA views and mean-merges: {name} (* = the table's own merge)", ["views", "n", r.metric, "macro-F1", "accuracy", "log-loss"],
-            [[s.name + (" *" if s.current else ""), len(s.views), s.score, s.macro_f1, s.accuracy, s.log_loss] for s in scores],
+            f"TTA views and mean-merges: {name} (* = the table's own merge)", ["views", "n", r.metric, *(h for _, h in beside)],
+            [[s.name + (" *" if s.current else ""), len(s.views), s.score, *(getattr(s, k) for k, _ in beside)] for s in scores],
         ))
 
 
