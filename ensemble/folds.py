@@ -8,7 +8,6 @@ validation (an error-level finding), and folds whose class mix strays from the w
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ensemble._io import atomic_outputs, check_writable
-from ensemble._registry import Registry
 from ensemble.errors import ConfigError, LabelError, preview
+from ensemble.fold_methods import FOLD_METHODS, FoldMethod
 from ensemble.labels import Columns, Labels, read_labels
 
 __all__ = [
@@ -25,44 +24,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class FoldMethod:
-    """A splitter factory `(n_splits, seed) -> sklearn splitter` and what it needs."""
-
-    make: Callable[[int, int], Any]
-    needs_labels: bool
-    needs_groups: bool
-
-
-def _stratified(n_splits: int, seed: int) -> Any:
-    from sklearn.model_selection import StratifiedKFold
-
-    return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-
-
-def _group(n_splits: int, seed: int) -> Any:
-    from sklearn.model_selection import GroupKFold
-
-    return GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-
-
-def _stratified_group(n_splits: int, seed: int) -> Any:
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    return StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-
-
-def _kfold(n_splits: int, seed: int) -> Any:
-    from sklearn.model_selection import KFold
-
-    return KFold(n_splits=n_splits, shuffle=True, random_state=seed)
-
-
-FOLD_METHODS: Registry[FoldMethod] = Registry("fold method")
-FOLD_METHODS.add("stratified", FoldMethod(_stratified, needs_labels=True, needs_groups=False))
-FOLD_METHODS.add("group", FoldMethod(_group, needs_labels=False, needs_groups=True))
-FOLD_METHODS.add("stratified-group", FoldMethod(_stratified_group, needs_labels=True, needs_groups=True))
-FOLD_METHODS.add("kfold", FoldMethod(_kfold, needs_labels=False, needs_groups=False))
 
 
 def make_folds(

@@ -11,18 +11,9 @@ import numpy as np
 import pandas as pd
 
 from ensemble._io import read_string_csv
+from ensemble.columns import Columns
 from ensemble.errors import ClassMismatchError, LabelError, preview
 from ensemble.tables import check_ids
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Column names of a labels / data CSV (`--id-col`, `--path-col`, `--label-col`, `--fold-col`)."""
-
-    id: str = "id"
-    path: str = "path"
-    label: str = "label"
-    fold: str = "fold"
 
 
 @dataclass(eq=False)

@@ -24,14 +24,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ensemble._io import atomic_outputs, check_writable, first_line, read_json_object, sha256_file
+from ensemble._io import (
+    atomic_outputs,
+    check_writable,
+    first_line,
+    read_json_object,
+    sha256_file,
+)
 from ensemble.errors import ClassMismatchError, TableError, preview
 from ensemble.table_align import align, align_ids, conform_classes  # noqa: F401 - public here, as ever
 
 SUM_ATOL = 1e-4
 FLOAT_FORMAT = "%.9g"  # 9 significant digits: every float32 survives the round trip exactly (for pandas writers)
 # format name (`ens predict --format`) -> file suffix; a table's suffix picks its reader and writer
-TABLE_FORMATS = {"csv": ".csv", "parquet": ".parquet"}
+from ensemble.columns import TABLE_FORMATS  # noqa: E402 - public here too
+
 _FORMAT_MODULES = {".csv": "ensemble._csv_table", ".parquet": "ensemble._parquet_table"}
 _CHECK_ROWS = 1 << 16  # rows checked at a time: the float64 work stays small beside a float32 table
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ensemble.cli import _render
-from ensemble.folds import FOLD_METHODS
+from ensemble.fold_methods import FOLD_METHODS
 
 EXIT_FINDINGS = 1  # --check found an error-level problem (group leakage), as a linter would
 

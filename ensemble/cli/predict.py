@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ensemble.cli import _render
+from ensemble.columns import TABLE_FORMATS
 from ensemble.predict.options import AMP_MODES, SPLITS
-from ensemble.tables import TABLE_FORMATS
 
 if TYPE_CHECKING:  # torch loads when the command runs, not when `ens --help` lists it
     from ensemble.predict.api import PredictOptions, PredictResult

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ensemble._registry import Registry
+from ensemble.columns import TABLE_FORMATS, Columns
 from ensemble.errors import ConfigError
-from ensemble.labels import Columns
-from ensemble.tables import TABLE_FORMATS
 
 SPLITS = ("oof", "test")
 # AMP mode -> the torch dtype's name on CUDA (None: float32, or "auto" resolved by `runners.amp_dtype`)

@@ -22,8 +22,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pandas as pd
-
 from ensemble._io import read_json_object
 from ensemble._registry import Registry
 from ensemble.errors import ConfigError, preview
@@ -55,6 +53,8 @@ def read_metrics(path: str | os.PathLike, *, metric: str | None = None) -> tuple
             raise ConfigError(f"{p}: --metric picks a CSV column; a JSON metrics file holds one metric")
         obj = read_json_object(p, ConfigError, what="metrics file", fix="write an object of checkpoint -> number")
         return p.stem, {str(k): _number(v, p, k) for k, v in obj.items()}  # e.g. val_f1.json -> "val_f1"
+    import pandas as pd  # only when a metrics CSV is read: `ens --help` lists swa's choices without it
+
     try:
         frame = pd.read_csv(p, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
