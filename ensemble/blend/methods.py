@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ensemble._progress import Progress
 from ensemble._registry import Registry
 from ensemble.metrics.base import Metric
+
+if TYPE_CHECKING:  # numpy loads with the first blend, not with `ens --help` reading this registry
+    import numpy as np
 
 # The registry is imported by the CLI for its choices, so this module stays light: numba kernels,
 # scipy and the metrics load inside the functions that need them.
@@ -88,11 +90,15 @@ class Fitted:
 
 def soft(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted mean of the probabilities."""
+    import numpy as np
+
     return (np.einsum("nuc,u->nc", X, w, dtype=np.float64) / w.sum()).astype(np.float32)
 
 
 def geometric(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted mean of log-probabilities, renormalised (a softmax of the mean log)."""
+    import numpy as np
+
     from ensemble.blend.bias import log_scores
 
     z = np.einsum("nuc,u->nc", log_scores(X), w) / w.sum()
@@ -102,6 +108,7 @@ def geometric(X: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def rank(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Per-class rank averaging: each member's column ranked over the rows, weighted mean, rows renormalised."""
+    import numpy as np
     from scipy.stats import rankdata
 
     r = rankdata(X, axis=0, method="average") / X.shape[0]  # (n, U, C) in (0, 1]
@@ -115,6 +122,8 @@ def hard(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     The output rows are the vote shares with the winner lifted by HARD_LIFT, so their argmax is the
     decision (never the lowest tied class index, as sklearn's VotingClassifier would choose).
     """
+    import numpy as np
+
     n, U, C = X.shape
     votes = np.zeros((n, C))
     rows = np.arange(n)
@@ -169,6 +178,8 @@ def fits_anything(method: str, spec: Spec) -> bool:
 
 def unit_scores(X: np.ndarray, y: np.ndarray, metric: Metric, index: np.ndarray | None = None) -> np.ndarray:
     """Each unit's OOF score alone, float64 of shape (U,) (in the metric's own direction)."""
+    import numpy as np
+
     return np.array([metric.score(y, X[:, u], index) for u in range(X.shape[1])])
 
 
@@ -187,6 +198,8 @@ def fit(
         progress: told about the bias sweeps (slow with thousands of classes).
         index: the rows' numbers among the labelled rows (a competition metric file needs them).
     """
+    import numpy as np
+
     m = METHODS.get(method)
     metric = spec.metric
     units = np.arange(X.shape[1])
@@ -236,6 +249,8 @@ def _combine(m: Method, fitted: Fitted, X: np.ndarray) -> np.ndarray:
 
 def apply(method: str, fitted: Fitted, X: np.ndarray) -> np.ndarray:
     """Blend rows with a fitted blend: float32 probabilities of shape (n_samples, n_classes)."""
+    import numpy as np
+
     keep = fitted.weights > 0  # units a fit dropped need not be read
     part = Fitted(fitted.units[keep], fitted.weights[keep], pool=fitted.pool)
     probs = _combine(METHODS.get(method), part, X[:, fitted.units[keep]])

@@ -20,9 +20,10 @@ file needs to find each row's id and solution; built-in metrics ignore it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # the shape is read at start-up (the CLI's registries); numpy loads when a score is taken
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Metric:
 
     def best(self, values: np.ndarray) -> int:
         """Index of the best of `values` (the first on ties)."""
+        import numpy as np
+
         return int(np.argmax(self.oriented(np.asarray(values, dtype=np.float64))))
 
     @property
