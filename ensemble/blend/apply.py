@@ -23,6 +23,7 @@ from ensemble.bootstrap import bootstrap_metric_ci
 from ensemble.errors import ConfigError, preview
 from ensemble.join import conform_tests, join_labels
 from ensemble.labels import Labels
+from ensemble.metrics.choice import MetricChoice
 from ensemble.recipe import Recipe, read_recipe
 from ensemble.tables import PredTable, align, conform_classes
 
@@ -76,16 +77,12 @@ def apply_recipe(
     )
     scores, lab = r.scores, None
     if labels is not None:
-        from ensemble.metrics.file import resolve_metric
-
         joined = join_labels(labels, members, classes=classes)
         members, lab = joined.tables, joined.labels
-        o = r.options
-        metric = resolve_metric(
-            r.scores.metric, labels=lab, classes=classes, solution=o.get("solution"),
-            solution_id_col=o.get("solution_id_col"), group_col=o.get("group_col"),
-            higher_is_better=r.scores.higher_is_better,
-        )
+        o = r.options  # the metric the recipe was scored in, with its recorded solution and groups
+        metric = MetricChoice(
+            r.scores.metric, r.scores.higher_is_better, o.get("solution"), o.get("solution_id_col"), o.get("group_col")
+        ).resolve(lab, classes)
         probs = M.apply(r.method, fitted, stack_units(units, members))
         ci = bootstrap_metric_ci(metric, joined.y, probs, n_boot=metric.resamples(n_boot, 1000))
         scores = replace(scores, oof=metric.score(joined.y, probs), ci95=(float(ci[0]), float(ci[1])))

@@ -120,7 +120,9 @@ def blend(
     progress = progress or NoProgress()
     o = options
     meth = M.METHODS.get(o.method)
-    joined = join_labels(labels, oof_tables, classes=classes) if oof_tables else _no_members()
+    if not oof_tables:
+        raise ConfigError("no members to blend; give at least one prediction folder")
+    joined = join_labels(labels, oof_tables, classes=classes)
     members, lab, y, C = joined.tables, joined.labels, joined.y, len(joined.classes)
     check_members(members, lab)
     tests = _tests(members, test_tables, joined.classes)
@@ -144,10 +146,6 @@ def blend(
         fitted=fitted, oof=oof, test=test, scores=scores, member_scores=member_scores, options=o.recorded(),
         folds_source=scores_folds_source(lab, o), labels=labels_ref(lab),
     )
-
-
-def _no_members() -> Any:
-    raise ConfigError("no members to blend; give at least one prediction folder")
 
 
 def _tests(members: list[PredTable], test_tables: Sequence[PredTable] | None, classes: list[str]) -> list[PredTable] | None:
