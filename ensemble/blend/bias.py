@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble._progress import NoProgress, Progress
 from ensemble._kernels import MACRO_F1
+from ensemble._progress import NoProgress, Progress
 from ensemble.blend import _kernels as K
 
 SPAN = 3.0  # one step moves a class's bias by at most this much (log-probability units)
