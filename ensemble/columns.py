@@ -10,9 +10,11 @@ TABLE_FORMATS = {"csv": ".csv", "parquet": ".parquet"}
 
 @dataclass(frozen=True)
 class Columns:
-    """Column names of a labels / data CSV (`--id-col`, `--path-col`, `--label-col`, `--fold-col`)."""
+    """Column names of a labels / data CSV (`--id-col`, `--path-col`, `--label-col`, `--fold-col`), and
+    what joins several classes in one label cell of a multi-label CSV (`--label-sep`)."""
 
     id: str = "id"
     path: str = "path"
     label: str = "label"
     fold: str = "fold"
+    label_sep: str = "|"

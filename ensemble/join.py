@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.errors import ClassMismatchError, ConfigError, LabelError, preview
-from ensemble.labels import Columns, Labels, encode_labels_how, read_labels
+from ensemble.labels import Columns, Labels, encode_labels_how, encode_multilabel, read_labels, refuse_sets
 from ensemble.tables import PredTable, align, conform_classes
+from ensemble.task import MULTILABEL, common_task
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,17 @@ class Joined:
     Attributes:
         tables: the tables, rows in the labels' id order, columns in `classes` order.
         labels: the labels as read.
-        y: int64 class indices into `classes`, shape (n_samples,).
+        y: int64 class indices into `classes`, shape (n_samples,); multilabel: a uint8 indicator
+            matrix of shape (n_samples, n_classes), columns in `classes` order.
         classes: class names in index order.
+        task: the tables' task (`multiclass` or `multilabel`), which the labels follow.
     """
 
     tables: list[PredTable]
     labels: Labels
     y: np.ndarray
     classes: list[str]
+    task: str = "multiclass"
 
     @property
     def folds(self) -> np.ndarray | None:
@@ -82,26 +86,37 @@ def join_labels(
         ClassMismatchError: tables disagree on the class set; labels outside it; integer labels
             with no explicit class order (or tables recording different orders).
         AlignmentError: a table misses labelled ids or has others.
+        TableError: the tables mix multiclass and multilabel.
+        LabelError: multi-label labels (cells joining several classes) against multiclass tables.
     """
     if not tables:
         raise ConfigError("no prediction tables given; pass at least one OOF table or folder holding oof.csv")
+    task = common_task([(t.source, t.task) for t in tables])
     order = recorded_order(tables, classes)
     tables = conform_classes(list(tables), order)  # one column order (by name), or a clear error
     names = list(tables[0].classes)
-    lab = labels if isinstance(labels, Labels) else read_labels(labels, classes=names, columns=columns)
+    lab = labels if isinstance(labels, Labels) else read_labels(labels, classes=names, columns=columns, task=task)
     if lab.y is None:
         raise LabelError(f"{lab.source}: no label column; name it with --label-col")
-    y = _encode(lab, names, order, tables)
+    y = _encode(lab, names, order, tables, task)
     tables = align(tables, lab.ids, ref_name=str(lab.source))
-    return Joined(tables, lab, y, names)
+    return Joined(tables, lab, y, names, task)
 
 
-def _encode(lab: Labels, names: list[str], order: list[str] | None, tables: list[PredTable]) -> np.ndarray:
-    """The labels as indices into `names` (the tables' column order)."""
+def _encode(lab: Labels, names: list[str], order: list[str] | None, tables: list[PredTable], task: str) -> np.ndarray:
+    """The labels as indices into `names` (the tables' column order); multilabel: an indicator matrix."""
     raw = lab.raw_labels
+    cols = lab.columns
     if raw is None:  # Labels built in memory: trust their classes, mapped by name
-        raw = np.asarray(lab.classes, dtype=object)[lab.y]
-    y, _, by_index = encode_labels_how(raw, names, Path(lab.source), "label")
+        if lab.y.ndim == 2:
+            raw = np.array([cols.label_sep.join(np.asarray(lab.classes)[r.astype(bool)]) for r in lab.y], dtype=object)
+        else:
+            raw = np.asarray(lab.classes, dtype=object)[lab.y]
+    if task == MULTILABEL:
+        y, _, by_index = encode_multilabel(raw, names, Path(lab.source), cols.label, cols.label_sep)
+    else:
+        refuse_sets(raw, lab.ids, Path(lab.source), cols)
+        y, _, by_index = encode_labels_how(raw, names, Path(lab.source), "label")
     if not by_index:
         return y
     if order is None:
@@ -116,6 +131,10 @@ def _encode(lab: Labels, names: list[str], order: list[str] | None, tables: list
         )
     position = {c: i for i, c in enumerate(names)}
     remap = np.array([position[c] for c in order], dtype=np.int64)  # index in `order` -> column in `names`
+    if y.ndim == 2:  # column j of y is class order[j]: move it to column remap[j]
+        out = np.zeros_like(y)
+        out[:, remap] = y
+        return out
     return remap[y]
 
 

@@ -14,6 +14,7 @@ from ensemble._io import read_string_csv
 from ensemble.columns import Columns
 from ensemble.errors import ClassMismatchError, LabelError, preview
 from ensemble.tables import check_ids
+from ensemble.task import MULTICLASS, MULTILABEL
 
 
 @dataclass(eq=False)
@@ -23,7 +24,8 @@ class Labels:
     Attributes:
         ids: string ids, shape (n_samples,).
         classes: class names in index order (None when the CSV has no labels and none were given).
-        y: int64 class indices, shape (n_samples,), or None without a label column.
+        y: int64 class indices, shape (n_samples,); for multi-label labels a uint8 indicator matrix
+            of shape (n_samples, n_classes); None without a label column.
         folds: int64 fold numbers, shape (n_samples,), or None without a fold column.
         paths: image paths resolved against the CSV's folder (or `root`), or None.
         frame: the CSV as read (every column a string), for extra columns such as groups.
@@ -47,6 +49,11 @@ class Labels:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def task(self) -> str:
+        """`multilabel` when the labels are sets of classes (an indicator matrix), else `multiclass`."""
+        return MULTILABEL if self.y is not None and self.y.ndim == 2 else MULTICLASS
 
     def groups(self, col: str | None) -> np.ndarray | None:
         """Each row's group in column `col` (`--group-col`: studies, patients), or None without `col`.
@@ -78,10 +85,13 @@ def read_labels(
     columns: Columns = Columns(),
     root: str | os.PathLike | None = None,
     require: Sequence[str] = ("label",),
+    task: str | None = None,
 ) -> Labels:
     """Read and check a labels / data CSV.
 
-    Labels may be class names or class indices, never a mix. With `classes` given, labels that are
+    A label cell holds one class, or for multi-label labels several joined by `columns.label_sep`
+    (an empty cell: no class). The labels are multi-label when `task` says so, or (`task` None) when
+    any cell holds the separator. Labels may be class names or class indices, never a mix. With `classes` given, labels that are
     all class names map by name, else labels that are all integers in 0..C-1 are indices into
     `classes` (which must then be the real class order: `ensemble.join.join_labels` checks that);
     without `classes`, integer labels give classes "0".."max" and names give their sorted set.
@@ -92,9 +102,11 @@ def read_labels(
         columns: column names.
         root: folder that image paths are relative to (default: the CSV's folder).
         require: which of "label", "fold", "path" must be present.
+        task: `multiclass`, `multilabel`, or None to tell by the separator.
 
     Raises:
-        LabelError: missing file or column, empty/duplicate ids, labels outside the classes, bad folds.
+        LabelError: missing file or column, empty/duplicate ids, labels outside the classes, bad
+            folds, several classes in one cell where the task is multiclass.
     """
     p = Path(path)
     frame = read_string_csv(p, LabelError, missing="no such labels CSV; give the file with id/label/fold columns")
@@ -112,7 +124,11 @@ def read_labels(
     by_index = False
     if columns.label in frame.columns:
         raw_labels = frame[columns.label].to_numpy(dtype=object)
-        y, classes, by_index = encode_labels_how(raw_labels, classes, p, columns.label)
+        if task == MULTILABEL or (task is None and holds_separator(raw_labels, columns.label_sep).any()):
+            y, classes, by_index = encode_multilabel(raw_labels, classes, p, columns.label, columns.label_sep)
+        else:
+            refuse_sets(raw_labels, ids, p, columns)
+            y, classes, by_index = encode_labels_how(raw_labels, classes, p, columns.label)
     elif classes is not None:
         classes = [str(c) for c in classes]
 
@@ -174,6 +190,57 @@ def encode_labels_how(
         f"{p}: labels {preview(unknown)} in {col!r} are not among the {len(classes)} classes "
         f"({preview(classes)}); labels must be class names or indices 0..{len(classes) - 1}"
     )
+
+
+def holds_separator(raw: np.ndarray, sep: str) -> np.ndarray:
+    """bool (n,): which label cells hold the separator (several classes)."""
+    return np.array([sep in str(v) for v in raw], dtype=bool)
+
+
+def refuse_sets(raw: np.ndarray, ids: np.ndarray, p: Path, columns: Columns) -> None:
+    """Refuse label cells holding several classes where one class per row is expected.
+
+    Raises:
+        LabelError: names the rows (their ids).
+    """
+    rows = np.flatnonzero(holds_separator(raw, columns.label_sep))
+    if len(rows):
+        raise LabelError(
+            f"{p}: {len(rows)} rows of {columns.label!r} hold several classes joined by {columns.label_sep!r} "
+            f"(ids {preview(ids[rows])}) but the task is multiclass (one class per row); predict with a "
+            "multilabel model card (task = \"multilabel\"), or pick another --label-sep if a class name holds it"
+        )
+
+
+def encode_multilabel(
+    raw: np.ndarray, classes: Sequence[str] | None, p: Path, col: str, sep: str
+) -> tuple[np.ndarray, list[str], bool]:
+    """Map label sets (`a|b`, empty for none) to a uint8 indicator matrix (n, C).
+
+    The classes of every cell follow `encode_labels_how`'s rules together (all names or all
+    indices); without `classes`, they are the names seen (sorted) or 0..max.
+
+    Returns:
+        (Y, classes, by_index).
+    """
+    cells = [str(v).split(sep) if str(v).strip() else [] for v in raw]
+    tokens = np.array([t.strip() for c in cells for t in c], dtype=object)
+    if (tokens == "").any():
+        bad = [i for i, c in enumerate(cells) if any(not t.strip() for t in c)]
+        raise LabelError(
+            f"{p}: {len(bad)} rows of {col!r} hold an empty class between separators {sep!r} "
+            f"(rows {preview(bad)}); write `a{sep}b`, or an empty cell for no class"
+        )
+    rows = np.repeat(np.arange(len(cells)), [len(c) for c in cells])
+    if len(tokens):
+        idx, classes, by_index = encode_labels_how(tokens, classes, p, col)
+    elif classes is None:
+        raise LabelError(f"{p}: every {col!r} cell is empty; multi-label labels need some positive classes")
+    else:
+        idx, classes, by_index = np.zeros(0, np.int64), [str(c) for c in classes], False
+    Y = np.zeros((len(cells), len(classes)), dtype=np.uint8)
+    Y[rows, idx] = 1
+    return Y, classes, by_index
 
 
 def _parse_folds(raw: np.ndarray, p: Path, col: str) -> np.ndarray:

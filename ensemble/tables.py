@@ -33,6 +33,7 @@ from ensemble._io import (
 )
 from ensemble.errors import ClassMismatchError, TableError, preview
 from ensemble.table_align import align, align_ids, conform_classes  # noqa: F401 - public here, as ever
+from ensemble.task import MULTICLASS, MULTILABEL, check_task, sigmoid, task_of_meta
 
 SUM_ATOL = 1e-4
 FLOAT_FORMAT = "%.9g"  # 9 significant digits: every float32 survives the round trip exactly (for pandas writers)
@@ -50,7 +51,8 @@ class PredTable:
     Attributes:
         ids: string ids, shape (n_samples,), unique.
         classes: class names in class-index order.
-        probs: float32 probabilities of shape (n_samples, n_classes); rows sum to 1.
+        probs: float32 probabilities of shape (n_samples, n_classes); rows sum to 1 (multiclass) or
+            each value in [0, 1] (multilabel: `meta["task"]`).
         meta: what made the table (the sidecar JSON).
         views: optional per-view TTA probabilities, view name -> (n_samples, n_classes).
         path: the file it was read from, if any.
@@ -76,6 +78,11 @@ class PredTable:
         if self.path.stem.startswith(("oof", "test")) and self.path.parent.name:
             return self.path.parent.name
         return self.path.stem
+
+    @property
+    def task(self) -> str:
+        """`multiclass` (softmax rows) or `multilabel` (a sigmoid per class), as the sidecar records it."""
+        return str(self.meta.get("task", MULTICLASS))
 
     @property
     def family(self) -> str:
@@ -106,6 +113,7 @@ def make_table(
     views: dict[str, np.ndarray] | None = None,
     from_logits: bool = False,
     source: str = "table",
+    task: str | None = None,
 ) -> PredTable:
     """Build a checked table from arrays.
 
@@ -115,12 +123,16 @@ def make_table(
         probs: array of shape (n_samples, n_classes): probabilities, or logits with `from_logits`.
         meta: sidecar metadata.
         views: per-view probabilities, each of shape (n_samples, n_classes).
-        from_logits: apply a softmax to `probs` (and to `views`) first.
+        from_logits: apply a softmax (a sigmoid for multilabel) to `probs` (and to `views`) first.
         source: name used in error messages.
+        task: `multiclass` or `multilabel` (recorded in `meta`); default: `meta`'s, else multiclass.
 
     Raises:
-        TableError: duplicate or empty ids, wrong shapes, NaN/inf, negative values, rows not summing to 1.
+        TableError: duplicate or empty ids, wrong shapes, NaN/inf, negative values, rows not summing
+            to 1 (multiclass) or values above 1 (multilabel).
     """
+    if task is not None:
+        meta = {**(meta or {}), "task": check_task(task, source)}
     return _checked_table(_str_ids(ids), classes, probs, meta, views, from_logits, source, copy=True)
 
 
@@ -131,10 +143,11 @@ def _checked_table(
     """`make_table` for ids already an object array of str; `copy=False` keeps a float32 `probs` (a reader's)."""
     ids = check_ids(ids, source)
     classes = check_classes_list(classes, source)
-    probs = check_probs(probs, len(ids), classes, source, from_logits=from_logits, copy=copy)
+    task = task_of_meta(meta or {}, source)
+    probs = check_probs(probs, len(ids), classes, source, from_logits=from_logits, copy=copy, task=task)
     if views is not None:
         views = {
-            str(k): check_probs(v, len(ids), classes, f"{source} view {k!r}", from_logits=from_logits)
+            str(k): check_probs(v, len(ids), classes, f"{source} view {k!r}", from_logits=from_logits, task=task)
             for k, v in views.items()
         }
     return PredTable(ids, classes, probs, dict(meta or {}), views)
@@ -175,9 +188,13 @@ def check_classes_list(classes: Sequence[str], source: str) -> list[str]:
 
 
 def check_probs(
-    probs: np.ndarray, n: int, classes: list[str], source: str, *, from_logits: bool = False, copy: bool = True
+    probs: np.ndarray, n: int, classes: list[str], source: str, *, from_logits: bool = False, copy: bool = True,
+    task: str = MULTICLASS,
 ) -> np.ndarray:
     """The one probability checker: shape, finiteness, sign and row sums; returns float32 (n, C).
+
+    Multiclass rows must sum to 1 (logits: a row softmax); multilabel values must lie in [0, 1]
+    (logits: an elementwise sigmoid) and rows sum to anything.
 
     Rows are checked in float64 a block at a time, so a million-row float32 table never gets a
     float64 twin; `copy=False` returns a float32 input itself when there is nothing to convert.
@@ -194,20 +211,23 @@ def check_probs(
         block = arr[lo:lo + _CHECK_ROWS].astype(np.float64)  # (b, C)
         rows = slice(lo, lo + len(block))
         finite[rows] = np.isfinite(block).all(axis=1)
-        if from_logits:
+        if from_logits and task == MULTILABEL:
+            block = sigmoid(block)
+        elif from_logits:
             with np.errstate(invalid="ignore", over="ignore"):  # NaN rows: refused below, before use
                 block = np.exp(block - block.max(axis=1, keepdims=True))
                 block /= block.sum(axis=1, keepdims=True)
         neg[rows] = (block < 0).any(axis=1)
-        sums[rows] = block.sum(axis=1)
+        # multilabel: a value above 1 fails like a row off its sum (the largest value stands in for it)
+        sums[rows] = block.max(axis=1) if task == MULTILABEL else block.sum(axis=1)
         if not keep:
             out[rows] = block
-    _refuse_bad_rows(arr, ~finite, neg, sums, classes, source)
+    _refuse_bad_rows(arr, ~finite, neg, sums, classes, source, task)
     return out
 
 
 def _refuse_bad_rows(
-    arr: np.ndarray, bad: np.ndarray, neg: np.ndarray, sums: np.ndarray, classes: list[str], source: str
+    arr: np.ndarray, bad: np.ndarray, neg: np.ndarray, sums: np.ndarray, classes: list[str], source: str, task: str
 ) -> None:
     """Raise for the first kind of bad row, in the order NaN/inf, negative, row sum."""
     if bad.any():
@@ -223,12 +243,22 @@ def _refuse_bad_rows(
             f"{source}: {int(neg.sum())} rows hold negative values (first: row {i}); "
             "probabilities must be >= 0 — pass --from-logits if these are logits"
         )
+    if task == MULTILABEL:
+        above = sums > 1.0 + SUM_ATOL
+        if above.any():
+            i = int(np.argmax(above))
+            raise TableError(
+                f"{source}: {int(above.sum())} rows of a multilabel table hold values above 1 (first: row {i}, "
+                f"{sums[i]:.6g}); each value is a sigmoid probability in [0, 1] — pass --from-logits if these are logits"
+            )
+        return
     off = np.abs(sums - 1.0) > SUM_ATOL
     if off.any():
         i = int(np.argmax(off))
         raise TableError(
             f"{source}: {int(off.sum())} rows do not sum to 1 (first: row {i} sums to {sums[i]:.6g}); "
-            f"rows must sum to 1 within {SUM_ATOL:g} — pass --from-logits if these are logits"
+            f"rows must sum to 1 within {SUM_ATOL:g} — pass --from-logits if these are logits, or record "
+            '"task": "multilabel" in the sidecar if these are per-class sigmoid probabilities'
         )
 
 
@@ -269,17 +299,22 @@ def _format_module(p: Path) -> Any:
     return importlib.import_module(_FORMAT_MODULES.get(p.suffix.lower(), _FORMAT_MODULES[".csv"]))
 
 
-def read_table(path: str | os.PathLike, *, kind: str = "oof", from_logits: bool = False) -> PredTable:
+def read_table(
+    path: str | os.PathLike, *, kind: str = "oof", from_logits: bool = False, task: str | None = None
+) -> PredTable:
     """Read and check a prediction table and its sidecar.
 
     Args:
         path: a table file (`.csv`, or `.parquet` by suffix), or a folder holding `<kind>.csv`
             or `<kind>.parquet`.
         kind: which table to take from a folder (`oof` or `test`).
-        from_logits: the columns hold logits; apply a softmax instead of rejecting them.
+        from_logits: the columns hold logits; apply a softmax (multilabel: a sigmoid) instead of rejecting them.
+        task: the task the caller expects; a table recording another is refused, one recording none
+            is checked as this task. Default: the sidecar's (multiclass when it records none).
 
     Raises:
-        TableError: unreadable file, no `id` column, non-numeric values, and everything `make_table` checks.
+        TableError: unreadable file, no `id` column, non-numeric values, another task than `task`,
+            and everything `make_table` checks.
         ClassMismatchError: the sidecar's classes disagree with the columns.
     """
     p = resolve_table_path(path, kind)
@@ -292,9 +327,28 @@ def read_table(path: str | os.PathLike, *, kind: str = "oof", from_logits: bool 
             f"{source}: columns {preview(classes)} disagree with the sidecar's classes {preview(meta['classes'])}; "
             f"rewrite the table or delete {sidecar_path(p).name}"
         )
+    if task is not None:
+        meta = {**meta, "task": expect_task(meta, task, source)}
     table = _checked_table(ids, classes, probs, meta, _read_views(p), from_logits, source, copy=False)
     table.path = p
     return table
+
+
+def expect_task(meta: dict[str, Any], task: str, source: str) -> str:
+    """`task`, when the sidecar records it or records none.
+
+    Raises:
+        TableError: the sidecar records the other task (a softmax table where sigmoid outputs are expected, or the reverse).
+    """
+    check_task(task, source)
+    recorded = meta.get("task")
+    if recorded is not None and recorded != task:
+        what = {MULTICLASS: "multiclass (softmax: one class per row)", MULTILABEL: "multilabel (a sigmoid per class)"}
+        raise TableError(
+            f"{source}: the table is {what.get(recorded, repr(recorded))} but {what[task]} is expected here; "
+            "give tables of the labels' task (predict with the model card's `task`)"
+        )
+    return task
 
 
 def _read_views(p: Path) -> dict[str, np.ndarray] | None:
@@ -328,6 +382,7 @@ def write_table(table: PredTable, path: str | os.PathLike, *, force: bool = Fals
     p = Path(path)
     meta = {
         **table.meta,
+        "task": table.task,
         "classes": list(table.classes),
         "n_rows": len(table),
         "tool_version": __version__,

@@ -13,7 +13,8 @@ from typing import Any
 # name -> the submodule of ensemble.metrics that defines it
 _LAZY = {
     "Metric": "base",
-    **dict.fromkeys(("METRICS", "ConfusionMetric", "CountMetric", "get_metric"), "builtin"),
+    **dict.fromkeys(("METRICS", "ConfusionMetric", "CountMetric", "get_metric", "registry"), "builtin"),
+    "MULTILABEL_METRICS": "multilabel",
     **dict.fromkeys(
         (
             "PerClass", "accuracy", "argmax", "confusion_matrix", "f1_from_confusion", "f1_from_counts", "log_loss",

@@ -11,6 +11,10 @@ on a metric's name: they ask its capabilities.
   incremental blend kernels and the bootstrap count kernels use it. None otherwise.
 - `row_losses`: the score is the mean of a per-row value (log loss, accuracy); the bootstrap of such
   a metric is a weighted mean. None otherwise.
+- `task`: what the metric scores: `multiclass` (`y` int64 (n,), rows of probabilities summing to 1)
+  or `multilabel` (`y` a uint8 indicator matrix (n, C), a sigmoid probability per class). For a
+  multi-label metric `argmax_only` means "depends on the probabilities only through the decisions
+  p > 0.5": thresholds are then its decision tool, as a bias is for a multiclass argmax metric.
 
 `score(y, probs, index)` is the one entry point; `index` (int64 row numbers into the labelled rows
 the metric was bound to, possibly repeated in a bootstrap resample) is what a competition metric
@@ -35,12 +39,14 @@ class Metric:
         higher_is_better: the direction; consumers maximise `oriented(score)`.
         argmax_only: depends on the probabilities only through the row argmax.
         count_code: id of the compiled count metric, or None.
+        task: `multiclass` or `multilabel` (`ensemble.task`).
     """
 
     name: str
     higher_is_better: bool
     argmax_only: bool = False
     count_code: int | None = None
+    task: str = "multiclass"
 
     # Competition metric files run the user's Python per call (milliseconds each): bootstraps default
     # to fewer resamples for them (`resamples`), so a nested blend stays within a minute.
@@ -54,7 +60,8 @@ class Metric:
         return min(default, self.USER_CODE_RESAMPLES) if self.runs_user_code else default
 
     def score(self, y: np.ndarray, probs: np.ndarray, index: np.ndarray | None = None) -> float:
-        """The score of `probs` (float32 (n, C)) against `y` (int64 (n,)); `index`: their labelled rows."""
+        """The score of `probs` (float32 (n, C)) against `y` (int64 (n,), or uint8 (n, C) for a multi-label
+        metric); `index`: their labelled rows."""
         raise NotImplementedError
 
     def row_losses(self, y: np.ndarray, probs: np.ndarray) -> np.ndarray | None:

@@ -22,7 +22,7 @@ from ensemble.metrics.classification import _confusion, argmax, row_log_loss
 from ensemble.metrics.kappa import qwk_from_confusion
 from ensemble.metrics.ranking import roc_auc
 
-__all__ = ["METRICS", "ConfusionMetric", "CountMetric", "get_metric"]
+__all__ = ["METRICS", "ConfusionMetric", "CountMetric", "get_metric", "registry"]
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,21 @@ METRICS.add("log_loss", LogLoss("log_loss", higher_is_better=False))
 METRICS.add("roc_auc", RocAuc("roc_auc", higher_is_better=True))
 
 
-def get_metric(name_or_metric: str | Metric) -> Metric:
-    """The registry entry of a name; a `Metric` passes through unchanged.
+def registry(task: str = "multiclass") -> Registry[Metric]:
+    """The built-in metrics of a task: `METRICS` (multiclass) or `ensemble.metrics.multilabel.MULTILABEL_METRICS`."""
+    if task == "multilabel":
+        from ensemble.metrics.multilabel import MULTILABEL_METRICS
+
+        return MULTILABEL_METRICS
+    return METRICS
+
+
+def get_metric(name_or_metric: str | Metric, task: str = "multiclass") -> Metric:
+    """The registry entry of a name for a task; a `Metric` passes through unchanged.
 
     Raises:
-        UnknownNameError: the name is not a built-in (the message lists the choices).
+        UnknownNameError: the name is not a built-in of the task (the message lists the choices).
     """
     if isinstance(name_or_metric, Metric):
         return name_or_metric
-    return METRICS.get(name_or_metric)
+    return registry(task).get(name_or_metric)

@@ -27,8 +27,9 @@ class MetricChoice:
     group_col: str | None = None
     all_classes: bool = False
 
-    def resolve(self, labels: object, classes: list[str]) -> Metric:
-        """The `Metric`, bound to `labels` (an `ensemble.labels.Labels`) and `classes` when it is a file.
+    def resolve(self, labels: object, classes: list[str], task: str = "multiclass") -> Metric:
+        """The `Metric` of the tables' `task`, bound to `labels` (an `ensemble.labels.Labels`) and `classes`
+        when it is a file.
 
         Raises:
             ConfigError: `all_classes` with another metric; MetricError / UnknownNameError from resolving.
@@ -51,5 +52,5 @@ class MetricChoice:
             spec = f"{os.path.abspath(path if sep else spec[:-3])}.py" + (f":{function}" if sep else "")
         return resolve_metric(
             spec, labels=labels, classes=list(classes), solution=self.solution, solution_id_col=self.solution_id_col,
-            group_col=self.group_col, higher_is_better=self.higher_is_better,
+            group_col=self.group_col, higher_is_better=self.higher_is_better, task=task,
         )

@@ -262,6 +262,7 @@ def resolve_metric(
     solution_id_col: str | None = None,
     group_col: str | None = None,
     higher_is_better: bool | None = None,
+    task: str = "multiclass",
 ) -> Metric:
     """The metric `--metric` names: a built-in (e.g. `log_loss`) or a metric file bound to `labels`.
 
@@ -273,6 +274,7 @@ def resolve_metric(
         solution_id_col: the solution's row id column (`--solution-id-col`).
         group_col: a metric file's group column kept apart under repeats (`--group-col`).
         higher_is_better: `--higher-is-better` (True) / `--lower-is-better` (False), or None.
+        task: the tables' task: which registry a built-in name is looked up in.
 
     Raises:
         MetricError: a metric file without labels, a solution for a built-in, a contradicting direction.
@@ -294,7 +296,7 @@ def resolve_metric(
             f"--solution is read by a metric file (path/to/metric.py) only; the built-in metric {spec!r} "
             "scores the labels directly: drop --solution or give the metric file"
         )
-    metric = _builtin(spec)
+    metric = _builtin(spec, task)
     if higher_is_better is not None and higher_is_better != metric.higher_is_better:
         raise MetricError(
             f"{_direction_flag(higher_is_better)} contradicts the built-in metric {spec!r}, which is "
@@ -303,13 +305,13 @@ def resolve_metric(
     return metric
 
 
-def _builtin(name: str) -> Metric:
+def _builtin(name: str, task: str) -> Metric:
     from ensemble.metrics import (
         get_metric,  # late: ensemble.metrics may import this module
     )
 
     try:
-        return get_metric(name)
+        return get_metric(name, task)
     except UnknownNameError as e:
         raise UnknownNameError(f"{e}; or give a competition metric file, path/to/metric.py[:function]") from None
 
