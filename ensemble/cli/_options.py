@@ -25,14 +25,20 @@ def class_order(classes: str | None, classes_file: Path | None) -> list[str] | N
 
 
 # The built-in names, spelled here so `ens --help` need not import the metrics (numba); a test keeps
-# this list equal to `ensemble.metrics.METRICS`.
+# these lists equal to `ensemble.metrics.METRICS` and `ensemble.metrics.MULTILABEL_METRICS`.
 BUILTIN_METRICS = (
     "macro_f1", "macro_f1_all", "micro_f1", "weighted_f1", "accuracy", "balanced_accuracy", "qwk", "log_loss", "roc_auc",
 )
+MULTILABEL_BUILTIN_METRICS = ("macro_f1", "micro_f1", "samples_f1", "map", "roc_auc", "log_loss")
 METRIC_HELP = (
     "The metric every score, fit and choice uses: " + ", ".join(BUILTIN_METRICS)
+    + " (multi-label tables: " + ", ".join(MULTILABEL_BUILTIN_METRICS) + ", F1s at the thresholds)"
     + "; or a competition metric file in Kaggle's format (metric.py or metric.py:function)."
 )
+LabelSepOpt = Annotated[
+    str,
+    typer.Option("--label-sep", help="What joins several classes in one label cell of a multi-label labels CSV (an empty cell: none)."),
+]
 MetricOpt = Annotated[str, typer.Option("--metric", help=METRIC_HELP)]
 DirectionOpt = Annotated[
     Optional[bool],
