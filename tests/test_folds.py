@@ -47,7 +47,9 @@ def test_labels_input_and_seeded(tmp_path, frame):
     a = make_folds(lab, method="stratified", seed=42)
     np.testing.assert_array_equal(a, make_folds(frame, method="stratified"))
     assert not np.array_equal(a, make_folds(lab, method="stratified", seed=43))
-    assert FOLD_METHODS.names() == ["stratified", "group", "stratified-group", "kfold"]
+    assert FOLD_METHODS.names() == [
+        "stratified", "group", "stratified-group", "kfold", "multilabel-stratified", "multilabel-stratified-group"
+    ]
 
 
 def test_check_finds_planted_leakage(tmp_path, frame):
