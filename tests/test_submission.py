@@ -63,7 +63,7 @@ def test_read_errors(tmp_path, content, message):
 
 
 def test_target_format_enum_is_the_one_list_of_choices():
-    assert TARGET_FORMATS == tuple(f.value for f in TargetFormat) == ("name", "index", "probs")
+    assert TARGET_FORMATS == tuple(f.value for f in TargetFormat) == ("name", "index", "probs", "labels")
     assert SubmissionFormat(target_format=TargetFormat.INDEX) == SubmissionFormat(target_format="index")
     assert SubmissionFormat(target_format=TargetFormat.INDEX).target_format == "index"
 
