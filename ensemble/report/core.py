@@ -1,4 +1,10 @@
-"""`oof_report`: everything `ens oof-report` shows about a set of OOF prediction tables."""
+"""`oof_report`: everything `ens oof-report` shows about a set of OOF prediction tables.
+
+Multiclass tables get argmax scores, a confusion matrix and argmax agreement; multi-label tables
+(`Joined.task`) get decisions at p > 0.5: per-class AUC, AP, F1 at 0.5 and at the best (in-sample)
+threshold, positive vs predicted rates and label cardinality (`ensemble.report.multilabel`), and
+agreement over (row, class) decisions. Each task's scoring lives in `_TASKS`.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +30,18 @@ from ensemble.metrics import (
 from ensemble.metrics.base import Metric
 from ensemble.metrics.choice import MetricChoice
 from ensemble.naming import unique_names
+from ensemble.report.multilabel import (
+    MULTILABEL_F1_NOTE,
+    LabelStats,
+    ThresholdCurve,
+    label_stats,
+    threshold_curve,
+    usual_scores,
+)
 from ensemble.report.similarity import argmax_agreement, prob_correlation
 from ensemble.report.tta import TTAScore, score_tta
 from ensemble.tables import PredTable
+from ensemble.task import MULTICLASS, MULTILABEL, decisions
 
 METRIC_NOTE = {
     False: "macro-F1 over the classes present in truth or prediction (sklearn average='macro', Kaggle's)",
@@ -47,7 +62,11 @@ class ModelScore:
         macro_f1, accuracy, log_loss: the usual OOF scores beside it.
         ci: bootstrap percentile interval of the metric, or None without bootstrap.
         fold_scores: the metric per fold, or None without folds.
-        per_class_f1: F1 of each class, shape (C,).
+        per_class_f1: F1 of each class, shape (C,) (multi-label: at p > 0.5).
+        per_label: multi-label only: per-class AUC, AP, F1 at 0.5 and best, rates, cardinality.
+
+    Multi-label: `macro_f1` is at p > 0.5 over all classes, `accuracy` the subset accuracy (whole
+    sets right), `log_loss` the mean binary cross-entropy over (row, class) cells.
     """
 
     name: str
@@ -61,10 +80,16 @@ class ModelScore:
     per_class_f1: np.ndarray
     ci: tuple[float, float] | None = None
     fold_scores: dict[int, float] | None = None
+    per_label: LabelStats | None = None
 
     @property
     def fold_mean(self) -> float | None:
         return None if not self.fold_scores else float(np.mean(list(self.fold_scores.values())))
+
+    @property
+    def cardinality(self) -> float | None:
+        """Multi-label: mean predicted classes per row at p > 0.5 (None for multiclass)."""
+        return None if self.per_label is None else self.per_label.cardinality_pred
 
     @property
     def fold_std(self) -> float | None:
@@ -72,12 +97,13 @@ class ModelScore:
         return None if not self.fold_scores else float(np.std(list(self.fold_scores.values())))
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {} if self.per_label is None else {"per_label": self.per_label.to_dict()}
         return {
             "name": self.name, "family": self.family, "kind": self.kind, "members": self.members,
             "score": self.score, "macro_f1": self.macro_f1, "ci": list(self.ci) if self.ci else None,
             "fold_mean": self.fold_mean, "fold_std": self.fold_std,
             "fold_scores": {str(k): v for k, v in self.fold_scores.items()} if self.fold_scores else None,
-            "accuracy": self.accuracy, "log_loss": self.log_loss, "per_class_f1": self.per_class_f1.tolist(),
+            "accuracy": self.accuracy, "log_loss": self.log_loss, "per_class_f1": self.per_class_f1.tolist(), **extra,
         }
 
 
@@ -93,13 +119,16 @@ class Report:
         n_boot, alpha, seed: bootstrap settings (n_boot 0: no intervals).
         models: summary rows, best first in the metric's direction.
         focus: the model whose per-class scores and confusion matrix are shown.
-        per_class: that model's per-class precision, recall, F1, support.
-        confusion: that model's confusion matrix, shape (C, C), rows truth.
+        per_class: that model's per-class precision, recall, F1, support (multi-label: at p > 0.5).
+        confusion: that model's confusion matrix, shape (C, C), rows truth (None for multi-label).
         top_confused: its largest off-diagonal cells (true, predicted, count, share of the true class).
         names: the input tables' model names (rows/columns of the similarity matrices).
-        correlation: Pearson correlation of their probabilities, shape (k, k).
-        agreement: share of rows with the same argmax, shape (k, k).
+        correlation: Pearson correlation of their probabilities (all cells), shape (k, k).
+        agreement: share of rows with the same argmax (multi-label: of (row, class) cells with the
+            same decision at p > 0.5), shape (k, k).
         tta: per table with TTA views, its views and merges scored, best first.
+        task: `multiclass` or `multilabel`.
+        threshold_curve: multi-label only: the focus model's F1 against one global threshold.
     """
 
     classes: list[str]
@@ -113,12 +142,19 @@ class Report:
     models: list[ModelScore]
     focus: str
     per_class: PerClass
-    confusion: np.ndarray
+    confusion: np.ndarray | None
     top_confused: list[tuple[int, int, int, float]]
     names: list[str]
     correlation: np.ndarray
     agreement: np.ndarray
     tta: dict[str, list[TTAScore]] = field(default_factory=dict)
+    task: str = MULTICLASS
+    threshold_curve: ThresholdCurve | None = None
+
+    @property
+    def per_label(self) -> LabelStats | None:
+        """The focus model's multi-label per-class scores (None for multiclass)."""
+        return self.model(self.focus).per_label
 
     @property
     def best(self) -> ModelScore:
@@ -131,6 +167,18 @@ class Report:
         raise unknown_name("model", name, [m.name for m in self.models])
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._common_dict()
+        if self.task == MULTICLASS:  # multiclass JSON keeps its keys; multi-label adds its own
+            return out
+        return {
+            "task": self.task, **out, "macro_f1_note": MULTILABEL_F1_NOTE, "threshold": self.per_label.threshold,
+            "cardinality": {"true": self.per_label.cardinality_true, "predicted": self.per_label.cardinality_pred},
+            "per_label": self.per_label.to_dict(),
+            "threshold_curve": self.threshold_curve.to_dict() if self.threshold_curve else None,
+            "agreement_of": "decisions p > 0.5 per (row, class) cell",
+        }
+
+    def _common_dict(self) -> dict[str, Any]:
         return {
             "classes": self.classes, "n_samples": self.n_samples,
             "metric": self.metric, "higher_is_better": self.higher_is_better,
@@ -139,7 +187,7 @@ class Report:
             "models": [m.to_dict() for m in self.models],
             "focus": self.focus,
             "per_class": {"classes": self.classes, **self.per_class.to_dict()},
-            "confusion": self.confusion.tolist(),
+            "confusion": None if self.confusion is None else self.confusion.tolist(),
             "top_confused": [
                 {"true": self.classes[t], "pred": self.classes[p], "count": n, "share": s}
                 for t, p, n, s in self.top_confused
@@ -197,13 +245,18 @@ def oof_report(
     if per_fold and labels.folds is None:
         labels.fold_values  # raises the shared "no fold column" error
     joined = join_labels(labels, _distinct(tables), classes=classes)
-    tables, classes, y = joined.tables, joined.classes, joined.y
-    c = len(classes)
+    tables, classes, y, task = joined.tables, joined.classes, joined.y, joined.task
+    if all_classes and task == MULTILABEL:
+        raise ConfigError(
+            "--all-classes picks a multiclass macro-F1 variant; multi-label macro-F1 always averages over all "
+            "classes: drop --all-classes"
+        )
     progress = progress or NoProgress()
     choice = metric if isinstance(metric, MetricChoice) else MetricChoice(metric, all_classes=all_classes)
-    scorer = choice.resolve(labels, classes)
+    scorer = choice.resolve(labels, classes, task=task)
     n_boot = scorer.resamples(n_boot, 1000)
     groups = labels.groups(choice.group_col)
+    usual = _TASKS[task]
 
     rows: list[tuple[str, str, str, list[str], np.ndarray]] = [
         (t.name, t.family, "model", [t.name], t.probs) for t in tables
@@ -221,21 +274,17 @@ def oof_report(
         fold_rows = {int(v): np.flatnonzero(labels.folds == v) for v in np.unique(labels.folds)}
 
     progress.start("scoring models", len(rows))
-    scores, cms = [], {}
+    scores, cms, probs_of = [], {}, {}
     for name, fam, kind, members, probs in rows:
-        pred = argmax(probs)
-        cm = np.bincount(y * c + pred, minlength=c * c).reshape(c, c)
-        s = ModelScore(
-            name, fam, kind, members, scorer.score(y, probs), f1_from_confusion(cm, all_classes=all_classes),
-            float(np.trace(cm) / len(y)), log_loss(y, probs), per_class_from_confusion(cm).f1,
-        )
+        (f1, acc, ll, per_class_f1, per_label), cm = usual(y, probs, len(classes), all_classes)
+        s = ModelScore(name, fam, kind, members, scorer.score(y, probs), f1, acc, ll, per_class_f1, per_label=per_label)
         if n_boot:
             lo, hi = bootstrap_metric_ci(scorer, y, probs, n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
             s.ci = (float(lo), float(hi))
         if fold_rows is not None:
             s.fold_scores = {k: scorer.score(y[r], probs[r], r) for k, r in fold_rows.items()}
         scores.append(s)
-        cms[name] = cm
+        cms[name], probs_of[name] = cm, probs
         progress.advance()
     progress.stop()
     scores.sort(key=lambda s: (-scorer.oriented(s.score), s.log_loss))
@@ -243,16 +292,47 @@ def oof_report(
     focus = scores[0].name if model is None else model
     if focus not in cms:
         raise unknown_name("model (--model)", focus, [s.name for s in scores])
-    cm = cms[focus]
-    preds = np.stack([argmax(t.probs) for t in tables])
     tta = {t.name: score_tta(t, y, scorer, all_classes=all_classes) for t in tables if t.views}
-    return Report(
+    common = dict(
         classes=classes, n_samples=len(y), all_classes=all_classes, metric=scorer.name,
         higher_is_better=scorer.higher_is_better, n_boot=n_boot, alpha=alpha, seed=seed,
-        models=scores, focus=focus, per_class=per_class_from_confusion(cm), confusion=cm,
-        top_confused=top_confused(cm, top_k), names=[t.name for t in tables],
-        correlation=prob_correlation([t.probs for t in tables]), agreement=argmax_agreement(preds), tta=tta,
+        models=scores, focus=focus, names=[t.name for t in tables],
+        correlation=prob_correlation([t.probs for t in tables]), tta=tta, task=task,
     )
+    if task == MULTILABEL:  # decisions per (row, class) cell; no confusion matrix between classes
+        cells = np.stack([decisions(t.probs).ravel() for t in tables])
+        return Report(
+            **common, per_class=next(s for s in scores if s.name == focus).per_label.at_threshold, confusion=None,
+            top_confused=[], agreement=argmax_agreement(cells), threshold_curve=threshold_curve(focus, y, probs_of[focus]),
+        )
+    cm = cms[focus]
+    preds = np.stack([argmax(t.probs) for t in tables])
+    return Report(
+        **common, per_class=per_class_from_confusion(cm), confusion=cm, top_confused=top_confused(cm, top_k),
+        agreement=argmax_agreement(preds),
+    )
+
+
+Usual = tuple[float, float, float, np.ndarray, "LabelStats | None"]
+
+
+def _multiclass(y: np.ndarray, probs: np.ndarray, c: int, all_classes: bool) -> tuple[Usual, np.ndarray]:
+    """Macro-F1, accuracy, cross-entropy and per-class F1 of argmax predictions, and their confusion matrix."""
+    cm = np.bincount(y * c + argmax(probs), minlength=c * c).reshape(c, c)
+    usual = (f1_from_confusion(cm, all_classes=all_classes), float(np.trace(cm) / len(y)), log_loss(y, probs),
+             per_class_from_confusion(cm).f1, None)
+    return usual, cm
+
+
+def _multilabel(y: np.ndarray, probs: np.ndarray, c: int, all_classes: bool) -> tuple[Usual, None]:
+    """Macro-F1 at 0.5, subset accuracy, mean binary cross-entropy, per-class F1 at 0.5 and `LabelStats`."""
+    stats = label_stats(y, probs)
+    f1, acc, ll = usual_scores(y, probs)
+    return (f1, acc, ll, stats.f1, stats), None
+
+
+# how each task scores a model beside the metric
+_TASKS = {MULTICLASS: _multiclass, MULTILABEL: _multilabel}
 
 
 def _distinct(tables: Sequence[PredTable]) -> list[PredTable]:

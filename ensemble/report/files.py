@@ -11,6 +11,7 @@ from ensemble._io import check_writable, write_json
 from ensemble.labels import Columns, read_labels
 from ensemble.report.core import Report, oof_report
 from ensemble.tables import read_table
+from ensemble.task import common_task
 
 
 def oof_report_files(
@@ -27,31 +28,36 @@ def oof_report_files(
 ) -> Report:
     """Read OOF tables (files, or folders holding oof.csv) and a labels CSV, and report on them.
 
-    Existing outputs are refused (without `force`) before any work; the PNGs and the JSON are each
-    written atomically once everything is computed.
+    Existing outputs are refused (without `force`) before any scoring; the PNGs and the JSON are each
+    written atomically once everything is computed. The tables' sidecars give the task: multi-label
+    tables read the labels as sets joined by `columns.label_sep`, and get their own figures.
 
     Args:
         labels: the labels CSV (id, label, fold columns; names in `columns`).
         preds: prediction tables or folders holding `oof.csv`.
-        columns: column names of the labels CSV.
-        from_logits: the tables hold logits; softmax them.
+        columns: column names of the labels CSV, and what joins several classes in a multi-label cell.
+        from_logits: the tables hold logits; softmax them (multi-label tables: a sigmoid per class).
         per_fold: score each fold (the labels need a fold column).
-        plots_dir: folder for the PNGs (`ensemble.report.plots.PLOTS`), or None.
+        plots_dir: folder for the PNGs (`ensemble.report.plots.plot_names`), or None.
         json_path: file for the report as JSON, or None.
         force: overwrite existing PNGs / JSON.
         **options: passed to `oof_report` (n_boot, seed, all_classes, model, progress, alpha, top_k).
 
     Returns:
         The report.
+
+    Raises:
+        TableError: the tables mix multiclass and multi-label (names one of each).
     """
     from ensemble.report.plots import plot_paths, write_plots
 
-    outputs = ([Path(json_path)] if json_path is not None else []) + (plot_paths(plots_dir) if plots_dir else [])
-    check_writable(outputs, force=force)
+    check_writable([Path(json_path)] if json_path is not None else [], force=force)
     tables = [read_table(p, kind="oof", from_logits=from_logits) for p in preds]
+    task = common_task([(t.source, t.task) for t in tables])
+    check_writable(plot_paths(plots_dir, task) if plots_dir else [], force=force)  # the figures depend on the task
     lab = read_labels(
         labels, classes=tables[0].classes if tables else None, columns=columns,
-        require=("label", "fold") if per_fold else ("label",),
+        require=("label", "fold") if per_fold else ("label",), task=task if tables else None,
     )
     report = oof_report(lab, tables, per_fold=per_fold, **options)
     if plots_dir is not None:

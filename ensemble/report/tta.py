@@ -10,7 +10,9 @@ import numpy as np
 from ensemble import _kernels
 from ensemble.metrics import f1_from_confusion, log_loss
 from ensemble.metrics.base import Metric
+from ensemble.report.multilabel import usual_scores
 from ensemble.tables import PredTable
+from ensemble.task import MULTICLASS, MULTILABEL
 
 # exhaustive search over merges up to this many views (2**(V-1) subsets that keep the identity view)
 MAX_EXHAUSTIVE = 6
@@ -24,7 +26,8 @@ class TTAScore:
     Attributes:
         views: the views merged (one for a single view), in the table's order.
         score: the report's metric of the merged probabilities.
-        macro_f1, accuracy, log_loss: the usual scores beside it.
+        macro_f1, accuracy, log_loss: the usual scores beside it (multi-label: macro-F1 at p > 0.5, subset
+            accuracy, mean binary cross-entropy).
         current: this is the merge the table holds (its sidecar's `tta` views, merged by mean).
     """
 
@@ -68,13 +71,14 @@ def score_tta(
 
     Args:
         table: a table with `views` (view -> (n, C) probabilities), rows aligned with `y`.
-        y: int64 labels of shape (n,).
+        y: int64 labels of shape (n,); for a multi-label table, a uint8 indicator matrix (n, C).
         metric: what chooses the views.
         all_classes: the macro-F1 column over all classes (see `metrics.macro_f1`).
     """
     from ensemble.metrics import get_metric
 
-    metric = get_metric(metric)
+    metric = get_metric(metric, table.task)
+    usual = _USUAL[table.task]
     names = view_order(table)
     if not names:
         return []
@@ -89,11 +93,7 @@ def score_tta(
     def score(subset: tuple[str, ...]) -> TTAScore:
         if subset not in cache:
             probs = views[subset[0]] if len(subset) == 1 else np.mean([views[v] for v in subset], axis=0, dtype=np.float32)
-            cm, _ = _kernels.confusion_from_probs(y, probs, c)
-            cache[subset] = TTAScore(
-                subset, metric.score(y, probs), f1_from_confusion(cm, all_classes=all_classes), float(np.trace(cm) / len(y)),
-                log_loss(y, probs), subset == current,
-            )
+            cache[subset] = TTAScore(subset, metric.score(y, probs), *usual(y, probs, c, all_classes), subset == current)
         return cache[subset]
 
     ident, others = names[0], names[1:]
@@ -115,3 +115,16 @@ def score_tta(
     if current and current not in cache:
         score(current)
     return sorted(cache.values(), key=lambda s: (-metric.oriented(s.score), s.log_loss, len(s.views)))
+
+
+def _multiclass(y: np.ndarray, probs: np.ndarray, c: int, all_classes: bool) -> tuple[float, float, float]:
+    cm, _ = _kernels.confusion_from_probs(y, probs, c)
+    return f1_from_confusion(cm, all_classes=all_classes), float(np.trace(cm) / len(y)), log_loss(y, probs)
+
+
+def _multilabel(y: np.ndarray, probs: np.ndarray, c: int, all_classes: bool) -> tuple[float, float, float]:
+    return usual_scores(y, probs)
+
+
+# the usual scores beside the metric, per task
+_USUAL = {MULTICLASS: _multiclass, MULTILABEL: _multilabel}

@@ -11,7 +11,13 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 import ensemble
 from ensemble import make_table, write_table
-from ensemble.errors import AlignmentError, ClassMismatchError, ConfigError, LabelError, UnknownNameError
+from ensemble.errors import (
+    AlignmentError,
+    ClassMismatchError,
+    ConfigError,
+    LabelError,
+    UnknownNameError,
+)
 from ensemble.labels import read_labels
 from ensemble.report import oof_report, oof_report_files, score_tta
 
