@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ensemble.cli import _render
+from ensemble.task import TASKS
+
+Task = Enum("Task", {name: name for name in TASKS}, type=str)
 
 
 def export_onnx(
@@ -19,6 +23,8 @@ def export_onnx(
     exporter: Annotated[str, typer.Option("--exporter", help="auto (TorchScript, then dynamo if it fails), or one exporter by name.")] = "auto",
     folds: Annotated[Optional[str], typer.Option("--folds", help="Only these folds, e.g. 0,2 (default: every checkpoint).")] = None,
     ema: Annotated[bool, typer.Option("--ema", help="Export the EMA weights of the checkpoints.")] = False,
+    task: Annotated[Optional[Task], typer.Option("--task", help="multiclass or multilabel (recorded in the ONNX "
+                                                 "metadata and the card); default: the card's.")] = None,
     trust_checkpoint: Annotated[
         bool, typer.Option("--trust-checkpoint", help="Allow checkpoints holding pickled Python objects (runs code from them).")
     ] = False,
@@ -34,7 +40,8 @@ def export_onnx(
         _render.setup_logging(quiet=True)
     to_stdout = _render.json_to_stdout(json_out)
     _render.check_json_dest(json_out, force=force)
-    overrides = {"folds": folds, "ema": ema or None, "trust_checkpoint": trust_checkpoint}
+    overrides = {"folds": folds, "ema": ema or None, "trust_checkpoint": trust_checkpoint,
+                 "task": task.value if task is not None else None}
     progress = _render.RichProgress(quiet)
     rows = run(card, out, overrides=overrides, opset=opset, atol=atol, batch=batch, force=force, seed=seed,
                exporter=exporter, progress=progress)

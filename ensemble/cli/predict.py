@@ -13,6 +13,7 @@ import typer
 from ensemble.cli import _render
 from ensemble.columns import TABLE_FORMATS
 from ensemble.predict.options import AMP_MODES, SPLITS
+from ensemble.task import TASKS
 
 if TYPE_CHECKING:  # torch loads when the command runs, not when `ens --help` lists it
     from ensemble.predict.api import PredictOptions, PredictResult
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # torch loads when the command runs, not when `ens --help` li
 Split = Enum("Split", {name: name for name in SPLITS}, type=str)
 Amp = Enum("Amp", {name: name for name in AMP_MODES.names()}, type=str)
 TableFormat = Enum("TableFormat", {name: name for name in TABLE_FORMATS}, type=str)
+Task = Enum("Task", {name: name for name in TASKS}, type=str)
 
 _MODEL = "Model (override the card)"
 _DATA = "Data"
@@ -45,7 +47,8 @@ def predict(
                              "see `ens predict --list-tta`.", panel=_RUN)] = "none",
     list_tta: Annotated[bool, typer.Option("--list-tta", help="List the TTA views and merges, and exit.", rich_help_panel=_RUN,
                                            is_eager=True, callback=lambda v: _list_tta() if v else None)] = False,
-    merge: Annotated[str, _opt("--merge", help="How the views' probabilities merge (see --list-tta).", panel=_RUN)] = "mean",
+    merge: Annotated[str, _opt("--merge", help="How the views' probabilities merge, per class for multilabel "
+                               "(see --list-tta).", panel=_RUN)] = "mean",
     save_views: Annotated[bool, _opt("--save-views", help="Keep every view's probabilities (<table>.views.npz).", panel=_RUN)] = False,
     batch_size: Annotated[int, _opt("--batch-size", help="Images per batch and per forward.", panel=_RUN)] = 64,
     workers: Annotated[str, _opt("--workers", help="Decoding processes (0: decode in the main process); auto: none on a CPU "
@@ -71,6 +74,8 @@ def predict(
     resize_mode: Annotated[Optional[str], _opt("--resize-mode", help="crop (keep aspect, center crop) | squash.")] = None,
     name: Annotated[Optional[str], _opt("--name", help="Model name (output folder).")] = None,
     family: Annotated[Optional[str], _opt("--family", help="Seed family of the model.")] = None,
+    task: Annotated[Optional[Task], _opt("--task", help="multiclass (softmax) or multilabel (a sigmoid per class); "
+                                         "default: the card's, else multiclass.")] = None,
     ema: Annotated[bool, _opt("--ema", help="Use the checkpoints' EMA weights.")] = False,
     trust_checkpoint: Annotated[bool, _opt("--trust-checkpoint", help="Allow checkpoints holding pickled Python objects (runs code from them).")] = False,
     force: _render.ForceOpt = False,
@@ -94,6 +99,7 @@ def predict(
         "classes": classes, "classes_file": classes_file, "num_classes": num_classes, "img_size": img_size,
         "mean": mean, "std": std, "crop_pct": crop_pct, "interpolation": interpolation, "resize_mode": resize_mode,
         "name": name, "family": family, "ema": ema, "trust_checkpoint": trust_checkpoint,
+        "task": task.value if task is not None else None,
     }
     options = PredictOptions(
         split=split, overrides=overrides, tta=tta, merge=merge, out_dir=out, table_format=table_format,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ensemble.errors import ConfigError, preview
+from ensemble.task import check_task
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 RESIZE_MODES = ("crop", "squash")
@@ -162,5 +163,6 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "resize_mode": _choice(RESIZE_MODES),
     "ema": _bool,
     "model_kwargs": _table,
+    "task": check_task,  # multiclass (softmax) | multilabel (a sigmoid per class)
 }
 FLAGS = (*FIELDS, "trust_checkpoint")

@@ -67,9 +67,11 @@ def predict(
             `overrides` alone.
         data: the data CSV (`id`, `path`, and `fold` for oof).
         split: "oof" or "test".
-        overrides: model flags applied over each card (names of `card.resolve_config`'s flags).
+        overrides: model flags applied over each card (names of `card.resolve_config`'s flags),
+            e.g. {"task": "multilabel"} for a sigmoid head (tables then record that task).
         tta: views added to identity, e.g. "hflip,center_crop" or ["d4"] (see `tta.py`).
-        merge: how views merge: "mean", "gmean", "max" (on probabilities) or "logits_mean".
+        merge: how views merge: "mean", "gmean", "max" (on probabilities) or "logits_mean";
+            per class for a multilabel model (see `tta.py`).
         out_dir: where `<model>/<table>.csv` go.
         table_format: "csv" or "parquet" (`<model>/<table>.parquet`); same columns and sidecar.
         batch_size: images per DataLoader batch and per forward (views are chunked by it).

@@ -97,7 +97,11 @@ def remove_stale_fold_tables(folder: Path, keep: list[int]) -> list[Path]:
 
 
 def build_table(plan: Plan, o: Output, parts: dict[int, Part], data_sha: str) -> PredTable:
-    """Put a table together from its parts: oof places each fold's rows, test averages the folds."""
+    """Put a table together from its parts: oof places each fold's rows, test averages the folds.
+
+    The sidecar records the model's task (softmax or sigmoid probabilities); the per-view
+    probabilities (`<table>.views.npz`) are of the same task, checked as such.
+    """
     cfg, n, c = plan.configs[o.model], len(plan.data), plan.configs[o.model].num_classes
     acc = np.zeros((n, c), np.float64)
     covered, ok = np.zeros(n, np.int64), np.zeros(n, np.int64)
@@ -133,4 +137,4 @@ def build_table(plan: Plan, o: Output, parts: dict[int, Part], data_sha: str) ->
         v.name: (views[j, keep] / div).astype(np.float32) for j, v in enumerate(plan.views)
     }
     return make_table(plan.data.ids[keep], cfg.classes, (acc[keep] / div).astype(np.float32), meta=meta,
-                      views=view_tables, source=f"{cfg.name}/{o.name}")
+                      views=view_tables, source=f"{cfg.name}/{o.name}", task=cfg.task)

@@ -1,7 +1,9 @@
 """Model cards (`models/<name>.toml`) and the one function that resolves a model's configuration.
 
 Precedence, in `resolve_config` only: flags > card > the model's own config (timm's
-`pretrained_cfg` for an arch, never downloaded; the input/output shape of an ONNX file) > defaults.
+`pretrained_cfg` for an arch, never downloaded; the input/output shape of an ONNX file and the task
+its metadata records) > defaults. A task given by a flag or the card that disagrees with the ONNX
+file's recorded task is an error naming the file (a softmax model read as sigmoid, or the reverse).
 Card paths (checkpoints, onnx, classes_file) are relative to the card; flag paths to the working
 directory. Weights are given as a list (index = fold), a table fold -> file, one file (fold 0), or a
 pattern with `{fold}` that expands to the files that exist (or to `folds`).
@@ -15,6 +17,7 @@ Example card::
     img_size = 384                       # or [h, w]
     crop_pct = 1.0
     checkpoints = "ckpt/fold{fold}/best.pth"
+    task = "multiclass"                  # or "multilabel": a sigmoid per class (default multiclass)
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Any
 
 from ensemble.errors import ConfigError, preview
 from ensemble.predict._card_fields import FIELDS, FLAGS, INTERPOLATIONS, RESIZE_MODES, classes_check
-from ensemble.predict.config import ModelConfig
+from ensemble.predict.config import ONNX_TASK_KEY, ModelConfig, check_onnx_task
+from ensemble.task import MULTICLASS
 
 __all__ = ["DEFAULTS", "FIELDS", "INTERPOLATIONS", "RESIZE_MODES", "format_card", "load_card", "resolve_config"]
 
@@ -82,15 +86,16 @@ def resolve_config(card: str | os.PathLike | None = None, **flags: Any) -> Model
         card: a model card (TOML), or None to use flags only.
         **flags: card fields given on the command line (None = not given): name, family, arch,
             onnx, checkpoints, folds, classes, classes_file, num_classes, img_size, mean, std,
-            crop_pct, interpolation, resize_mode, ema, model_kwargs, and trust_checkpoint (a flag
-            only). Lists may be given as comma-separated strings; ema=False counts as not given.
+            crop_pct, interpolation, resize_mode, ema, model_kwargs, task, and trust_checkpoint (a
+            flag only). Lists may be given as comma-separated strings; ema=False counts as not given.
 
     Returns:
         The resolved `ModelConfig`; weight files are checked to exist.
 
     Raises:
         ConfigError: unknown card keys, bad values, neither arch nor onnx, no classes,
-            num_classes disagreeing with classes, missing weight files.
+            num_classes disagreeing with classes, missing weight files, a task the ONNX file's
+            metadata contradicts.
     """
     unknown = [k for k in flags if k not in FLAGS]
     if unknown:
@@ -129,7 +134,7 @@ def resolve_config(card: str | os.PathLike | None = None, **flags: Any) -> Model
 
     # -- the model's own config: timm's pretrained_cfg, or the ONNX file's shapes
     own: dict[str, Any] = _timm_defaults(arch, get("arch")[1]) if arch is not None else {}
-    onnx_size, onnx_classes = _onnx_shapes(weights[min(weights)]) if use_onnx else (None, None)
+    onnx_size, onnx_classes, onnx_task = _onnx_info(weights[min(weights)]) if use_onnx else (None, None, None)
     if onnx_size is not None:
         own["img_size"] = onnx_size
 
@@ -144,6 +149,9 @@ def resolve_config(card: str | os.PathLike | None = None, **flags: Any) -> Model
             f"{weights[min(weights)]}: the ONNX model takes {onnx_size[0]}x{onnx_size[1]} images but img_size is "
             f"{img_size[0]}x{img_size[1]}; set img_size = [{onnx_size[0]}, {onnx_size[1]}] or re-export at that size"
         )
+    task, task_l = get("task")
+    if onnx_task is not None:  # the file's own task fills in for a silent card, and must agree with a given one
+        task = check_onnx_task(weights[min(weights)], onnx_task, task or onnx_task, task_l.where("task") if task_l else "the task")
     name, _ = get("name")
     if name is None:
         name = card_path.stem if card_path is not None else (arch or _onnx_name(onnx_spec))
@@ -165,6 +173,7 @@ def resolve_config(card: str | os.PathLike | None = None, **flags: Any) -> Model
         trust_checkpoint=trust,
         card_path=card_path,
         model_kwargs=get("model_kwargs")[0] or {},
+        task=task or MULTICLASS,
     )
 
 
@@ -235,12 +244,13 @@ def _timm_defaults(arch: str, layer: _Layer | None) -> dict[str, Any]:
     return out
 
 
-def _onnx_shapes(path: Path) -> tuple[tuple[int, int] | None, int | None]:
-    """(H, W) when the ONNX input is fixed-size, and the output width, read from the graph."""
+def _onnx_info(path: Path) -> tuple[tuple[int, int] | None, int | None, str | None]:
+    """(H, W) when the ONNX input is fixed-size, the output width, and the task its metadata records."""
     import onnx
 
     try:
-        graph = onnx.load(str(path), load_external_data=False).graph
+        model = onnx.load(str(path), load_external_data=False)
+        graph = model.graph
     except Exception as e:  # onnx raises DecodeError, ValueError, ... for a bad file
         raise ConfigError(f"{path}: not a readable ONNX model ({type(e).__name__}); re-export it (ens export-onnx)") from None
 
@@ -252,7 +262,8 @@ def _onnx_shapes(path: Path) -> tuple[tuple[int, int] | None, int | None]:
     shape = dims(inputs[0]) if inputs else []
     size = (shape[2], shape[3]) if len(shape) == 4 and shape[2] and shape[3] else None
     out = dims(graph.output[0]) if graph.output else []
-    return size, (out[-1] if len(out) == 2 else None)
+    task = next((p.value for p in model.metadata_props if p.key == ONNX_TASK_KEY), None)
+    return size, (out[-1] if len(out) == 2 else None), task
 
 
 def _resolve_classes(get: Callable[[str], tuple[Any, _Layer | None]], onnx_classes: int | None, src: str) -> tuple[str, ...]:

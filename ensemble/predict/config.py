@@ -13,6 +13,11 @@ from typing import Any, Protocol
 
 import torch
 
+from ensemble.errors import ConfigError
+from ensemble.task import MULTICLASS, check_task
+
+ONNX_TASK_KEY = "ens.task"  # the ONNX metadata_props key `ens export-onnx` records the task under
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -38,6 +43,8 @@ class ModelConfig:
         card_path: the model card this came from, if any.
         model_kwargs: extra keyword arguments for `timm.create_model` (e.g. `global_pool`,
             `drop_path_rate`); models with a fixed input size get `img_size` automatically.
+        task: "multiclass" (a softmax over the logits) or "multilabel" (a sigmoid per class); see
+            `ensemble.task`.
     """
 
     name: str
@@ -56,6 +63,7 @@ class ModelConfig:
     trust_checkpoint: bool = False
     card_path: Path | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    task: str = MULTICLASS
 
     @property
     def num_classes(self) -> int:
@@ -83,10 +91,37 @@ class Runner(Protocol):
     """One fold's model behind one interface, torch or ONNX Runtime.
 
     `logits` takes a batch of normalised images, float32 of shape (B, 3, H, W) on `device`, and
-    returns float32 logits of shape (B, C) (the engine applies softmax and merges TTA views).
+    returns float32 logits of shape (B, C) (the engine applies the task's softmax or sigmoid and merges
+    TTA views).
     """
 
     device: torch.device
     sha256: str  # of the weights file, recorded in the table sidecar
 
     def logits(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def check_onnx_task(path: Path | str, recorded: str | None, task: str, where: str) -> str:
+    """The task an ONNX file records in its metadata (`ens.task`), checked against the configured one.
+
+    Args:
+        path: the ONNX file (named in the errors).
+        recorded: the value of its `ens.task` metadata, or None when it records none.
+        task: the configured task.
+        where: where the configured task came from (a card and key, a flag, or "the default").
+
+    Returns:
+        `task` (a file that records none follows the configuration).
+
+    Raises:
+        ConfigError: the file records an unknown task, or the other task.
+    """
+    if recorded is None:
+        return task
+    check_task(recorded, f"{path}: metadata {ONNX_TASK_KEY}")
+    if recorded != task:
+        raise ConfigError(
+            f"{path}: the ONNX model was exported as {recorded} (metadata {ONNX_TASK_KEY}) but {where} is {task}; "
+            f"set task = \"{recorded}\" in the card (or --task {recorded}) or give the ONNX file exported for {task}"
+        )
+    return task

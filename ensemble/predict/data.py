@@ -20,8 +20,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ensemble.errors import DataError, preview
-from ensemble.predict._card_fields import FIELDS
 from ensemble.labels import Columns, Labels, read_labels
+from ensemble.predict._card_fields import FIELDS
 from ensemble.predict.config import ModelConfig
 from ensemble.predict.images import to_rgb
 from ensemble.predict.options import check_workers

@@ -3,7 +3,8 @@
 The exporters (TorchScript, then dynamo) and their opset ranges live in `exporters.py`. Every file
 is self-contained (weights inside, no external data file), has a dynamic batch axis, and is written
 only after its parity check passes; a model card beside the files makes `ens predict --card
-OUT/<name>.toml` run them. A failed export leaves nothing: no file, no new folder.
+OUT/<name>.toml` run them. The model's task (multiclass softmax or multilabel sigmoid) is kept in each
+file's metadata (`ens.task`) and in that card, so a file is never read under the other activation. A failed export leaves nothing: no file, no new folder.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ensemble._progress import NoProgress, Progress
 from ensemble.errors import ConfigError, ExportError
 from ensemble.predict.card import format_card, resolve_config
 from ensemble.predict.checkpoint import load_model
-from ensemble.predict.config import ModelConfig
+from ensemble.predict.config import ONNX_TASK_KEY, ModelConfig
 from ensemble.predict.exporters import EXPORTER_CHOICES, EXPORTERS, check_opset, export_model
 
 __all__ = ["EXPORTERS", "EXPORTER_CHOICES", "check_opset", "export_model", "export_onnx", "onnx_logits"]
@@ -164,7 +165,7 @@ def _metadata(cfg: ModelConfig, fold: int, ckpt_sha: str) -> dict[str, str]:
         "ens.version": __version__, "ens.name": cfg.name, "ens.arch": str(cfg.arch), "ens.fold": str(fold),
         "ens.classes": json.dumps(list(cfg.classes)), "ens.img_size": json.dumps(list(cfg.img_size)),
         "ens.mean": json.dumps(list(cfg.mean)), "ens.std": json.dumps(list(cfg.std)),
-        "ens.checkpoint_sha256": ckpt_sha,
+        "ens.checkpoint_sha256": ckpt_sha, ONNX_TASK_KEY: cfg.task,
     }
 
 
@@ -185,5 +186,6 @@ def _card_text(cfg: ModelConfig, rows: list[dict[str, Any]]) -> str:
         "crop_pct": cfg.crop_pct,
         "interpolation": cfg.interpolation,
         "resize_mode": cfg.resize_mode,
+        "task": cfg.task,
     }
     return format_card(values, comments)

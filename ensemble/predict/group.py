@@ -20,7 +20,7 @@ from ensemble.predict.config import Runner
 from ensemble.predict.data import Preprocess, decode_error, make_loader, normalise
 from ensemble.predict.plan import Plan
 from ensemble.predict.stacking import Stacked, run_stacked, stack_views
-from ensemble.predict.tta import merge_views
+from ensemble.predict.tta import activate_views, merge_views
 
 RunnerFactory = Callable[..., Runner]  # (cfg, fold, *, device, amp, channels_last, fuse_bn) -> Runner
 
@@ -231,10 +231,11 @@ def _predict_rows(
         stacks[key] = stack_views(x, plan.views, channels_last=p.nhwc)
     logits = run_stacked(runner, stacks[key], chunk)  # (V, b, C)
     at = at[sel]
-    p.probs[at] = merge_views(logits, plan.merge).cpu().numpy()
+    task = plan.configs[it.model].task
+    p.probs[at] = merge_views(logits, plan.merge, task).cpu().numpy()
     p.ok[at] = True
     if p.views is not None:
-        p.views[:, at] = logits.softmax(-1).cpu().numpy()
+        p.views[:, at] = activate_views(logits, task).cpu().numpy()
 
 
 def _finish(plan: Plan, p: Pending, stats: RunStats) -> resume.Part:

@@ -33,7 +33,8 @@ class PredictOptions:
         split: "oof" (fold k's weights on fold k's rows) or "test" (every fold on every row).
         overrides: model flags applied over each card (names of `card.resolve_config`'s flags).
         tta: views added to identity, e.g. "hflip,center_crop" or ["d4"] (see `tta.py`).
-        merge: how views merge: "mean", "gmean", "max" (on probabilities) or "logits_mean".
+        merge: how views merge: "mean", "gmean", "max" (on probabilities) or "logits_mean";
+            per class for a multilabel model (see `tta.py`).
         out_dir: where `<model>/<table>.csv` go.
         table_format: the tables' file format, a name of `ensemble.tables.TABLE_FORMATS` ("csv", "parquet").
         batch_size: images per DataLoader batch and per forward (views are chunked by it).

@@ -18,9 +18,9 @@ import numpy as np
 from ensemble._io import sha256_file
 from ensemble.errors import ConfigError, ModelLoadError, OutputExistsError
 from ensemble.labels import Labels
-from ensemble.predict.resume import output_state, part_key, part_path, table_key
 from ensemble.predict.config import ModelConfig
 from ensemble.predict.data import Preprocess, rows_fingerprint
+from ensemble.predict.resume import output_state, part_key, part_path, table_key
 from ensemble.predict.tta import View
 from ensemble.tables import TABLE_FORMATS, other_format_paths
 

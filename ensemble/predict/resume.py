@@ -4,7 +4,8 @@ A *part* is the merged probabilities of one work item (model x fold x image shar
 `<out>/<model>/.parts/<split>_fold<k>_<shard>.npz` (atomic write) as soon as the item is done. Its
 *key* hashes everything its numbers depend on: the weights file's SHA-256, the ids and paths of its
 rows (as written in the data CSV), the preprocessing and normalisation, the architecture and
-backend, the TTA views, the merge, whether views are kept, AMP and BatchNorm folding. A rerun reuses a part whose key
+backend, the task (softmax or sigmoid), the TTA views, the merge, whether views are kept, AMP and
+BatchNorm folding. A rerun reuses a part whose key
 matches and recomputes one whose key differs, so an interrupted run continues where it stopped.
 Image *contents* are not hashed (that would cost a full read); replacing an image at the same
 path needs `resume=False` (`--no-resume`).
@@ -31,6 +32,7 @@ import numpy as np
 from ensemble._io import atomic_outputs
 from ensemble.predict.config import ModelConfig
 from ensemble.tables import other_format_paths
+from ensemble.task import MULTICLASS
 
 PART_FORMAT = 1  # bump when the part layout or key recipe changes, so old parts are not misread
 
@@ -71,9 +73,11 @@ def part_key(
     fuse_bn: bool = True,
 ) -> str:
     """The inputs hash of one part (see the module docstring for what goes in)."""
-    extra = {"fuse_bn": True} if fuse_bn and cfg.backend == "torch" else {}  # folding changes the last bits
+    extra: dict[str, Any] = {"fuse_bn": True} if fuse_bn and cfg.backend == "torch" else {}  # folding changes the last bits
+    if cfg.task != MULTICLASS:  # sigmoid parts never stand in for softmax ones (nor the reverse)
+        extra["task"] = cfg.task
     return _hash({
-        **extra,  # absent when off, so parts made before folding existed stay valid
+        **extra,  # absent when off (multiclass), so parts made before these existed stay valid
         "format": PART_FORMAT,
         "weights": weights_sha256,
         "rows": rows_fingerprint,

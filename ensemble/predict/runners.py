@@ -18,7 +18,7 @@ import torch
 
 from ensemble._io import sha256_file
 from ensemble.errors import ConfigError, ModelLoadError
-from ensemble.predict.config import ModelConfig, Runner
+from ensemble.predict.config import ONNX_TASK_KEY, ModelConfig, Runner, check_onnx_task
 from ensemble.predict.options import AMP_MODES
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,12 @@ class OnnxRunner:
         num_classes: expected output width, checked against the model's.
         threads: intra-op threads on the CPU (default: torch's thread count, so torch and ONNX runs
             use the same cores).
+        task: the configured task, checked against the one the file's metadata records (when it
+            records one); None checks nothing.
     """
 
     def __init__(self, path: str | os.PathLike, *, device: torch.device, sha256: str | None = None,
-                 num_classes: int | None = None, threads: int | None = None) -> None:
+                 num_classes: int | None = None, threads: int | None = None, task: str | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -160,6 +162,9 @@ class OnnxRunner:
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise ModelLoadError(f"{self.path}: ONNX Runtime cannot load it ({msg}); re-export it with ens export-onnx") from None
+        if task is not None:  # every fold's file, not only the one the card was resolved with
+            recorded = self.session.get_modelmeta().custom_metadata_map.get(ONNX_TASK_KEY)
+            check_onnx_task(self.path, recorded, task, "the model's task")
         on_cuda = "CUDAExecutionProvider" in self.session.get_providers()
         if device.type == "cuda" and not on_cuda:
             log.warning("%s: ONNX Runtime's CUDA provider is not usable; running on the CPU", self.path.name)
@@ -253,7 +258,7 @@ def make_runner(cfg: ModelConfig, fold: int, *, device: torch.device, amp: str |
     if cfg.backend == "onnx":
         if fold not in cfg.onnx:
             raise ConfigError(f"model {cfg.name!r} has no ONNX file for fold {fold} (folds: {', '.join(map(str, cfg.folds)) or 'none'})")
-        return OnnxRunner(cfg.onnx[fold], device=device, num_classes=cfg.num_classes, threads=threads)
+        return OnnxRunner(cfg.onnx[fold], device=device, num_classes=cfg.num_classes, threads=threads, task=cfg.task)
     from ensemble.predict.checkpoint import load_model
 
     dtype = amp_dtype(amp, device)  # checked before the (slow) checkpoint load

@@ -18,11 +18,24 @@ View sets:
 - scale[_F]: resize the batch by F (default 1.15; bilinear) — the network sees a larger input, as
   ttach's `Scale`; only for networks that accept any input size (CNNs, not fixed-size ViTs/ONNX).
 
-Merges turn per-view logits (V, B, C) into probabilities (B, C). They merge *probabilities*
-(softmax first), except `logits_mean`, ttach's way (mean of logits, then softmax). Note that
-`gmean` (geometric mean of probabilities, renormalised) equals `logits_mean` mathematically:
-exp(mean_v log softmax(z_v)) is proportional to exp(mean_v z_v); both are kept so either name reads
-as intended, and a test checks the identity.
+Merges turn per-view logits (V, B, C) into probabilities (B, C), by the model's task (`ensemble.task`):
+
+- multiclass (a softmax over classes): merges act on *probabilities* (softmax first), except
+  `logits_mean`, ttach's way (mean of logits, then softmax). `gmean` (geometric mean of
+  probabilities, renormalised) equals `logits_mean` mathematically: exp(mean_v log softmax(z_v)) is
+  proportional to exp(mean_v z_v); both are kept so either name reads as intended, and a test checks
+  the identity. `max` takes each class's largest probability and renormalises the row.
+- multilabel (a sigmoid per class, each class a yes/no of its own): `mean` is the mean of the
+  views' sigmoid probabilities; `max` each class's largest probability over the views (not
+  renormalised: rows sum to anything). `gmean` is the geometric mean renormalised *over each class's
+  two outcomes* (p, 1 - p), as the multiclass gmean is over the classes:
+  gm(p) / (gm(p) + gm(1 - p)) = sigmoid(mean_v z_v). The plain geometric mean of p alone is biased
+  toward 0 (a class certain in one view and absent in another falls to 0, and "not the class"
+  would not pool the same way); the renormalised pool is symmetric in p and 1 - p. So, as for
+  multiclass, `gmean` equals `logits_mean` (a sigmoid of the mean logit).
+
+`MERGES` holds each merge's function per task; `ACTIVATIONS` the per-view activation (what
+`--save-views` keeps).
 """
 
 from __future__ import annotations
@@ -36,6 +49,7 @@ import ttach.functional as TF
 
 from ensemble._registry import Registry
 from ensemble.errors import ConfigError, unknown_name
+from ensemble.task import MULTICLASS, MULTILABEL, check_task
 
 
 @dataclass(frozen=True)
@@ -186,34 +200,78 @@ def check_views(views: Sequence[View], img_size: tuple[int, int], model: str) ->
         )
 
 
-# -- merges: per-view logits (V, B, C) -> probabilities (B, C) ---------------------------------------
+# -- activations and merges: per-view logits (V, B, C) -> probabilities (B, C), by task ------------
 
-Merge = Callable[[torch.Tensor], torch.Tensor]
+Activation = Callable[[torch.Tensor], torch.Tensor]
+ACTIVATIONS: dict[str, Activation] = {
+    MULTICLASS: lambda z: z.softmax(-1),  # over the classes of a row
+    MULTILABEL: torch.sigmoid,  # each class on its own
+}
+MergeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Merge:
+    """One TTA merge: a function per task from per-view logits (V, B, C) to probabilities (B, C)."""
+
+    multiclass: MergeFn
+    multilabel: MergeFn
+
+    def __call__(self, logits: torch.Tensor, task: str = MULTICLASS) -> torch.Tensor:
+        return self.multiclass(logits) if check_task(task, "TTA merge") == MULTICLASS else self.multilabel(logits)
+
+
 MERGES: Registry[Merge] = Registry("TTA merge")
 
 
-@MERGES.register("mean")
-def _mean(logits: torch.Tensor) -> torch.Tensor:
+def _mean_mc(logits: torch.Tensor) -> torch.Tensor:
     return logits.softmax(-1).mean(0)
 
 
-@MERGES.register("gmean")
-def _gmean(logits: torch.Tensor) -> torch.Tensor:
+def _gmean_mc(logits: torch.Tensor) -> torch.Tensor:
     # geometric mean of probabilities, renormalised; log-space so tiny probabilities don't underflow
     return logits.log_softmax(-1).mean(0).softmax(-1)
 
 
-@MERGES.register("max")
-def _max(logits: torch.Tensor) -> torch.Tensor:
+def _max_mc(logits: torch.Tensor) -> torch.Tensor:
     p = logits.softmax(-1).amax(0)
     return p / p.sum(-1, keepdim=True)
 
 
-@MERGES.register("logits_mean")
-def _logits_mean(logits: torch.Tensor) -> torch.Tensor:
+def _logits_mean_mc(logits: torch.Tensor) -> torch.Tensor:
     return logits.mean(0).softmax(-1)
 
 
-def merge_views(logits: torch.Tensor, merge: str) -> torch.Tensor:
-    """Merge per-view logits of shape (V, B, C) into float32 probabilities of shape (B, C)."""
-    return MERGES.get(merge)(logits.float())
+def _mean_ml(logits: torch.Tensor) -> torch.Tensor:
+    return logits.sigmoid().mean(0)
+
+
+def _sigmoid_of_mean(logits: torch.Tensor) -> torch.Tensor:
+    # gmean: gm(p) / (gm(p) + gm(1 - p)) per class = sigmoid(mean z), since log p - log(1 - p) = z
+    return logits.mean(0).sigmoid()
+
+
+def _max_ml(logits: torch.Tensor) -> torch.Tensor:
+    return logits.sigmoid().amax(0)
+
+
+MERGES.add("mean", Merge(_mean_mc, _mean_ml))
+MERGES.add("gmean", Merge(_gmean_mc, _sigmoid_of_mean))
+MERGES.add("max", Merge(_max_mc, _max_ml))
+MERGES.add("logits_mean", Merge(_logits_mean_mc, _sigmoid_of_mean))
+
+
+def merge_views(logits: torch.Tensor, merge: str, task: str = MULTICLASS) -> torch.Tensor:
+    """Merge per-view logits of shape (V, B, C) into float32 probabilities of shape (B, C).
+
+    Args:
+        logits: per-view logits.
+        merge: a name of `MERGES`.
+        task: "multiclass" (softmax) or "multilabel" (a sigmoid per class).
+    """
+    return MERGES.get(merge)(logits.float(), task)
+
+
+def activate_views(logits: torch.Tensor, task: str = MULTICLASS) -> torch.Tensor:
+    """Per-view probabilities, float32 (V, B, C): each view's softmax (multiclass) or sigmoid (multilabel)."""
+    return ACTIVATIONS[check_task(task, "TTA views")](logits.float())
