@@ -144,7 +144,7 @@ def _print_multilabel(r: Any) -> None:
         f"{stats.cardinality_pred:.4f}; one global threshold: macro-F1 {curve.macro_f1[best]:.4f} at t = "
         f"{curve.thresholds[best]:.2f} (in-sample) vs {r.model(r.focus).macro_f1:.4f} at {stats.threshold:g}"
     )
-    _similarity(r, "decision agreement (share of row, class cells with the same p > 0.5 decision)")
+    _similarity(r, "decision agreement (row, class cells; p > 0.5)")
     _tta(r, beside)
 
 
