@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -15,6 +16,15 @@ if TYPE_CHECKING:  # the ledger loads only when a sub-command runs
 LedgerOpt = Annotated[
     Optional[Path], typer.Option("--ledger", help="Ledger file (default: $ENS_LEDGER, else .ens/ledger.db under the current folder).")
 ]
+
+
+
+class TaskChoice(str, Enum):
+    """`--task` of `add`: one class per row, or a set of classes per row."""
+
+    multiclass = "multiclass"
+    multilabel = "multilabel"
+
 
 submissions = typer.Typer(
     name="submissions",
@@ -37,6 +47,17 @@ def add(
     ledger: LedgerOpt = None,
     submission_id_col: _render.SubmissionIdColOpt = "id",
     target_col: _render.TargetColOpt = "label",
+    task: Annotated[
+        Optional[TaskChoice],
+        typer.Option("--task", help="multilabel: each row holds a set of classes joined by --submission-label-sep "
+                                    "(default: the recipe's blend's task, else multiclass)."),
+    ] = None,
+    submission_label_sep: Annotated[
+        str, typer.Option("--submission-label-sep", help="Multi-label submission: what joins a row's predicted classes.")
+    ] = " ",
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Multi-label submission: accept rows with an empty target (no class).")
+    ] = False,
     json_out: _render.JsonOpt = None,
     force: _render.ForceOpt = False,
     quiet: _render.QuietOpt = False,
@@ -44,16 +65,19 @@ def add(
     """Record a submission; warn when its predictions equal an earlier one's, else show the closest.
 
     Predictions are compared after sorting rows by id; with --recipe, targets written as class
-    indices or class names compare as the same labels.
+    indices or class names compare as the same labels. Multi-label rows are sets: "b a" and "a b"
+    are the same, and agreement is the share of equal (row, class) decisions.
     """
     from ensemble.ledger import record_submission
     from ensemble.submission import SubmissionFormat
 
     _render.setup_logging(quiet)
     _render.check_json_dest(json_out, force=force)
+    fmt = SubmissionFormat(
+        id_col=submission_id_col, target_col=target_col, label_sep=submission_label_sep, allow_empty=allow_empty
+    )
     res = record_submission(
-        file, ledger=ledger, fmt=SubmissionFormat(id_col=submission_id_col, target_col=target_col),
-        recipe_path=recipe, note=note, strict=strict,
+        file, ledger=ledger, fmt=fmt, recipe_path=recipe, note=note, strict=strict, task=task.value if task else None,
     )
     if not _render.json_to_stdout(json_out):
         _print_added(res)
@@ -66,6 +90,11 @@ def _print_added(res: AddResult) -> None:
     con.print(f"recorded submission #{e.id}: {e.path} ({e.n_rows} rows{', ' + repr(e.note) if e.note else ''})")
     if res.duplicate_of is not None:
         con.print(f"[bold yellow]identical to submission #{res.duplicate_of.id}[/] ({res.duplicate_of.path})")
+    elif res.closest is not None and res.agreement is not None and e.sets:
+        con.print(
+            f"closest earlier: #{res.closest.id} ({res.closest.path}): "
+            f"{res.agreement:.2%} of (row, class) decisions agree"
+        )
     elif res.closest is not None and res.agreement is not None:
         differ = round((1 - res.agreement) * e.n_rows)
         con.print(
@@ -153,13 +182,14 @@ def diff(
 
 def _print_diff(d: SubmissionDiff, a: int, b: int, rows: int) -> None:
     con = _render.out()
+    agree = f"{d.agreement:.2%} of (row, class) decisions agree" if d.sets else f"{d.agreement:.2%} agree"
     con.print(
-        f"#{a} vs #{b}: {d.agreement:.2%} agree on {d.n_common} common ids ({len(d.flipped)} flipped)"
+        f"#{a} vs #{b}: {agree} on {d.n_common} common ids ({len(d.flipped)} flipped)"
         + (f"; {d.only_a} ids only in #{a}, {d.only_b} only in #{b}" if d.only_a or d.only_b else "")
     )
     con.print(
         _render.table(
-            "per-class counts", ["label", f"#{a}", f"#{b}", "change"],
+            "rows predicting each class" if d.sets else "per-class counts", ["label", f"#{a}", f"#{b}", "change"],
             [[c["label"], c["a"], c["b"], f"{c['change']:+d}"] for c in d.per_class],
         )
     )

@@ -12,7 +12,7 @@ import pandas as pd
 from ensemble.errors import LedgerError
 from ensemble.ledger._db import connect
 from ensemble.ledger.entries import Entry, entry_predictions, get_entry
-from ensemble.ledger.submission_rows import prediction_agreement, reconcile
+from ensemble.ledger.submission_rows import Predictions, prediction_agreement, reconcile
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,12 @@ class SubmissionDiff:
         a, b: the entries.
         n_common: ids in both.
         only_a, only_b: ids in one only.
-        agreement: share of common ids with the same label.
-        per_class: one dict per label: `label`, `a` and `b` counts (common ids), `change` (b - a).
-        flipped: the common ids whose label differs: columns `id`, `a`, `b`, in id order.
+        agreement: share of common ids with the same label (multi-label: of equal (row, class) decisions).
+        per_class: one dict per label: `label`, `a` and `b` counts (common ids), `change` (b - a);
+            multi-label: per class, the rows predicting it.
+        flipped: the common ids whose label (set) differs: columns `id`, `a`, `b`, in id order (a
+            set's classes joined by spaces).
+        sets: the submissions are multi-label.
     """
 
     a: Entry
@@ -36,6 +39,7 @@ class SubmissionDiff:
     agreement: float
     per_class: list[dict[str, Any]]
     flipped: pd.DataFrame
+    sets: bool = False
 
     def to_dict(self, limit: int | None = None) -> dict[str, Any]:
         """JSON-ready; `limit` caps the flipped rows (None: all)."""
@@ -47,6 +51,7 @@ class SubmissionDiff:
             "only_a": self.only_a,
             "only_b": self.only_b,
             "agreement": self.agreement,
+            "sets": self.sets,
             "n_flipped": len(self.flipped),
             "per_class": self.per_class,
             "flipped": rows.to_dict(orient="records"),
@@ -69,7 +74,7 @@ def diff_submissions(a: int, b: int, *, ledger: str | os.PathLike | None = None)
             "they predict different test sets and cannot be compared"
         )
     la, lb = pa.labels[ia], pb.labels[ib]
-    ca, cb = pd.Series(la).value_counts(), pd.Series(lb).value_counts()
+    ca, cb = _class_counts(pa, ia), _class_counts(pb, ib)
     classes = pa.classes if pa.classes is not None and pa.classes == pb.classes else None
     seen = set(ca.index) | set(cb.index)
     order = [c for c in classes if c in seen] if classes else sorted(seen)
@@ -78,8 +83,19 @@ def diff_submissions(a: int, b: int, *, ledger: str | os.PathLike | None = None)
         for c in order
     ]
     flip = np.flatnonzero(la != lb)
-    flipped = pd.DataFrame({"id": pa.ids[ia][flip], "a": la[flip], "b": lb[flip]})
+    flipped = pd.DataFrame({"id": pa.ids[ia][flip], "a": pa.shown[ia][flip], "b": pb.shown[ib][flip]})
     return SubmissionDiff(
         a=ea, b=eb, n_common=len(ia), only_a=len(pa) - len(ia), only_b=len(pb) - len(ib),
-        agreement=rate, per_class=per_class, flipped=flipped,
+        agreement=rate, per_class=per_class, flipped=flipped, sets=pa.is_sets or pb.is_sets,
     )
+
+
+def _class_counts(p: Predictions, rows: np.ndarray) -> pd.Series:
+    """Rows of `rows` predicting each class (a set counts once for each of its classes)."""
+    per_code = np.bincount(p.codes[rows], minlength=len(p.vocab))
+    counts: dict[str, int] = {}
+    for members, n in zip(p.members(), per_code.tolist()):
+        for c in members:
+            counts[c] = counts.get(c, 0) + n
+    out = pd.Series(counts, dtype=np.int64)
+    return out[out > 0]

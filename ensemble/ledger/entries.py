@@ -16,9 +16,17 @@ from typing import Any
 from ensemble._io import sha256_file
 from ensemble.errors import DuplicateSubmissionError, LedgerError
 from ensemble.ledger._db import connect, ledger_path, write_transaction
-from ensemble.ledger.submission_rows import Predictions, normalise_submission, prediction_agreement
+from ensemble.ledger.submission_rows import (
+    AS_NAME_SETS,
+    AS_WRITTEN_SETS,
+    Predictions,
+    normalise_submission,
+    prediction_agreement,
+)
 from ensemble.recipe import Recipe, read_recipe
 from ensemble.submission import SubmissionFormat, read_submission
+from ensemble.tables import sidecar_path
+from ensemble.task import MULTICLASS, MULTILABEL
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,11 @@ class Entry:
     public_score: float | None
     private_score: float | None
     scored: str | None
+
+    @property
+    def sets(self) -> bool:
+        """A multi-label submission (each row a set of classes)."""
+        return self.labels_as in (AS_NAME_SETS, AS_WRITTEN_SETS)
 
     @property
     def honest(self) -> float | None:
@@ -145,6 +158,7 @@ def record_submission(
     note: str = "",
     strict: bool = False,
     classes: Sequence[str] | None = None,
+    task: str | None = None,
 ) -> AddResult:
     """Record a submission CSV in the ledger, flagging identical earlier predictions.
 
@@ -156,6 +170,8 @@ def record_submission(
         note: free text shown in `ens submissions list`.
         strict: refuse (and record nothing) when the predictions equal an earlier entry's.
         classes: class names to normalise targets with; default the recipe's.
+        task: `multilabel` when each row holds a set of classes (joined by `fmt.label_sep`);
+            default the recipe's blend's (its tables' sidecar), else `multiclass`.
 
     Returns:
         The new entry, the duplicate if any, and the closest earlier entry with its agreement rate.
@@ -166,8 +182,8 @@ def record_submission(
         LabelError, ClassMismatchError: the CSV is malformed or its targets are not classes.
     """
     sub = Path(submission_path)
-    preds_frame = read_submission(sub, fmt)
     recipe: Recipe | None = read_recipe(recipe_path) if recipe_path is not None else None
+    preds_frame = read_submission(sub, fmt, task=task or recipe_task(recipe))
     if classes is None and recipe is not None:
         classes = recipe.classes
     preds = normalise_submission(preds_frame, classes, sub)
@@ -230,6 +246,23 @@ def record_submission(
             duplicate.created, entry.id,
         )
     return AddResult(entry, duplicate, closest, rate)
+
+
+def recipe_task(recipe: Recipe | None) -> str:
+    """The task of a recipe's blend: multilabel when the recipe or its blend's tables' sidecar says so, else multiclass."""
+    if recipe is None:
+        return MULTICLASS
+    recorded = getattr(recipe, "task", None)
+    if recorded != MULTILABEL and recipe.path is not None:  # recipes written before they recorded a task
+        for name in ("test.csv", "oof.csv"):
+            side = sidecar_path(recipe.folder / name)
+            if side.is_file():
+                try:
+                    recorded = json.loads(side.read_text(encoding="utf-8")).get("task")
+                except (OSError, ValueError, AttributeError):
+                    continue  # an unreadable sidecar is the table reader's to report
+                break
+    return MULTILABEL if recorded == MULTILABEL else MULTICLASS
 
 
 def list_submissions(ledger: str | os.PathLike | None = None) -> list[Entry]:
