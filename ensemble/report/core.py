@@ -223,7 +223,7 @@ def oof_report(
         tables: OOF prediction tables; two or more sharing a `family` also get a seed-average row.
         n_boot: bootstrap resamples for the metric's interval (0: none; default 1000, 200 for a metric file).
         seed: seeds the bootstrap.
-        all_classes: macro-F1 over all classes instead of those present (see `metrics.macro_f1`).
+        all_classes: macro-F1 over all classes instead of those present (see `metrics.macro_f1`); multiclass only.
         progress: hook told about each model scored.
         model: the model whose per-class table and confusion matrix are kept (default: the best).
         per_fold: score each fold (needs the labels' fold column).
@@ -233,8 +233,12 @@ def oof_report(
         metric: what the rows are scored, sorted and bootstrapped by (TTA views too): a registry name,
             a `Metric`, or a `MetricChoice` (a metric file, its solution, `--group-col`).
 
+    Multi-label tables (their sidecars' task) are scored on the labels' sets (`Joined.y`, an indicator
+    matrix), the metric looked up in the multi-label registry; every model also gets `per_label`.
+
     Raises:
-        ConfigError: no tables, or n_boot < 0.
+        ConfigError: no tables, n_boot < 0, or `all_classes` with multi-label tables.
+        TableError: the tables mix multiclass and multi-label.
         AlignmentError: a table misses labelled ids or has extra ones (a few named, all counted).
         ClassMismatchError: tables disagree on classes, or labels outside them.
         LabelError: no label column, or no fold column with `per_fold`.
