@@ -3,7 +3,7 @@
 Multiclass tables get argmax scores, a confusion matrix and argmax agreement; multi-label tables
 (`Joined.task`) get decisions at p > 0.5: per-class AUC, AP, F1 at 0.5 and at the best (in-sample)
 threshold, positive vs predicted rates and label cardinality (`ensemble.report.multilabel`), and
-agreement over (row, class) decisions. Each task's scoring lives in `_TASKS`.
+agreement over (row, class) decisions. Each task's scoring lives in `ensemble.report.scoring.TASKS`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,6 @@ from ensemble.join import join_labels
 from ensemble.labels import Labels
 from ensemble.metrics import (
     PerClass,
-    argmax,
-    f1_from_confusion,
-    log_loss,
-    per_class_from_confusion,
-    top_confused,
 )
 from ensemble.metrics.base import Metric
 from ensemble.metrics.choice import MetricChoice
@@ -34,14 +29,12 @@ from ensemble.report.multilabel import (
     MULTILABEL_F1_NOTE,
     LabelStats,
     ThresholdCurve,
-    label_stats,
-    threshold_curve,
-    usual_scores,
 )
-from ensemble.report.similarity import argmax_agreement, prob_correlation
+from ensemble.report.scoring import TASKS
+from ensemble.report.similarity import prob_correlation
 from ensemble.report.tta import TTAScore, score_tta
 from ensemble.tables import PredTable
-from ensemble.task import MULTICLASS, MULTILABEL, decisions
+from ensemble.task import MULTICLASS, MULTILABEL
 
 METRIC_NOTE = {
     False: "macro-F1 over the classes present in truth or prediction (sklearn average='macro', Kaggle's)",
@@ -260,7 +253,7 @@ def oof_report(
     scorer = choice.resolve(labels, classes, task=task)
     n_boot = scorer.resamples(n_boot, 1000)
     groups = labels.groups(choice.group_col)
-    usual = _TASKS[task]
+    scoring = TASKS[task]
 
     rows: list[tuple[str, str, str, list[str], np.ndarray]] = [
         (t.name, t.family, "model", [t.name], t.probs) for t in tables
@@ -278,9 +271,10 @@ def oof_report(
         fold_rows = {int(v): np.flatnonzero(labels.folds == v) for v in np.unique(labels.folds)}
 
     progress.start("scoring models", len(rows))
-    scores, cms, probs_of = [], {}, {}
+    scores, cms, probs_of, usual_of = [], {}, {}, {}
     for name, fam, kind, members, probs in rows:
-        (f1, acc, ll, per_class_f1, per_label), cm = usual(y, probs, len(classes), all_classes)
+        usual, cm = scoring.score(y, probs, len(classes), all_classes)
+        f1, acc, ll, per_class_f1, per_label = usual
         s = ModelScore(name, fam, kind, members, scorer.score(y, probs), f1, acc, ll, per_class_f1, per_label=per_label)
         if n_boot:
             lo, hi = bootstrap_metric_ci(scorer, y, probs, n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
@@ -288,7 +282,7 @@ def oof_report(
         if fold_rows is not None:
             s.fold_scores = {k: scorer.score(y[r], probs[r], r) for k, r in fold_rows.items()}
         scores.append(s)
-        cms[name], probs_of[name] = cm, probs
+        cms[name], probs_of[name], usual_of[name] = cm, probs, usual
         progress.advance()
     progress.stop()
     scores.sort(key=lambda s: (-scorer.oriented(s.score), s.log_loss))
@@ -303,40 +297,7 @@ def oof_report(
         models=scores, focus=focus, names=[t.name for t in tables],
         correlation=prob_correlation([t.probs for t in tables]), tta=tta, task=task,
     )
-    if task == MULTILABEL:  # decisions per (row, class) cell; no confusion matrix between classes
-        cells = np.stack([decisions(t.probs).ravel() for t in tables])
-        return Report(
-            **common, per_class=next(s for s in scores if s.name == focus).per_label.at_threshold, confusion=None,
-            top_confused=[], agreement=argmax_agreement(cells), threshold_curve=threshold_curve(focus, y, probs_of[focus]),
-        )
-    cm = cms[focus]
-    preds = np.stack([argmax(t.probs) for t in tables])
-    return Report(
-        **common, per_class=per_class_from_confusion(cm), confusion=cm, top_confused=top_confused(cm, top_k),
-        agreement=argmax_agreement(preds),
-    )
-
-
-Usual = tuple[float, float, float, np.ndarray, "LabelStats | None"]
-
-
-def _multiclass(y: np.ndarray, probs: np.ndarray, c: int, all_classes: bool) -> tuple[Usual, np.ndarray]:
-    """Macro-F1, accuracy, cross-entropy and per-class F1 of argmax predictions, and their confusion matrix."""
-    cm = np.bincount(y * c + argmax(probs), minlength=c * c).reshape(c, c)
-    usual = (f1_from_confusion(cm, all_classes=all_classes), float(np.trace(cm) / len(y)), log_loss(y, probs),
-             per_class_from_confusion(cm).f1, None)
-    return usual, cm
-
-
-def _multilabel(y: np.ndarray, probs: np.ndarray, c: int, all_classes: bool) -> tuple[Usual, None]:
-    """Macro-F1 at 0.5, subset accuracy, mean binary cross-entropy, per-class F1 at 0.5 and `LabelStats`."""
-    stats = label_stats(y, probs)
-    f1, acc, ll = usual_scores(y, probs)
-    return (f1, acc, ll, stats.f1, stats), None
-
-
-# how each task scores a model beside the metric
-_TASKS = {MULTICLASS: _multiclass, MULTILABEL: _multilabel}
+    return Report(**common, **scoring.focus(tables, y, focus, usual_of[focus], cms[focus], probs_of[focus], top_k))
 
 
 def _distinct(tables: Sequence[PredTable]) -> list[PredTable]:

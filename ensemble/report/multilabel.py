@@ -22,8 +22,8 @@ import numpy as np
 from ensemble.metrics import PerClass
 from ensemble.task import DEFAULT_THRESHOLD, decisions
 
-# cells sorted at once: bounds the working arrays (a few float64/int64 copies) to ~200 MB
-_BLOCK_CELLS = 1 << 22
+# cells sorted at once: bounds the working arrays (about ten float64/int64 copies) to ~160 MB
+_BLOCK_CELLS = 1 << 21
 BEST_THRESHOLD_NOTE = (
     "in-sample: each class's threshold is fitted on the very rows it is scored on, so its F1 is optimistic; "
     "`ens blend --tune-thresholds` fits them nested"
@@ -114,35 +114,36 @@ def label_stats(y: np.ndarray, probs: np.ndarray, threshold: float = DEFAULT_THR
 def _ranked(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """AUC, AP, best F1 and its threshold of each column of a block (y bool (n, B), probs (n, B))."""
     n = len(y)
-    order = np.argsort(-probs, axis=0, kind="stable")  # falling probability per column
-    p = np.take_along_axis(probs, order, axis=0).astype(np.float64)  # (n, B)
-    tps = np.cumsum(np.take_along_axis(y, order, axis=0), axis=0, dtype=np.int64)  # true positives above and at row i
-    fps = np.arange(1, n + 1)[:, None] - tps
+    yt, pt = np.ascontiguousarray(y.T), np.ascontiguousarray(probs.T)  # (B, n): each class one contiguous sort
+    # rising probability, read backwards: the order within ties is free (only each run's end counts)
+    order = np.argsort(pt, axis=1)[:, ::-1]
+    p = np.take_along_axis(pt, order, axis=1).astype(np.float64)  # (B, n), falling
+    tps = np.cumsum(np.take_along_axis(yt, order, axis=1), axis=1, dtype=np.int64)  # true positives down to i
+    fps = np.arange(1, n + 1) - tps
     # a decision can only change between distinct values: keep the last row of each run of ties
     last = np.ones_like(p, dtype=bool)
-    last[:-1] = p[:-1] != p[1:]
-    pos, neg = tps[-1].astype(np.float64), fps[-1].astype(np.float64)
+    last[:, :-1] = p[:, :-1] != p[:, 1:]
+    pos, neg = tps[:, -1].astype(np.float64), fps[:, -1].astype(np.float64)
     # each kept row's predecessor on the curve: the previous kept row's counts (counts only grow, so a running max)
     prev_tp = np.zeros_like(tps)
     prev_fp = np.zeros_like(fps)
-    prev_tp[1:] = np.maximum.accumulate(np.where(last, tps, 0), axis=0)[:-1]
-    prev_fp[1:] = np.maximum.accumulate(np.where(last, fps, 0), axis=0)[:-1]
+    prev_tp[:, 1:] = np.maximum.accumulate(np.where(last, tps, 0), axis=1)[:, :-1]
+    prev_fp[:, 1:] = np.maximum.accumulate(np.where(last, fps, 0), axis=1)[:, :-1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (np.where(last, (fps - prev_fp) * (tps + prev_tp), 0).sum(axis=0) / (2.0 * pos * neg))
-        precision = tps / (tps + fps)
-        ap = np.where(last, (tps - prev_tp) * precision, 0).sum(axis=0) / pos
-        f1 = np.where(last, 2.0 * tps / (pos + tps + fps), -1.0)  # predicting the rows down to i
+        auc = np.where(last, (fps - prev_fp) * (tps + prev_tp), 0).sum(axis=1) / (2.0 * pos * neg)
+        ap = np.where(last, (tps - prev_tp) * (tps / (tps + fps)), 0).sum(axis=1) / pos
+        f1 = np.where(last, 2.0 * tps / (pos[:, None] + tps + fps), -1.0)  # predicting the rows down to i
     auc[(pos == 0) | (neg == 0)] = np.nan
     ap[pos == 0] = np.nan
     # the threshold of row i: the next distinct value below (0 past the end); unreachable when that is p itself
     below = np.zeros_like(p)
-    below[:-1] = p[1:]
+    below[:, :-1] = p[:, 1:]
     f1[~last | (below >= p)] = -1.0  # `below >= p`: every row predicted needs t < min p, impossible at p == 0
-    k = np.argmax(f1, axis=0)  # the first best: the highest threshold, fewest predicted
-    cols = np.arange(p.shape[1])
-    best = f1[k, cols]
+    k = np.argmax(f1, axis=1)  # the first best: the highest threshold, fewest predicted
+    rows = np.arange(len(p))
+    best = f1[rows, k]
     none = best <= 0  # nothing beats predicting no row (no positives): F1 0 at t = the largest probability
-    return auc, ap, np.where(none, 0.0, best), np.where(none, p[0], below[k, cols])
+    return auc, ap, np.where(none, 0.0, best), np.where(none, p[:, 0], below[rows, k])
 
 
 def _nulls(a: np.ndarray) -> list[float | None]:
