@@ -33,6 +33,10 @@ def select(
     seed: _render.SeedOpt = 42,
     id_col: Annotated[Optional[str], typer.Option("--id-col", help="Id column of the labels CSV (default: the recorded one, else id).")] = None,
     label_col: Annotated[Optional[str], typer.Option("--label-col", help="Label column of the labels CSV (default: the recorded one, else label).")] = None,
+    label_sep: Annotated[
+        Optional[str],
+        typer.Option("--label-sep", help="What joins several classes in one label cell of a multi-label labels CSV (default: the recorded one, else |)."),
+    ] = None,
     classes: ClassesOpt = None,
     classes_file: ClassesFileOpt = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help=METRIC_HELP + " Default: the one the recipes were scored in.")] = None,
@@ -51,7 +55,8 @@ def select(
 
     Candidates are scored in the leaderboard's metric on paired bootstrap resamples of the OOF rows
     (a simulated private leaderboard), each centred on its honest estimate; each later pick improves
-    the expected best-of-N the most, so it hedges instead of duplicating the first.
+    the expected best-of-N the most, so it hedges instead of duplicating the first. Multi-label
+    blends are scored in the multi-label metric of that name; picks agree per (row, class) decision.
     """
     from ensemble.labels import Columns
     from ensemble.select import select_submissions
@@ -65,6 +70,7 @@ def select(
         labels, ledger=ledger, recipes=[*(recipes or []), *(more or [])] or None, n=n, n_boot=n_boot,
         seed=seed, columns=columns, classes=class_order(classes, classes_file), metric=metric, all_classes=all_classes,
         higher_is_better=higher_is_better, solution=solution, solution_id_col=solution_id_col, group_col=group_col,
+        label_sep=label_sep,
     )
     if not _render.json_to_stdout(json_out):
         _show(sel)
@@ -83,7 +89,8 @@ def _show(sel: Any) -> None:
     ]
     con.print(
         _render.table(
-            f"candidates in {sel.metric} ({'higher' if sel.higher_is_better else 'lower'} is better; "
+            f"candidates in {sel.metric} ({'multi-label; ' if sel.task == 'multilabel' else ''}"
+            f"{'higher' if sel.higher_is_better else 'lower'} is better; "
             f"{sel.n_rows} OOF rows, {sel.n_boot} paired resamples, seed {sel.seed})",
             ["pick", "candidate", "entry", "OOF", "nested", "honest", "P(best)", "Δ leader (+ better)", "95% CI",
              "P(beats leader)", "public", "private"],
@@ -93,13 +100,14 @@ def _show(sel: Any) -> None:
     for i, p in enumerate(sel.picks, 1):
         con.print(f"pick {i}: [bold]{p.name}[/] — {p.reason}")
     names = [p.name for p in sel.picks]
+    unit = "(row, class) decisions" if sel.task == "multilabel" else "rows"
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
             test = sel.test_agreement[i][j]
             con.print(
                 f"picks {i + 1} and {j + 1} agree on "
-                + (f"{test:.2%} of test rows" if test is not None else "? test rows (no test predictions)")
-                + f" ({sel.oof_agreement[i][j]:.2%} of OOF rows)"
+                + (f"{test:.2%} of test {unit}" if test is not None else f"? test {unit} (no test predictions)")
+                + f" ({sel.oof_agreement[i][j]:.2%} of OOF {unit})"
             )
     scored = sum(c.public_score is not None for c in sel.candidates)
     for d in sel.lb_disagreements:

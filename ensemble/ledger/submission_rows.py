@@ -130,6 +130,13 @@ class Predictions:
         return cls(ids, vocab, codes, labels_as, json.loads(classes_json) if classes_json else None)
 
 
+def set_predictions(ids: np.ndarray, chosen: np.ndarray, classes: Sequence[str]) -> Predictions:
+    """Multi-label predictions from decisions: `chosen` bool (n, C) over `classes`, rows in `ids` order."""
+    uniq, codes = np.unique(np.asarray(chosen, dtype=bool), axis=0, return_inverse=True)
+    vocab = [_IN_SET.join(classes[j] for j in np.flatnonzero(u)) for u in uniq]
+    return Predictions(np.asarray(ids, dtype=object), vocab, codes.ravel().astype(np.int64), AS_NAME_SETS, list(classes))
+
+
 def normalise_submission(frame: pd.DataFrame, classes: Sequence[str] | None, source: str | Path) -> Predictions:
     """Normalise a submission read by `ensemble.submission.read_submission`.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ensemble._io import sha256_file
@@ -18,6 +19,7 @@ from ensemble.select.finals import (
     Selection,
     select_finals,
 )
+from ensemble.task import common_task
 
 __all__ = [
     "Candidate",
@@ -50,6 +52,7 @@ def select_submissions(
     solution: str | os.PathLike | None = None,
     solution_id_col: str | None = None,
     group_col: str | None = None,
+    label_sep: str | None = None,
 ) -> Selection:
     """Load the candidates (given recipes, else the ledger's blends) and choose `n` finals.
 
@@ -59,12 +62,14 @@ def select_submissions(
         ledger: the ledger file (default `.ens/ledger.db`).
         recipes: recipe.json files (or blend folders); default every ledger entry with a recipe.
         n, n_boot, seed, classes: see `select_finals`.
-        columns: the labels CSV's column names (default: the recorded ones, else id/label/fold).
+        columns: the labels CSV's column names and label separator (default: the recorded ones, else
+            id/label/fold and "|").
         metric: the leaderboard's metric: a registry name or a metric file (default: the one the
             candidates' recipes were scored in, when they agree, else macro_f1).
         all_classes: shorthand for metric "macro_f1_all".
         higher_is_better, solution, solution_id_col: a metric file's direction and solution.
         group_col: a labels column whose groups the bootstrap resamples whole.
+        label_sep: what joins a multi-label labels cell's classes (overrides `columns`' and the recorded one).
 
     Raises:
         LedgerError, TableError, LabelError, AlignmentError, ClassMismatchError, ConfigError.
@@ -73,7 +78,10 @@ def select_submissions(
     if labels is None:
         labels, recorded_columns = recorded_labels(cands)
         columns = columns or recorded_columns
-    lab = read_labels(labels, classes=cands[0].oof.classes, columns=columns or Columns())
+    if label_sep is not None:
+        columns = replace(columns or Columns(), label_sep=label_sep)
+    task = common_task([(c.oof.source, c.oof.task) for c in cands])  # multi-label candidates read label sets
+    lab = read_labels(labels, classes=cands[0].oof.classes, columns=columns or Columns(), task=task)
     name = metric or recorded_metric(cands)
     same = name == recorded_metric(cands)  # the recipes' metric file: their solution and groups too
     chosen = MetricChoice(
@@ -81,7 +89,7 @@ def select_submissions(
         str(solution) if solution is not None else recorded_option(cands, "solution") if same else None,
         solution_id_col or (recorded_option(cands, "solution_id_col") if same else None),
         group_col or (recorded_option(cands, "group_col") if same else None), all_classes,
-    ).resolve(lab, list(cands[0].oof.classes))
+    ).resolve(lab, list(cands[0].oof.classes), task=task)
     group_col = group_col or (recorded_option(cands, "group_col") if same else None)
     return select_finals(cands, lab, n=n, n_boot=chosen.resamples(n_boot, 2000), seed=seed, metric=chosen, classes=classes,
                          groups=lab.groups(group_col))
@@ -128,4 +136,5 @@ def recorded_labels(cands: Sequence[Candidate]) -> tuple[Path, Columns]:
         raise ConfigError(f"{p}: the labels file the candidates were blended against is gone; pass --labels")
     if sha256_file(p) != ref.sha256:
         raise ConfigError(f"{p}: the labels file changed since the candidates were blended (SHA-256); pass --labels to use it anyway")
-    return p, Columns(id=ref.id_col, label=ref.label_col, fold=ref.fold_col)
+    sep = getattr(ref, "label_sep", None) or Columns().label_sep  # recorded by recipes that record it
+    return p, Columns(id=ref.id_col, label=ref.label_col, fold=ref.fold_col, label_sep=sep)

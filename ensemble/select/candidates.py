@@ -19,10 +19,12 @@ from ensemble.ledger import (
     list_submissions,
     load_predictions,
 )
-from ensemble.ledger.submission_rows import AS_NAMES
+from ensemble.ledger.submission_rows import AS_NAMES, set_predictions
 from ensemble.naming import unique_names
 from ensemble.recipe import Recipe, read_recipe
+from ensemble.submission import predicted_sets
 from ensemble.tables import PredTable, read_table
+from ensemble.task import MULTILABEL
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,10 @@ class Candidate:
 
 
 def test_predictions(table: PredTable) -> Predictions:
-    """Argmax class names of a test table, as the ledger normalises a submission."""
+    """Argmax class names of a test table, as the ledger normalises a submission; a multi-label table's
+    predicted sets as its default submission writes them (p > 0.5, else the top class)."""
+    if table.task == MULTILABEL:
+        return set_predictions(table.ids, predicted_sets(table), table.classes)
     return Predictions(table.ids, list(table.classes), table.probs.argmax(axis=1).astype(np.int64), AS_NAMES, list(table.classes))
 
 

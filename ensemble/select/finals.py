@@ -12,6 +12,9 @@ score was lucky (overfit weights) does not win resamples it would not win on new
 Pick 1 is the best honest estimate. Each next pick is the candidate that maximises the expected
 best-of-picks score over the resamples, E[max_j score_j]: a near copy of an earlier pick adds
 nothing to that maximum, a different blend of similar quality adds the most, so it hedges.
+
+Multi-label candidates (sigmoid tables, labels as sets) are scored with the multi-label metric of
+that name, and two picks agree on the share of (row, class) decisions (p > 0.5) they share.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import numpy as np
 from ensemble.errors import ConfigError
 from ensemble.join import join_labels
 from ensemble.labels import Labels
-from ensemble.metrics.base import Metric
 from ensemble.ledger.submission_rows import prediction_agreement
+from ensemble.metrics.base import Metric
 from ensemble.select.candidates import Candidate
+from ensemble.task import MULTILABEL, common_task, decisions
 
 MIN_BOOT = 10
 
@@ -100,11 +104,14 @@ class Selection:
         candidates: evidence per candidate, best honest estimate first.
         picks: the finals, in pick order.
         test_agreement: pairwise share of equal test predictions between picks (None where a pick
-            has no test predictions or they share no id), shape (n, n).
-        oof_agreement: pairwise share of equal OOF argmax between picks, shape (n, n).
+            has no test predictions or they share no id), shape (n, n); multi-label: of equal
+            (row, class) decisions.
+        oof_agreement: pairwise share of equal OOF argmax between picks, shape (n, n); multi-label:
+            of equal (row, class) decisions at 0.5.
         lb_disagreements: pairs the public leaderboard ranks against the honest OOF estimate.
         n_rows, n_boot, seed: what the simulation used.
         metric, higher_is_better: the metric every score here is in, and its direction.
+        task: the candidates' task (`multiclass` or `multilabel`).
     """
 
     candidates: list[CandidateScore]
@@ -117,6 +124,7 @@ class Selection:
     seed: int
     metric: str
     higher_is_better: bool
+    task: str = "multiclass"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,7 +149,8 @@ def select_finals(
         n: how many finals to choose.
         n_boot: bootstrap resamples of the OOF rows.
         seed: seeds the resamples; the same seed gives the same selection.
-        metric: the leaderboard's metric (a registry name, or a `Metric` bound to the labels).
+        metric: the leaderboard's metric (a registry name of the candidates' task, or a `Metric`
+            bound to the labels).
         classes: the class order integer labels refer to (default: the tables' recorded order).
         groups: each labelled row's group (`--group-col`): whole groups are resampled.
 
@@ -149,13 +158,13 @@ def select_finals(
         ConfigError: no candidates, `n` outside 1..len(candidates), `n_boot` too small.
         AlignmentError, ClassMismatchError: an OOF table does not cover the labels' ids or classes.
     """
-    from ensemble.bootstrap import bootstrap_metric
     from ensemble.metrics import argmax, get_metric
 
-    metric = get_metric(metric)
     k = len(candidates)
     if k == 0:
         raise ConfigError("no candidates to select from; give recipes or record blends in the ledger")
+    task = common_task([(c.oof.source, c.oof.task) for c in candidates])
+    metric = get_metric(metric, task)
     if not 1 <= n <= k:
         raise ConfigError(f"--n {n} but there are {k} candidates; choose --n between 1 and {k}")
     if n_boot < MIN_BOOT:
@@ -165,12 +174,12 @@ def select_finals(
     joined = join_labels(labels, [c.oof for c in candidates], classes=classes)
     tables, y = joined.tables, joined.y
     probs = np.stack([t.probs for t in tables])  # (k, n_rows, C)
-    preds = np.stack([argmax(p) for p in probs])  # (k, n_rows)
+    preds = np.stack([decisions(p) if task == MULTILABEL else argmax(p) for p in probs])  # (k, n_rows) or (k, n_rows, C)
     insample = np.array([metric.score(y, p) for p in probs])
     nested = [c.nested_in(metric.name) for c in candidates]
     honest = np.array([insample[i] if nested[i] is None else nested[i] for i in range(k)], dtype=np.float64)
 
-    boot = bootstrap_metric(metric, y, probs, n_boot=n_boot, seed=seed, groups=groups)  # (k, B)
+    boot = _bootstrap(metric, y, probs, n_boot=n_boot, seed=seed, groups=groups)  # (k, B)
     o_honest = metric.oriented(honest)
     sim = metric.oriented(np.asarray(boot, dtype=np.float64)) - metric.oriented(insample - honest)[:, None]  # oriented
 
@@ -213,8 +222,27 @@ def select_finals(
         test_agreement=[[_test_agreement(candidates[a], candidates[b]) for b in picks] for a in picks],
         oof_agreement=[[float(np.mean(preds[a] == preds[b])) for b in picks] for a in picks],
         lb_disagreements=_lb_disagreements(candidates, o_honest, sim, metric),
-        n_rows=len(y), n_boot=n_boot, seed=seed, metric=metric.name, higher_is_better=metric.higher_is_better,
+        n_rows=len(y), n_boot=n_boot, seed=seed, metric=metric.name, higher_is_better=metric.higher_is_better, task=task,
     )
+
+
+def _bootstrap(
+    metric: Metric, y: np.ndarray, probs: np.ndarray, *, n_boot: int, seed: int, groups: np.ndarray | None
+) -> np.ndarray:
+    """(k, B) paired bootstrap scores: `ensemble.bootstrap.bootstrap_metric`, whose checks take class
+    indices (n,); an indicator matrix (n, C) goes through the same resample definitions (its weighted
+    means of `row_losses`, else the metric on each drawn set of rows or groups)."""
+    from ensemble.bootstrap import bootstrap_metric
+    from ensemble.metrics.resample import Groups, mean_scores, score_each
+
+    if y.ndim == 1:
+        return bootstrap_metric(metric, y, probs, n_boot=n_boot, seed=seed, groups=groups)
+    grouping = Groups.of(groups) if groups is not None else Groups.rows(len(y))
+    first = metric.row_losses(y, probs[0])
+    if first is not None:
+        losses = np.stack([first, *(metric.row_losses(y, q) for q in probs[1:])])
+        return mean_scores(losses, n_boot, seed, grouping, 1 << 22)
+    return score_each(metric, y, probs, None, n_boot, seed, grouping)
 
 
 def _greedy_picks(sim: np.ndarray, honest: np.ndarray, leader: int, n: int) -> list[int]:
