@@ -84,7 +84,7 @@ def predicted_labels(table: PredTable, fmt: SubmissionFormat) -> np.ndarray:
         )
     chosen = predicted_sets(table, allow_empty=fmt.allow_empty)  # (n, C) bool
     rows, cols = np.nonzero(chosen)  # row-major: each row's classes in class-index order
-    parts = np.split(names[cols], np.cumsum(np.bincount(rows, minlength=len(table)))[:-1])
+    parts = np.split(names[cols], np.cumsum(np.bincount(rows, minlength=len(table)))[:-1]) if len(table) else []
     return np.array([fmt.label_sep.join(p) for p in parts], dtype=object)
 
 
