@@ -25,6 +25,15 @@ means of the per-row values (a matrix product, no copy); argmax metrics weigh ea
 counts; any other metric (ROC-AUC, a competition metric file) is called on the materialised rows,
 drawn groups in draw order and each group's rows in row order.
 
+Multi-label metrics (`metric.task == "multilabel"`, `y` a 0/1 indicator matrix (n, C)) resample
+groups (rows) the same way: an F1 of per-class counts (`from_counts`: macro_f1, micro_f1) sums
+each resample's per-class counts as a product of the draw counts (b, G) with the groups' count
+sums; a row mean (`row_losses`: samples_f1, log_loss) is a weighted mean; any other (map, roc_auc,
+a metric file) is called on the materialised rows. All three see the same resamples.
+
+A `progress` hook (`ensemble._progress.Progress`) is told the number of resamples and advanced as
+they are drawn.
+
 Because the types depend on which candidates are stacked, one candidate's scores from a joint call
 differ from a call with that candidate alone (both are valid bootstraps; only within one call are
 they paired).
@@ -33,12 +42,15 @@ they paired).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ensemble import _kernels
+from ensemble._progress import NoProgress, Progress
 from ensemble.errors import MetricError
 from ensemble.metrics import ConfusionMetric, Metric, argmax, get_metric
+from ensemble.metrics.multilabel import LabelCountMetric, check_multilabel
 from ensemble.metrics.resample import (
     Groups,
     group_type_counts,
@@ -46,6 +58,7 @@ from ensemble.metrics.resample import (
     mean_scores,
     score_each,
 )
+from ensemble.task import MULTICLASS, MULTILABEL
 
 __all__ = ["bootstrap_ci", "bootstrap_metric", "bootstrap_metric_ci", "bootstrap_scores", "resamples", "row_types"]
 
@@ -186,41 +199,59 @@ def bootstrap_metric(
     seed: int = 42,
     groups: np.ndarray | None = None,
     index: np.ndarray | None = None,
+    task: str = MULTICLASS,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Any metric on each bootstrap resample of the rows (or of the groups), paired across candidates.
 
     The fastest exact path is picked by capability: a `count_code` -> compiled per-class counts; a
-    `ConfusionMetric` -> per-resample confusion matrices; `row_losses` -> weighted means; anything
-    else -> `metric.score` on each materialised resample. The module docstring defines the resamples.
+    `ConfusionMetric` -> per-resample confusion matrices; a multi-label `from_counts` -> per-class
+    counts as weighted sums; `row_losses` -> weighted means; anything else -> `metric.score` on each
+    materialised resample. The module docstring defines the resamples.
 
     Args:
-        metric: a registry name or a `Metric`.
-        y: int labels in 0..C-1, shape (n,).
+        metric: a registry name (looked up in `task`'s registry) or a `Metric`.
+        y: int labels in 0..C-1, shape (n,); for a multi-label metric a 0/1 indicator matrix (n, C).
         probs: probabilities of shape (n, C), or (k, n, C) for k candidates.
         n_boot: number of resamples.
         seed: seeds the resamples.
         groups: the group of each row (int codes or strings), shape (n,): whole groups are resampled.
         index: each row's number in the labelled rows the metric was bound to, int64 (n,); a
             resample passes `index[rows]` to `metric.score` (default: `rows` themselves).
+        task: the registry a metric name is looked up in (`multiclass` or `multilabel`).
+        progress: told `start("bootstrap <metric>", n_boot)`, advanced per drawn resample, stopped.
 
     Returns:
         float64 scores of shape (n_boot,), or (k, n_boot) for k candidates, all on the same resamples.
 
     Raises:
-        MetricError: shapes disagree, labels outside 0..C-1, or n_boot < 1.
+        MetricError: shapes disagree, labels outside 0..C-1 (not 0/1 for a multi-label metric), or n_boot < 1.
     """
-    metric = get_metric(metric)
-    y, probs, single = _metric_inputs(y, probs, n_boot, groups, index)
-    c = probs.shape[-1]
-    grouping = None if groups is None else Groups.of(groups)
-    if metric.count_code is not None or isinstance(metric, ConfusionMetric):
-        preds = np.stack([argmax(q) for q in probs])
-        out = _argmax_scores(y, preds, c, n_boot, seed, grouping, code=metric.count_code, metric=metric)
-    elif (first := metric.row_losses(y, probs[0])) is not None:
-        losses = np.stack([first, *(metric.row_losses(y, q) for q in probs[1:])])
-        out = mean_scores(losses, n_boot, seed, grouping or Groups.rows(len(y)), _CHUNK)
+    metric = get_metric(metric, task)
+    if metric.task == MULTILABEL:
+        y, probs, single = _multilabel_inputs(metric, y, probs, n_boot, groups, index)
     else:
-        out = score_each(metric, y, probs, index, n_boot, seed, grouping or Groups.rows(len(y)))
+        y, probs, single = _metric_inputs(y, probs, n_boot, groups, index)
+    c = probs.shape[-1]
+    progress = progress or NoProgress()
+    grouping = None if groups is None else Groups.of(groups)
+    every = grouping or Groups.rows(len(y))
+    progress.start(f"bootstrap {metric.name}", n_boot)
+    try:
+        if metric.task == MULTICLASS and (metric.count_code is not None or isinstance(metric, ConfusionMetric)):
+            preds = np.stack([argmax(q) for q in probs])
+            out = _argmax_scores(
+                y, preds, c, n_boot, seed, grouping, code=metric.count_code, metric=metric, progress=progress
+            )
+        elif isinstance(metric, LabelCountMetric):
+            out = _label_count_scores(metric, y, probs, n_boot, seed, every, progress)
+        elif (first := metric.row_losses(y, probs[0])) is not None:
+            losses = np.stack([first, *(metric.row_losses(y, q) for q in probs[1:])])
+            out = mean_scores(losses, n_boot, seed, _Reported.of(every, progress), _CHUNK)
+        else:
+            out = score_each(metric, y, probs, index, n_boot, seed, _Reported.of(every, progress))
+    finally:
+        progress.stop()
     return out[0] if single else out
 
 
@@ -234,6 +265,8 @@ def bootstrap_metric_ci(
     seed: int = 42,
     groups: np.ndarray | None = None,
     index: np.ndarray | None = None,
+    task: str = MULTICLASS,
+    progress: Progress | None = None,
 ) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """Percentile interval (alpha/2, 1 - alpha/2) of `bootstrap_metric` (the others as there).
 
@@ -241,8 +274,55 @@ def bootstrap_metric_ci(
         (low, high) floats; for k candidates, two arrays of shape (k,).
     """
     _check_alpha(alpha)
-    scores = bootstrap_metric(metric, y, probs, n_boot=n_boot, seed=seed, groups=groups, index=index)
+    scores = bootstrap_metric(
+        metric, y, probs, n_boot=n_boot, seed=seed, groups=groups, index=index, task=task, progress=progress
+    )
     return _percentiles(scores, alpha)
+
+
+@dataclass(frozen=True)
+class _Reported(Groups):
+    """Groups whose draws advance a progress hook by the number of resamples drawn."""
+
+    progress: Progress = field(default_factory=NoProgress)
+
+    @classmethod
+    def of(cls, groups: Groups, progress: Progress) -> _Reported:
+        return cls(groups.code, groups.size, groups.order, groups.start, progress)
+
+    def draw(self, rng: np.random.Generator, b: int) -> np.ndarray:
+        drawn = super().draw(rng, b)
+        self.progress.advance(b)
+        return drawn
+
+
+def _label_count_scores(
+    metric: LabelCountMetric, y: np.ndarray, probs: np.ndarray, n_boot: int, seed: int, groups: Groups,
+    progress: Progress,
+) -> np.ndarray:
+    """(k, n_boot) scores of a multi-label count metric: per-class counts of each resample as (b, G) @ (G, m)."""
+    k, n, c = probs.shape
+    truth = y.view(np.bool_)
+    decided = [metric.decide(q) for q in probs]
+    cells = np.concatenate([truth, *(truth & d for d in decided), *decided], axis=1)  # (n, (1 + 2k) C) 0/1
+    exact = np.float32 if n < 2**24 else np.float64  # BLAS sums counts below 2**24 exactly in float32
+    if len(groups.size) == n and np.array_equal(groups.code, np.arange(n)):
+        sums = cells.astype(exact)  # each row its own group
+    else:
+        sums = np.stack([np.bincount(groups.code, weights=col, minlength=len(groups.size)) for col in cells.T], axis=1)
+        sums = sums.astype(exact)
+    rng = np.random.default_rng(seed)
+    out = np.empty((k, n_boot))
+    per_chunk = max(1, _CHUNK // len(groups.size))
+    for start in range(0, n_boot, per_chunk):
+        b = min(per_chunk, n_boot - start)
+        counts = np.rint(groups.counts(groups.draw(rng, b)).astype(exact) @ sums).astype(np.int64)  # (b, m)
+        tc = counts[:, :c]
+        tp = counts[:, c : c + k * c].reshape(b, k, c).transpose(1, 0, 2)
+        pc = counts[:, c + k * c :].reshape(b, k, c).transpose(1, 0, 2)
+        out[:, start : start + b] = metric.from_counts(tp, pc, tc[None])
+        progress.advance(b)
+    return out
 
 
 def _argmax_scores(
@@ -255,6 +335,7 @@ def _argmax_scores(
     *,
     code: int | None = None,
     metric: ConfusionMetric | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """(k, n_boot) scores of argmax predictions (k, n): a count metric `code`, else `metric.from_confusion`."""
     if groups is None:
@@ -278,6 +359,8 @@ def _argmax_scores(
             weights = w if by_type else histograms(inv[w], u)  # (b, U)
             out[:, done : done + len(w)] = metric.from_confusion(_confusions(ty, tpred, weights, c))
         done += len(w)
+        if progress is not None:
+            progress.advance(len(w))
     return out
 
 
@@ -293,21 +376,46 @@ def _metric_inputs(
     y: np.ndarray, probs: np.ndarray, n_boot: int, groups: np.ndarray | None, index: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Labels (n,) int64 in range, probabilities (k, n, C), and whether one candidate was given."""
-    p = np.asarray(probs)
-    if p.ndim not in (2, 3) or p.shape[-1] == 0 or not np.issubdtype(p.dtype, np.floating):
-        raise MetricError(f"probabilities have shape {p.shape} and dtype {p.dtype}; expected float (n, C) or (k, n, C)")
+    p = _candidates(probs)
     yy = np.asarray(y)
     if yy.ndim != 1 or len(yy) == 0:
         raise MetricError(f"y has shape {yy.shape}; expected labels of shape (n_samples,), n >= 1")
     _check_labels("y", yy, p.shape[-1])
     if p.shape[-2] != len(yy):
         raise MetricError(f"y has {len(yy)} rows but the probabilities have {p.shape[-2]}; give one per row")
+    _check_rest(len(yy), n_boot, groups, index)
+    return yy.astype(np.int64, copy=False), (p[None] if p.ndim == 2 else p), p.ndim == 2
+
+
+def _multilabel_inputs(
+    metric: Metric, y: np.ndarray, probs: np.ndarray, n_boot: int, groups: np.ndarray | None, index: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """An indicator matrix (n, C) uint8, probabilities (k, n, C), and whether one candidate was given."""
+    p = _candidates(probs)
+    yy = np.asarray(y)
+    if yy.shape != p.shape[-2:] or len(yy) == 0:
+        raise MetricError(
+            f"y has shape {yy.shape} but the multi-label metric {metric.name} needs a 0/1 indicator matrix of the "
+            f"probabilities' shape {p.shape[-2:]}, n >= 1; give one row per sample and one column per class"
+        )
+    truth, _ = check_multilabel(yy, p.reshape(-1, p.shape[-1])[: len(yy)])
+    _check_rest(len(yy), n_boot, groups, index)
+    return np.ascontiguousarray(truth).view(np.uint8), (p[None] if p.ndim == 2 else p), p.ndim == 2
+
+
+def _candidates(probs: np.ndarray) -> np.ndarray:
+    p = np.asarray(probs)
+    if p.ndim not in (2, 3) or p.shape[-1] == 0 or not np.issubdtype(p.dtype, np.floating):
+        raise MetricError(f"probabilities have shape {p.shape} and dtype {p.dtype}; expected float (n, C) or (k, n, C)")
+    return p
+
+
+def _check_rest(n: int, n_boot: int, groups: np.ndarray | None, index: np.ndarray | None) -> None:
     for name, extra in (("groups", groups), ("index", index)):
-        if extra is not None and np.shape(extra) != (len(yy),):
-            raise MetricError(f"{name} has shape {np.shape(extra)}; give one value per row, shape ({len(yy)},)")
+        if extra is not None and np.shape(extra) != (n,):
+            raise MetricError(f"{name} has shape {np.shape(extra)}; give one value per row, shape ({n},)")
     if n_boot < 1:
         raise MetricError(f"n_boot={n_boot}; the bootstrap needs at least 1 resample")
-    return yy.astype(np.int64, copy=False), (p[None] if p.ndim == 2 else p), p.ndim == 2
 
 
 def _check_alpha(alpha: float) -> None:

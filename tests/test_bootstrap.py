@@ -265,3 +265,119 @@ def test_metric_errors(kwargs, message):
     args = {"metric": "log_loss", "y": np.array([0, 1, 2]), "probs": np.eye(3, dtype=np.float32)} | kwargs
     with pytest.raises(EnsembleError, match=message):
         bootstrap_metric(args.pop("metric"), args.pop("y"), args.pop("probs"), **args)
+
+
+# --- multi-label metrics: an indicator matrix y (n, C), resampled as rows or groups ----------------
+
+
+def label_candidates(rng, n, c, k):
+    """y (n, C) uint8 with a rare class, and k related sigmoid candidates (k, n, C), float32."""
+    y = (rng.random((n, c)) < np.linspace(0.03, 0.5, c)).astype(np.uint8)
+    logits = rng.standard_normal((k, n, c)) + np.linspace(0.5, 2.0, k)[:, None, None] * (2.0 * y - 1)
+    return y, (1 / (1 + np.exp(-logits))).astype(np.float32)
+
+
+def sk_multilabel(name, y, p):
+    """scikit-learn's value of a multi-label entry on one resample (tests/metrics/test_multilabel's oracle)."""
+    from tests.metrics.test_multilabel import oracle
+
+    return oracle(name, y, p)
+
+
+ML_NAMES = ["macro_f1", "micro_f1", "samples_f1", "map", "roc_auc", "log_loss"]  # counts, counts, mean, any, any, mean
+
+
+@pytest.mark.parametrize("name", ML_NAMES)
+@pytest.mark.parametrize("grouped", [False, True])
+def test_multilabel_paths_equal_sklearn_on_the_documented_resamples(rng, name, grouped):
+    from ensemble.bootstrap import bootstrap_metric
+
+    y, probs = label_candidates(rng, 400, 5, 2)
+    groups = np.array([f"patient{g}" for g in rng.integers(0, 90, 400)]) if grouped else None
+    scores = bootstrap_metric(name, y, probs, n_boot=8, seed=11, groups=groups, task="multilabel")
+    assert scores.shape == (2, 8)
+    resamples = documented_group_resamples(np.arange(400) if groups is None else groups, 8, 11)
+    for b, r in enumerate(resamples):
+        for q in range(2):  # paired: one resample for both candidates
+            assert scores[q, b] == pytest.approx(sk_multilabel(name, y[r], probs[q, r]), rel=1e-9), (b, q)
+
+
+@pytest.mark.parametrize("name", ML_NAMES)
+def test_multilabel_paths_share_the_resamples_of_score_each(rng, monkeypatch, name):
+    import ensemble.bootstrap as boot
+    from ensemble.metrics import MULTILABEL_METRICS, Metric
+
+    y, probs = label_candidates(rng, 300, 4, 1)
+    metric = MULTILABEL_METRICS.get(name)
+
+    class Plain(Metric):  # the same score without its capabilities: the materialised path
+        def score(self, yy, pp, index=None):
+            return metric.score(yy, pp)
+
+    plain = Plain("plain", higher_is_better=metric.higher_is_better, task="multilabel")
+    fast = boot.bootstrap_metric(metric, y, probs[0], n_boot=30, seed=2)
+    np.testing.assert_allclose(fast, boot.bootstrap_metric(plain, y, probs[0], n_boot=30, seed=2), rtol=1e-12)
+    monkeypatch.setattr(boot, "_CHUNK", 900)  # three resamples per chunk: the same resamples
+    np.testing.assert_allclose(fast, boot.bootstrap_metric(metric, y, probs[0], n_boot=30, seed=2), rtol=1e-12)
+
+
+def test_multilabel_ci_brackets_the_estimate(rng):
+    from ensemble.bootstrap import bootstrap_metric_ci
+    from ensemble.metrics import MULTILABEL_METRICS
+
+    y, probs = label_candidates(rng, 2000, 6, 1)
+    for name in ("macro_f1", "log_loss"):
+        lo, hi = bootstrap_metric_ci(MULTILABEL_METRICS.get(name), y, probs[0], n_boot=200)
+        assert lo < MULTILABEL_METRICS.get(name).score(y, probs[0]) < hi
+
+
+class Recording:
+    """A progress hook that records its calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def start(self, description, total):
+        self.calls.append(("start", description, total))
+
+    def advance(self, n=1):
+        self.calls.append(("advance", n))
+
+    def stop(self):
+        self.calls.append(("stop",))
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "grouped"),
+    [("macro_f1", "multiclass", False), ("macro_f1", "multiclass", True), ("qwk", "multiclass", False),
+     ("log_loss", "multiclass", False), ("roc_auc", "multiclass", True), ("micro_f1", "multilabel", False),
+     ("samples_f1", "multilabel", True), ("map", "multilabel", False)],
+)
+def test_progress_is_told_every_resample(rng, monkeypatch, name, task, grouped):
+    import ensemble.bootstrap as boot
+
+    monkeypatch.setattr(boot, "_CHUNK", 100)  # several chunks
+    if task == "multilabel":
+        y, probs = label_candidates(rng, 300, 4, 2)
+    else:
+        y, probs = candidates(rng, 300, 3 if name != "roc_auc" else 2, 2)
+    groups = rng.integers(0, 40, 300) if grouped else None
+    quiet = boot.bootstrap_metric(name, y, probs, n_boot=25, seed=3, groups=groups, task=task)
+    hook = Recording()
+    loud = boot.bootstrap_metric(name, y, probs, n_boot=25, seed=3, groups=groups, task=task, progress=hook)
+    np.testing.assert_array_equal(quiet, loud)  # reporting changes nothing
+    assert hook.calls[0] == ("start", f"bootstrap {name}", 25) and hook.calls[-1] == ("stop",)
+    steps = [c[1] for c in hook.calls[1:-1]]
+    assert all(c[0] == "advance" for c in hook.calls[1:-1]) and sum(steps) == 25 and len(steps) > 1
+
+
+def test_multilabel_errors():
+    from ensemble.bootstrap import bootstrap_metric
+
+    p = np.full((3, 2), 0.5, dtype=np.float32)
+    with pytest.raises(MetricError, match=r"y has shape \(3,\) but the multi-label metric map needs a 0/1 indicator matrix"):
+        bootstrap_metric("map", np.array([0, 1, 1]), p, task="multilabel")
+    with pytest.raises(MetricError, match=r"y_true holds values other than 0 and 1 \(\"3\"\)"):
+        bootstrap_metric("log_loss", np.array([[0, 1], [1, 3], [0, 0]]), p, task="multilabel")
+    with pytest.raises(MetricError, match=r"expected labels of shape \(n_samples,\), n >= 1"):  # a multiclass metric
+        bootstrap_metric("log_loss", np.array([[0, 1], [1, 0], [0, 0]]), p)
