@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.metrics import PerClass
+from ensemble.metrics.multilabel import bce_rows
 from ensemble.task import DEFAULT_THRESHOLD, decisions
 
 # cells sorted at once: bounds the working arrays (about ten float64/int64 copies) to ~160 MB
@@ -157,21 +158,13 @@ def usual_scores(y: np.ndarray, probs: np.ndarray, threshold: float = DEFAULT_TH
     Returns:
         macro-F1 at p > `threshold` over all classes (`MULTILABEL_F1_NOTE`), subset accuracy (rows whose
         whole set of classes is right: sklearn `accuracy_score` on indicator matrices), and the mean
-        binary cross-entropy over all cells (probabilities clipped to [eps, 1 - eps] of their dtype).
+        binary cross-entropy over all cells (the multi-label `log_loss`, `ensemble.metrics.multilabel.bce_rows`).
     """
     y = np.asarray(y, dtype=bool)
     dec = decisions(probs, threshold)
     tp, pred, true = (dec & y).sum(axis=0), dec.sum(axis=0), y.sum(axis=0)
     f1 = np.divide(2.0 * tp, pred + true, out=np.zeros(len(tp)), where=pred + true > 0)
-    return float(f1.mean()), float((dec == y).all(axis=1).mean()), mean_bce(y, probs)
-
-
-def mean_bce(y: np.ndarray, probs: np.ndarray) -> float:
-    """Mean binary cross-entropy over all (row, class) cells, as sklearn `log_loss` per class, averaged."""
-    probs = np.asarray(probs)
-    eps = np.finfo(probs.dtype if np.issubdtype(probs.dtype, np.floating) else np.float64).eps
-    p = np.clip(probs.astype(np.float64), eps, 1 - eps)
-    return float(-np.where(np.asarray(y, dtype=bool), np.log(p), np.log1p(-p)).mean())
+    return float(f1.mean()), float((dec == y).all(axis=1).mean()), float(bce_rows(y, probs).mean())
 
 
 @dataclass(frozen=True)

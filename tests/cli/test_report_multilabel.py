@@ -12,15 +12,9 @@ from typer.testing import CliRunner
 from ensemble import make_table, write_table
 from ensemble.cli import app
 from ensemble.report.plots import MULTILABEL_PLOTS, PLOTS
-from tests.report import multilabel_standin
 from tests.report.test_multilabel import CLASSES, write_world
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def registry(monkeypatch):
-    multilabel_standin.use(monkeypatch)
 
 
 @pytest.fixture

@@ -27,15 +27,9 @@ from ensemble.labels import Columns, read_labels
 from ensemble.report import oof_report, oof_report_files
 from ensemble.report.multilabel import label_stats, threshold_curve, usual_scores
 from ensemble.report.plots import MULTILABEL_PLOTS
-from tests.report import multilabel_standin
 
 CLASSES = ["cardio", "effusion", "edema", "mass", "nodule"]
 PREVALENCE = [0.4, 0.25, 0.1, 0.05, 0.3]
-
-
-@pytest.fixture(autouse=True)
-def registry(monkeypatch):
-    multilabel_standin.use(monkeypatch)
 
 
 def sets(n: int, rng: np.random.Generator, prevalence=PREVALENCE) -> np.ndarray:
@@ -217,7 +211,6 @@ def test_metric_in_multilabel_registry_and_lower_is_better(world):
     assert m.score == pytest.approx(expected, rel=1e-5) and m.log_loss == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.skipif(not multilabel_standin.bootstrap_takes_sets(), reason="ensemble.bootstrap does not take (n, C) labels yet")
 def test_bootstrap_interval_of_multilabel_metric(world):
     labels, tables, y, probs = world
     r = oof_report(labels, tables, n_boot=200, per_fold=False)
