@@ -34,6 +34,7 @@ import pandas as pd
 from ensemble._io import first_line, read_string_csv
 from ensemble.errors import MetricError, UnknownNameError, preview
 from ensemble.metrics.base import Metric
+from ensemble.task import MULTILABEL
 
 if TYPE_CHECKING:
     from ensemble.labels import Labels
@@ -109,6 +110,7 @@ class MetricFile:
         solution: str | os.PathLike | None = None,
         solution_id_col: str | None = None,
         group_col: str | None = None,
+        task: str | None = None,
     ) -> FileMetric:
         """The metric over `labels`' rows, with `probs` columns in `classes` order.
 
@@ -116,21 +118,28 @@ class MetricFile:
             labels: the labelled rows; `score`'s `index` counts into them.
             classes: class names in the probabilities' column order.
             solution: the labelled rows' solution CSV in the competition's format; default: built
-                from the labels (id, `label` = class name, one 0/1 column per class).
+                from the labels: id, `label` (the class name; for multi-label labels the row's
+                classes in class order joined by the labels' `label_sep`, empty for none), and one
+                0/1 int column per class.
             solution_id_col: the solution's row id column (default: its first column).
             group_col: the groups' column (`--group-col`), kept apart under repeats when the
                 solution has it (without `solution`, it is copied from the labels when they have it).
+            task: the tables' task, the metric's (default: the labels'); `multilabel` reads each
+                label cell as a set of classes.
 
         Raises:
             MetricError: the solution is unreadable, or misses or adds ids.
+            LabelError, ClassMismatchError: a multi-label cell names no class of `classes`.
         """
         classes = [str(c) for c in classes]
+        task = labels.task if task is None else task
         if solution is None:
             if solution_id_col is not None:
                 raise MetricError(
                     f"--solution-id-col {solution_id_col!r} given without --solution; give the solution CSV or drop it"
                 )
-            frame, id_col = _solution_from_labels(labels, classes, group_col), labels.columns.id
+            build = _sets_solution_from_labels if task == MULTILABEL else _solution_from_labels
+            frame, id_col = build(labels, classes, group_col), labels.columns.id
         else:
             frame, id_col = _read_solution(Path(solution), solution_id_col, labels)
         where = solution if solution is not None else labels.source
@@ -139,7 +148,7 @@ class MetricFile:
         return FileMetric(
             self.name, self.higher_is_better, path=self.path, function=self.function, fn=self.fn,
             id_col=id_col, classes=tuple(classes), solution=frame,
-            group_col=group_col if group_col in frame.columns else None,
+            group_col=group_col if group_col in frame.columns else None, task=task,
         )
 
 
@@ -274,7 +283,7 @@ def resolve_metric(
         solution_id_col: the solution's row id column (`--solution-id-col`).
         group_col: a metric file's group column kept apart under repeats (`--group-col`).
         higher_is_better: `--higher-is-better` (True) / `--lower-is-better` (False), or None.
-        task: the tables' task: which registry a built-in name is looked up in.
+        task: the tables' task: which registry a built-in name is looked up in, and a metric file's task.
 
     Raises:
         MetricError: a metric file without labels, a solution for a built-in, a contradicting direction.
@@ -289,7 +298,7 @@ def resolve_metric(
                 "submission frames; give the labels CSV"
             )
         return metric_file.bind(
-            labels, classes, solution=solution, solution_id_col=solution_id_col, group_col=group_col
+            labels, classes, solution=solution, solution_id_col=solution_id_col, group_col=group_col, task=task
         )
     if solution is not None or solution_id_col is not None:
         raise MetricError(
@@ -421,17 +430,7 @@ def _read_solution(path: Path, id_col: str | None, labels: Labels) -> tuple[pd.D
 
 def _solution_from_labels(labels: Labels, classes: list[str], group_col: str | None) -> pd.DataFrame:
     """id, `label` (class name), one int 0/1 column per class, and `group_col` when the labels have it."""
-    id_col = labels.columns.id
-    if labels.raw_labels is None:
-        raise MetricError(
-            f"{labels.source}: no label column {labels.columns.label!r} to build the metric's solution from; "
-            "give --solution or name the column with --label-col"
-        )
-    clash = [c for c in (id_col, "label", group_col) if c in classes]
-    if clash:
-        raise MetricError(
-            f"{labels.source}: class {clash[0]!r} has the name of a solution column; give --solution"
-        )
+    id_col = _check_solution_source(labels, classes, group_col)
     raw = labels.raw_labels.astype(str)
     if labels.by_index:  # indices into the probabilities' class order, as ensemble.join reads them
         names = np.asarray(classes, dtype=object)[raw.astype(np.int64)]
@@ -445,6 +444,41 @@ def _solution_from_labels(labels: Labels, classes: list[str], group_col: str | N
         )
     frame = pd.DataFrame((names[:, None] == np.asarray(classes, dtype=object)).astype(np.int64), columns=classes)
     frame.insert(0, "label", names)
+    frame.insert(0, id_col, np.asarray(labels.ids, dtype=object))
+    if group_col is not None and group_col in labels.frame.columns:
+        frame[group_col] = labels.frame[group_col].to_numpy(dtype=object)
+    return frame
+
+
+def _check_solution_source(labels: Labels, classes: list[str], group_col: str | None) -> str:
+    """The id column of a solution built from `labels`, once they have labels and no class is named like a column."""
+    id_col = labels.columns.id
+    if labels.raw_labels is None:
+        raise MetricError(
+            f"{labels.source}: no label column {labels.columns.label!r} to build the metric's solution from; "
+            "give --solution or name the column with --label-col"
+        )
+    clash = [c for c in (id_col, "label", group_col) if c in classes]
+    if clash:
+        raise MetricError(
+            f"{labels.source}: class {clash[0]!r} has the name of a solution column; give --solution"
+        )
+    return id_col
+
+
+def _sets_solution_from_labels(labels: Labels, classes: list[str], group_col: str | None) -> pd.DataFrame:
+    """id, `label` (the row's classes in class order joined by `label_sep`), one int 0/1 column per class,
+    and `group_col` when the labels have it."""
+    from ensemble.labels import encode_multilabel
+
+    id_col, sep = _check_solution_source(labels, classes, group_col), labels.columns.label_sep
+    y, _, _ = encode_multilabel(labels.raw_labels.astype(str), classes, labels.source, labels.columns.label, sep)
+    joined = np.full(len(y), "", dtype=object)
+    for j, name in enumerate(classes):  # one pass per class, in class order
+        hit = y[:, j].astype(bool)
+        joined[hit] = np.where(joined[hit] == "", name, joined[hit] + sep + name)
+    frame = pd.DataFrame(y.astype(np.int64), columns=classes)
+    frame.insert(0, "label", joined)
     frame.insert(0, id_col, np.asarray(labels.ids, dtype=object))
     if group_col is not None and group_col in labels.frame.columns:
         frame[group_col] = labels.frame[group_col].to_numpy(dtype=object)
