@@ -82,7 +82,7 @@ def test_label_sets_against_multiclass_tables_are_refused(world):
     write_table(make_table(ids, CLASSES, soft, meta={"model": "soft"}), root / "soft.csv")
     r = runner.invoke(app, ["oof-report", "--labels", labels, str(root / "soft.csv"), "--n-boot", "0"])
     assert r.exit_code == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1
-    assert "train.csv" in r.stderr
+    assert "train.csv" in r.stderr and "hold several classes joined by '|'" in r.stderr and "the task is multiclass" in r.stderr
 
 
 def test_all_classes_refused_for_multilabel(world):
