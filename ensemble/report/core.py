@@ -34,7 +34,7 @@ from ensemble.report.scoring import TASKS
 from ensemble.report.similarity import prob_correlation
 from ensemble.report.tta import TTAScore, score_tta
 from ensemble.tables import PredTable
-from ensemble.task import MULTICLASS, MULTILABEL
+from ensemble.task import MULTICLASS
 
 METRIC_NOTE = {
     False: "macro-F1 over the classes present in truth or prediction (sklearn average='macro', Kaggle's)",
@@ -243,7 +243,8 @@ def oof_report(
         labels.fold_values  # raises the shared "no fold column" error
     joined = join_labels(labels, _distinct(tables), classes=classes)
     tables, classes, y, task = joined.tables, joined.classes, joined.y, joined.task
-    if all_classes and task == MULTILABEL:
+    scoring = TASKS[task]
+    if all_classes and not scoring.all_classes:
         raise ConfigError(
             "--all-classes picks a multiclass macro-F1 variant; multi-label macro-F1 always averages over all "
             "classes: drop --all-classes"
@@ -253,7 +254,6 @@ def oof_report(
     scorer = choice.resolve(labels, classes, task=task)
     n_boot = scorer.resamples(n_boot, 1000)
     groups = labels.groups(choice.group_col)
-    scoring = TASKS[task]
 
     rows: list[tuple[str, str, str, list[str], np.ndarray]] = [
         (t.name, t.family, "model", [t.name], t.probs) for t in tables

@@ -41,6 +41,7 @@ class TaskScoring:
 
     score: Callable[[np.ndarray, np.ndarray, int, bool], tuple[Usual, np.ndarray | None]]
     focus: Callable[[list[PredTable], np.ndarray, str, Usual, np.ndarray | None, np.ndarray, int], dict[str, Any]]
+    all_classes: bool  # whether `--all-classes` (macro-F1 over absent classes too) is a choice: multi-label always is
 
 
 def _multiclass(y: np.ndarray, probs: np.ndarray, c: int, all_classes: bool) -> tuple[Usual, np.ndarray]:
@@ -76,4 +77,7 @@ def _multilabel_focus(
 
 
 # what each task scores beside the metric, and keeps of the focus model
-TASKS = {MULTICLASS: TaskScoring(_multiclass, _multiclass_focus), MULTILABEL: TaskScoring(_multilabel, _multilabel_focus)}
+TASKS = {
+    MULTICLASS: TaskScoring(_multiclass, _multiclass_focus, all_classes=True),
+    MULTILABEL: TaskScoring(_multilabel, _multilabel_focus, all_classes=False),
+}
