@@ -19,6 +19,7 @@ from ensemble.cli._options import (
     SolutionOpt,
     class_order,
 )
+from ensemble.task import MULTICLASS, MULTILABEL
 
 _ALL_CLASSES_HELP = (
     "Average F1 over all classes of the tables, absent ones scoring 0 (sklearn labels=range(C)). "
@@ -187,7 +188,7 @@ def _num(v: float) -> float | None:
     return None if v != v else float(v)
 
 
-_PRINTERS = {"multiclass": _print_multiclass, "multilabel": _print_multilabel}
+_PRINTERS = {MULTICLASS: _print_multiclass, MULTILABEL: _print_multilabel}
 
 
 def register(app: typer.Typer) -> None:
