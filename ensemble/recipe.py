@@ -1,6 +1,7 @@
 """recipe.json, the one typed record of a blend: written by `ens blend`, read by blend, ledger and select.
 
-A recipe says what was blended (members and their table hashes, units, weights, bias, classes),
+A recipe says what was blended (members and their table hashes, units, weights, bias, classes,
+the tables' task and, for multi-label blends, the tuned decision thresholds),
 how well (`Scores`: in-sample, nested, CI, best single, verdict) and on which labels (`LabelsRef`:
 path and hash, so `ens select` finds them again). `Recipe.from_dict` validates everything a
 hand-edited file can get wrong (counts, signs, finiteness, types, bias length) and names the key:
@@ -216,17 +217,19 @@ class MemberScore:
 
 @dataclass(frozen=True)
 class LabelsRef:
-    """The labels CSV a blend was fitted on: where, its hash, and the column names it was read with."""
+    """The labels CSV a blend was fitted on: where, its hash, and the column names (and the multi-label
+    separator) it was read with."""
 
     path: str
     sha256: str
     id_col: str = "id"
     label_col: str = "label"
     fold_col: str = "fold"
+    label_sep: str = "|"
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "id_col": self.id_col, "label_col": self.label_col,
-                "fold_col": self.fold_col}
+                "fold_col": self.fold_col, "label_sep": self.label_sep}
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,10 @@ class Recipe:
         weights: one non-negative weight per unit (None: equal weights).
         bias: per-class log-probability bias, or None.
         pool: "linear" (the method's own combine) or "log" (geometric pooling chosen by the fit).
-        temperature: divides the blended log-probabilities before the bias (1: none).
+        temperature: divides the blended log scores before the bias (1: none).
+        task: the tables' task, "multiclass" or "multilabel" (recipes before multi-label: multiclass).
+        thresholds: multi-label decision thresholds, one per class in (0, 1), or None (0.5).
+        threshold_mode: how they were fitted ("per-class" or "global"), or None.
         options: the options that made it.
         scores: how good it is.
         member_scores: every candidate member's OOF score and weight.
@@ -265,6 +271,9 @@ class Recipe:
     bias: list[float] | None = None
     pool: str = "linear"
     temperature: float = 1.0
+    task: str = "multiclass"
+    thresholds: list[float] | None = None
+    threshold_mode: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     scores: Scores = field(default_factory=Scores)
     member_scores: list[MemberScore] = field(default_factory=list)
@@ -295,6 +304,7 @@ class Recipe:
             "members": [m.to_dict() for m in self.members],
             "units": list(self.units), "unit_members": {u: list(m) for u, m in self.unit_members.items()},
             "weights": self.weights, "bias": self.bias, "pool": self.pool, "temperature": self.temperature,
+            "task": self.task, "thresholds": self.thresholds, "threshold_mode": self.threshold_mode,
             "classes": list(self.classes),
             "options": self.options, "scores": self.scores.to_dict(),
             "member_scores": [m.to_dict() for m in self.member_scores],
@@ -309,8 +319,8 @@ class Recipe:
 
         Raises:
             ConfigError: a key is missing, of the wrong type, or inconsistent (weights per unit,
-                non-negative and finite with a positive sum; bias per class; units' members named);
-                the message names the key.
+                non-negative and finite with a positive sum; bias per class; units' members named;
+                a known task; thresholds per class in (0, 1), multi-label only); the message names the key.
         """
         from ensemble.blend.methods import METHODS
 
@@ -355,6 +365,7 @@ class Recipe:
         temperature = r.number("temperature")
         if temperature is not None and temperature <= 0:
             raise r.fail("temperature", f"is {temperature:g}; a temperature is > 0")
+        task, thresholds, threshold_mode = _decisions(r, len(classes))
         n_test = r.get("n_test", int, required=False)
         if n_test is not None and n_test < 0:
             raise r.fail("n_test", f"is {n_test}, not a row count")
@@ -363,6 +374,7 @@ class Recipe:
             members=members, units=units, unit_members=unit_members, weights=weights,
             bias=r.numbers("bias", length=len(classes), what="classes"), pool=pool,
             temperature=1.0 if temperature is None else temperature,
+            task=task, thresholds=thresholds, threshold_mode=threshold_mode,
             options=r.get("options", dict, required=False, default={}),
             scores=Scores.from_reader(r.child("scores"), all_classes=bool(r.get("options", dict, required=False, default={}).get("all_classes"))),
             member_scores=[_member_score(x, where, i) for i, x in enumerate(r.get("member_scores", list, required=False, default=[]))],
@@ -372,10 +384,32 @@ class Recipe:
                 lab.get("path", str), lab.get("sha256", str), lab.get("id_col", str, required=False, default="id"),
                 lab.get("label_col", str, required=False, default="label"),
                 lab.get("fold_col", str, required=False, default="fold"),
+                lab.get("label_sep", str, required=False, default="|"),
             ),
             n_test=n_test,
             tool_version=r.get("tool_version", str, required=False), created=r.get("created", str, required=False),
         )
+
+
+def _decisions(r: _Reader, n_classes: int) -> tuple[str, list[float] | None, str | None]:
+    """The task, thresholds and threshold mode of a recipe (absent in recipes before multi-label: multiclass, none)."""
+    from ensemble.task import MULTILABEL, TASKS
+
+    task = r.get("task", str, required=False, default="multiclass")
+    if task not in TASKS:
+        raise r.fail("task", f"is {task!r}; choose {' or '.join(TASKS)}")
+    thresholds = r.numbers("thresholds", length=n_classes, what="classes")
+    mode = r.get("threshold_mode", str, required=False)
+    if mode is not None and mode not in ("per-class", "global"):
+        raise r.fail("threshold_mode", f"is {mode!r}; choose per-class or global")
+    if thresholds is None:
+        return task, None, mode
+    if task != MULTILABEL:
+        raise r.fail("thresholds", f"are given for a {task} blend; thresholds decide multi-label classes only")
+    bad = [t for t in thresholds if not 0.0 < t < 1.0]
+    if bad:
+        raise r.fail("thresholds", f"holds {bad[0]:g}; a threshold is a probability strictly between 0 and 1")
+    return task, thresholds, mode
 
 
 def _member_score(raw: Any, where: str, i: int) -> MemberScore:

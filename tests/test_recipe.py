@@ -90,3 +90,33 @@ def test_hand_edited_calibration_is_refused_naming_the_key(written, change, mess
     _, paths, oof, test = written
     with pytest.raises(ConfigError, match=message):
         apply_recipe(_edit(paths, change), oof, test)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: r.__setitem__("task", "multiclassy"), "recipe key 'task' is 'multiclassy'; choose multiclass or multilabel"),
+    (lambda r: r.__setitem__("thresholds", [0.5] * 5), "recipe key 'thresholds' are given for a multiclass blend; thresholds decide multi-label classes only"),
+    (lambda r: r.update(task="multilabel", thresholds=[0.5] * 4), "recipe key 'thresholds' has 4 values for 5 classes"),
+    (lambda r: r.update(task="multilabel", thresholds=[0.5, 0.2, 1.0, 0.3, 0.4]),
+     "recipe key 'thresholds' holds 1; a threshold is a probability strictly between 0 and 1"),
+    (lambda r: r.update(task="multilabel", threshold_mode="sometimes"),
+     "recipe key 'threshold_mode' is 'sometimes'; choose per-class or global"),
+])
+def test_hand_edited_task_and_thresholds_are_refused_naming_the_key(written, change, message):
+    _, paths, *_ = written
+    raw = json.loads(paths["recipe"].read_text())
+    change(raw)
+    with pytest.raises(ConfigError, match=message):
+        Recipe.from_dict(raw)
+
+
+def test_recipes_before_multilabel_load_as_multiclass_without_thresholds(written):
+    _, paths, *_ = written
+    raw = json.loads(paths["recipe"].read_text())
+    for key in ("task", "thresholds", "threshold_mode"):
+        raw.pop(key)
+    raw["labels"].pop("label_sep")
+    rec = Recipe.from_dict(raw)
+    assert rec.task == "multiclass" and rec.thresholds is None and rec.threshold_mode is None
+    assert rec.labels.label_sep == "|"
+    ml = Recipe.from_dict({**raw, "task": "multilabel", "thresholds": [0.1, 0.2, 0.3, 0.4, 0.5], "threshold_mode": "per-class"})
+    assert ml.thresholds == [0.1, 0.2, 0.3, 0.4, 0.5] and ml.to_dict()["threshold_mode"] == "per-class"

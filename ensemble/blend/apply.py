@@ -1,4 +1,4 @@
-"""`apply_recipe`: replay a recipe's units, weights and bias on (new) tables without refitting.
+"""`apply_recipe`: replay a recipe's units, weights, bias and thresholds on (new) tables without refitting.
 
 Members are matched by name. A member whose table hash differs from the recipe's is re-blended
 with a warning (re-applying a recipe to re-predicted tables is the point), or refused with
@@ -67,13 +67,15 @@ def apply_recipe(
     if extra:
         log.warning("ignoring %s: the recipe does not use them", preview(extra))
     members = conform_classes(align([oof_tables[by_name[m]] for m in needed]), classes)
+    _check_task(r, members)
     tests = None if test_tables is None else conform_tests([test_tables[by_name[m]] for m in needed], classes)
     _check_hashes(r, members, tests, strict)
     index = {m: i for i, m in enumerate(needed)}
     units = [Unit(u, tuple(index[m] for m in r.unit_members[u])) for u, _ in kept]
     weights = np.array([w for _, w in kept], dtype=np.float64)
     fitted = M.Fitted(  # as fitted: no renormalising
-        np.arange(len(units)), weights, None if r.bias is None else np.asarray(r.bias), r.pool, r.temperature
+        np.arange(len(units)), weights, None if r.bias is None else np.asarray(r.bias), r.pool, r.temperature,
+        None if r.thresholds is None else np.asarray(r.thresholds, dtype=np.float64), r.task,
     )
     scores, lab = r.scores, None
     if labels is not None:
@@ -82,7 +84,7 @@ def apply_recipe(
         o = r.options  # the metric the recipe was scored in, with its recorded solution and groups
         metric = MetricChoice(
             r.scores.metric, r.scores.higher_is_better, o.get("solution"), o.get("solution_id_col"), o.get("group_col")
-        ).resolve(lab, classes)
+        ).resolve(lab, classes, task=joined.task)
         probs = M.apply(r.method, fitted, stack_units(units, members))
         ci = bootstrap_metric_ci(metric, joined.y, probs, n_boot=metric.resamples(n_boot, 1000))
         scores = replace(scores, oof=metric.score(joined.y, probs), ci95=(float(ci[0]), float(ci[1])))
@@ -94,6 +96,16 @@ def apply_recipe(
         options={**r.options, "reapplied": True}, folds_source=r.folds_source,
         labels=labels_ref(lab) if lab is not None else r.labels,
     )
+
+
+def _check_task(r: Recipe, members: list[PredTable]) -> None:
+    """Refuse tables of the other task than the recipe's (a sigmoid blend replayed on softmax tables)."""
+    other = [t for t in members if t.task != r.task]
+    if other:
+        raise ConfigError(
+            f"the recipe blends {r.task} tables but {other[0].source} is {other[0].task}; "
+            "re-apply it to tables of its task, or fit a new blend"
+        )
 
 
 def _check_hashes(r: Recipe, members: list[PredTable], tests: list[PredTable] | None, strict: bool) -> None:

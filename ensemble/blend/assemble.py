@@ -28,7 +28,7 @@ class BlendResult:
         classes: class names in index order.
         members: the OOF tables given, aligned to the labels; test_members: their test tables or None.
         units: what was blended (seed families with `seed_average`, else the members).
-        fitted: chosen units, their weights, bias.
+        fitted: chosen units, their weights, bias, thresholds, task.
         oof: blended OOF table; test: blended test table (None without test tables).
         scores: in-sample, nested, CI, best single, gain, noise verdict.
         member_scores: per member: name, family, OOF macro-F1, weight in the blend.
@@ -80,7 +80,9 @@ class BlendResult:
             unit_members={u.name: [self.members[i].name for i in u.members] for u in units},
             weights=[float(w) for w in self.fitted.weights],
             bias=None if self.fitted.bias is None else [float(b) for b in self.fitted.bias],
-            pool=self.fitted.pool, temperature=float(self.fitted.temperature),
+            pool=self.fitted.pool, temperature=float(self.fitted.temperature), task=self.fitted.task,
+            thresholds=None if self.fitted.thresholds is None else [float(t) for t in self.fitted.thresholds],
+            threshold_mode=self.options.get("tune_thresholds") if self.fitted.thresholds is not None else None,
             options=self.options, scores=self.scores, member_scores=list(self.member_scores),
             candidates=[t.name for t in self.members], folds_source=self.folds_source, labels=self.labels,
             n_test=None if self.test is None else len(self.test), tool_version=__version__, created=self.created,
@@ -100,15 +102,18 @@ def assemble(
     method: str, fitted: M.Fitted, units: list[Unit], members: list[PredTable], tests: list[PredTable] | None,
     name: str, *, meta: dict[str, Any] | None = None,
 ) -> tuple[PredTable, PredTable | None]:
-    """The blended OOF table and (with test tables) test table of a fitted blend."""
+    """The blended OOF table and (with test tables) test table of a fitted blend, of its task; with
+    thresholds, each class's probabilities are moved so its threshold sits at 0.5 (the sidecar records them)."""
     meta = {"model": name, "family": name, "method": method, "units": [units[i].name for i in fitted.units], **(meta or {})}
+    if fitted.thresholds is not None:
+        meta["thresholds"] = [float(t) for t in fitted.thresholds]
     out = []
     for tables, kind in ((members, "oof"), (tests, "test")):
         if tables is None:
             out.append(None)
             continue
         probs = M.apply(method, fitted, stack_units(units, tables))
-        out.append(make_table(tables[0].ids, members[0].classes, probs, meta={**meta, "kind": kind}))
+        out.append(make_table(tables[0].ids, members[0].classes, probs, meta={**meta, "kind": kind}, task=fitted.task))
     return out[0], out[1]
 
 

@@ -70,12 +70,15 @@ def tune_bias(
     return bias - bias.mean(), f, f_start  # a common shift changes nothing; centre it
 
 
-def apply_bias(probs: np.ndarray, bias: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Probabilities `softmax(log p / temperature + bias)`, float32 of shape (n, C).
+def apply_bias(probs: np.ndarray, bias: np.ndarray, temperature: float = 1.0, *, task: str = "multiclass") -> np.ndarray:
+    """Probabilities `activate(scores(p) / temperature + bias)`, float32 of shape (n, C).
 
-    With temperature 1 their argmax is the biased decision (`--tune-bias`); a temperature other
-    than 1 sharpens (< 1) or softens (> 1) the blend (`--calibrate`).
+    Multiclass: `softmax(log p / temperature + bias)`; with temperature 1 its argmax is the biased
+    decision (`--tune-bias`). Multi-label: `sigmoid(logit(p) / temperature + bias)` per class. A
+    temperature other than 1 sharpens (< 1) or softens (> 1) the blend (`--calibrate`).
     """
-    z = log_scores(probs) / temperature + np.asarray(bias, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+    from ensemble.blend.tasks import TASK_MATH
+
+    tm = TASK_MATH.get(task)
+    z = tm.scores(probs) / temperature + np.asarray(bias, dtype=np.float64)
+    return tm.activate(z).astype(np.float32)

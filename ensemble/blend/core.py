@@ -24,6 +24,7 @@ from ensemble.metrics.base import Metric
 from ensemble.metrics.choice import MetricChoice
 from ensemble.recipe import BestSingle, LabelsRef, MemberScore, Scores
 from ensemble.tables import PredTable
+from ensemble.task import MULTICLASS, MULTILABEL
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,12 @@ class BlendOptions:
         top: keep the `top` units with the best OOF macro-F1 before blending.
         seed_average: the step before any method: members of one family are averaged first and
             each family enters as one unit.
-        tune_bias: fit a per-class log-probability bias for the metric (argmax metrics).
+        tune_bias: fit a per-class log-probability bias for the metric (multiclass argmax metrics).
         calibrate: "none", "temperature" or "temperature+bias": a temperature (and per-class bias)
-            on the blended log-probabilities fitted on the metric (probability metrics).
+            on the blended log scores (log-probabilities; logits for multi-label tables) fitted on
+            the metric (probability metrics).
+        tune_thresholds: "none", "per-class" or "global": multi-label decision thresholds fitted for
+            the metric (decision metrics; `ensemble.blend.thresholds`), nested like every fit.
         rounds: Caruana rounds for `greedy`.
         seed: seeds the stratified split (when the labels have no folds) and the bootstrap.
         nested: compute the nested-CV estimates (the honest scores).
@@ -63,6 +67,7 @@ class BlendOptions:
     seed_average: bool = False
     tune_bias: bool = False
     calibrate: str = "none"
+    tune_thresholds: str = "none"
     rounds: int = 100
     seed: int = 42
     nested: bool = True
@@ -80,11 +85,21 @@ class BlendOptions:
         d["fixed_weights"] = list(self.weights) if self.weights is not None else None
         return d
 
-    def resolve_metric(self, labels: Labels, classes: Sequence[str]) -> Metric:
-        """The metric, bound to the labels when it is a competition metric file."""
-        return MetricChoice(
+    def resolve_metric(self, labels: Labels, classes: Sequence[str], task: str = MULTICLASS) -> Metric:
+        """The metric of the tables' `task`, bound to the labels when it is a competition metric file.
+
+        Raises:
+            ConfigError: a `Metric` given for the other task.
+        """
+        metric = MetricChoice(
             self.metric, self.higher_is_better, self.solution, self.solution_id_col, self.group_col, self.all_classes
-        ).resolve(labels, list(classes))
+        ).resolve(labels, list(classes), task=task)
+        if isinstance(self.metric, Metric) and metric.task != task:
+            raise ConfigError(
+                f"metric {metric.name!r} scores {metric.task} tables but the members are {task}; "
+                f"give a {task} metric (or its registry name)"
+            )
+        return metric
 
 
 def blend(
@@ -127,7 +142,7 @@ def blend(
     check_members(members, lab)
     tests = _tests(members, test_tables, joined.classes)
     units = build_units(members, seed_average=o.seed_average)
-    spec = _spec(o, meth, units, o.resolve_metric(lab, joined.classes))
+    spec = _spec(o, meth, units, o.resolve_metric(lab, joined.classes, joined.task), joined.task)
     X = stack_units(units, members)  # (n, U, C)
     same = len(units) == len(members)  # no family averaged anything: units are the members
     Xm = X if same else np.ascontiguousarray(np.stack([t.probs for t in members], axis=1))  # (n, M, C)
@@ -192,8 +207,8 @@ def _scores(
 
 
 def scores_folds_source(lab: Labels, o: BlendOptions) -> str:
-    """Where the nested folds come from: the labels' fold column, or a seeded stratified split."""
-    return "labels" if lab.folds is not None else f"stratified(seed={o.seed})"
+    """Where the nested folds come from: the labels' fold column, or a seeded stratified split of the task."""
+    return "labels" if lab.folds is not None else f"{N.NESTED_SPLIT[lab.task]}(seed={o.seed})"
 
 
 def labels_ref(lab: Labels) -> LabelsRef | None:
@@ -202,12 +217,13 @@ def labels_ref(lab: Labels) -> LabelsRef | None:
     if p is None or not os.path.isfile(p):
         return None
     c = lab.columns
-    return LabelsRef(str(os.path.abspath(p)), sha256_file(p), c.id, c.label, c.fold)
+    return LabelsRef(str(os.path.abspath(p)), sha256_file(p), c.id, c.label, c.fold, c.label_sep)
 
 
-def _spec(o: BlendOptions, meth: M.Method, units: list, metric: Metric) -> M.Spec:
+def _spec(o: BlendOptions, meth: M.Method, units: list, metric: Metric, task: str = MULTICLASS) -> M.Spec:
     """Check the option combination and build the fit spec."""
     top, weights = o.top, o.weights
+    _check_decision_tools(o, metric, task)
     if top is not None:
         if top < 1:
             raise ConfigError(f"--top {top}: keep at least 1 member")
@@ -218,16 +234,6 @@ def _spec(o: BlendOptions, meth: M.Method, units: list, metric: Metric) -> M.Spe
         raise ConfigError(f"--rounds {o.rounds}: give at least 1 round")
     if o.n_boot is not None and o.n_boot < 1:
         raise ConfigError(f"--n-boot {o.n_boot}: give at least 1 bootstrap resample")
-    if o.calibrate not in M.CALIBRATIONS:
-        raise unknown_name("calibration", o.calibrate, M.CALIBRATIONS)
-    if o.tune_bias and not metric.argmax_only:
-        raise ConfigError(
-            f"--tune-bias moves argmax decisions; {metric.name} scores probabilities — use --calibrate temperature"
-        )
-    if o.calibrate != "none" and metric.argmax_only:
-        raise ConfigError(
-            f"--calibrate changes probabilities, not their argmax, so {metric.name} cannot see it — use --tune-bias"
-        )
     if weights is not None:
         if not meth.takes_weights:
             ok = ", ".join(n for n, m in M.METHODS.items() if m.takes_weights)
@@ -243,4 +249,42 @@ def _spec(o: BlendOptions, meth: M.Method, units: list, metric: Metric) -> M.Spe
         if w.sum() <= 0:
             raise ConfigError("--weights are all zero; give at least one positive weight")
         weights = tuple(float(v) for v in w)
-    return M.Spec(metric=metric, top=top, weights=weights, tune_bias=o.tune_bias, calibrate=o.calibrate, rounds=o.rounds)
+    return M.Spec(
+        metric=metric, top=top, weights=weights, tune_bias=o.tune_bias, calibrate=o.calibrate, rounds=o.rounds,
+        thresholds=o.tune_thresholds, task=task,
+    )
+
+
+def _check_decision_tools(o: BlendOptions, metric: Metric, task: str) -> None:
+    """Refuse a bias, thresholds or calibration the task or the metric cannot use (one line naming the fix)."""
+    from ensemble.blend.tasks import TASK_MATH
+
+    if o.calibrate not in M.CALIBRATIONS:
+        raise unknown_name("calibration", o.calibrate, M.CALIBRATIONS)
+    if o.tune_thresholds not in M.THRESHOLD_MODES:
+        raise unknown_name("threshold mode", o.tune_thresholds, M.THRESHOLD_MODES)
+    if o.tune_bias and task == MULTILABEL:
+        raise ConfigError(
+            "--tune-bias moves multiclass argmax decisions; multi-label decisions are per-class thresholds — "
+            "use --tune-thresholds per-class (or global)"
+        )
+    if o.tune_thresholds != "none" and task != MULTILABEL:
+        raise ConfigError(
+            "--tune-thresholds is for multi-label (sigmoid) tables; these members are multiclass — "
+            "use --tune-bias to move argmax decisions"
+        )
+    if o.tune_thresholds != "none" and not metric.argmax_only and not metric.runs_user_code:
+        raise ConfigError(
+            f"--tune-thresholds moves decisions (p > t), but {metric.name} scores the probabilities themselves "
+            "(a threshold does not change their ranking) — tune thresholds for a decision metric "
+            "(macro_f1, micro_f1, samples_f1) or use --calibrate temperature"
+        )
+    if o.tune_bias and not metric.argmax_only:
+        raise ConfigError(
+            f"--tune-bias moves argmax decisions; {metric.name} scores probabilities — use --calibrate temperature"
+        )
+    if o.calibrate != "none" and metric.argmax_only:
+        raise ConfigError(
+            f"--calibrate changes probabilities, not the decisions, so {metric.name} cannot see it — "
+            f"use {TASK_MATH.get(task).decision_flag}"
+        )

@@ -18,6 +18,7 @@ from ensemble.errors import ConfigError, TableError, preview
 from ensemble.labels import Columns, read_labels
 from ensemble.submission import SubmissionFormat
 from ensemble.tables import TABLE_FORMATS, PredTable, read_table, resolve_table_path
+from ensemble.task import common_task
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def blend_folders(
         recipe: re-apply this recipe.json instead of fitting.
         by_family: blend each family's members on their own into `out/<family>/` (e.g. the seed
             average of every architecture, as prediction folders for later blends).
-        columns: the labels CSV's column names.
+        columns: the labels CSV's column names (and `label_sep`, what joins a multi-label cell's classes).
         classes: the class order integer labels refer to.
         submission: also write the competition CSV here.
         fmt: the submission format.
@@ -117,7 +118,8 @@ def blend_folders(
     if recording:
         with connect(ledger, create=True):
             pass  # a foreign or corrupt ledger fails here, before anything is fitted or written
-    lab = read_labels(labels, columns=columns, classes=oofs[0].classes) if labels is not None else None
+    task = common_task([(t.source, t.task) for t in oofs])  # tables mixing tasks fail here, naming one of each
+    lab = read_labels(labels, columns=columns, classes=oofs[0].classes, task=task) if labels is not None else None
     written = []
     for fam, idx in groups.items():
         o, t = [oofs[i] for i in idx], None if tests is None else [tests[i] for i in idx]

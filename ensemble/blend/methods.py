@@ -3,8 +3,10 @@
 A method is a `combine` rule — (n, U, C) unit probabilities and (U,) weights to (n, C)
 probabilities — plus, for `weighted` and `greedy`, a `fit` that chooses the weights from labels
 for the chosen metric. Around it, the pipeline adds what competitors do: keep the top K units by
-the metric, apply given weights, tune a per-class bias (argmax metrics) or calibrate a temperature
-(probability metrics). `fit` learns all of that from labelled rows and `apply` replays it on any
+the metric, apply given weights, tune a per-class bias (multiclass argmax metrics) or per-class
+thresholds (multi-label decision metrics), or calibrate a temperature (probability metrics). Where the
+math differs by task (multiclass softmax rows, multi-label sigmoid classes) the methods go through the
+task's hooks (`ensemble.blend.tasks`). `fit` learns all of that from labelled rows and `apply` replays it on any
 rows, so the in-sample blend, the nested estimate and a recipe re-applied to test share one code
 path. Every fit maximises `metric.oriented(...)`: a lower-is-better metric is never maximised.
 """
@@ -25,35 +27,33 @@ if TYPE_CHECKING:  # numpy loads with the first blend, not with `ens --help` rea
 # The registry is imported by the CLI for its choices, so this module stays light: numba kernels,
 # scipy and the metrics load inside the functions that need them.
 
-# hard vote: how much of the winner's one-hot is mixed into the vote shares, so that the table's
-# argmax is the tie-broken decision (vote shares alone can tie)
-HARD_LIFT = 1e-4
-
-
 @dataclass(frozen=True)
 class Method:
     """One blend method.
 
     Attributes:
-        combine: (X of shape (n, U, C), weights of shape (U,)) -> float32 probabilities (n, C).
+        combine: (X of shape (n, U, C), weights of shape (U,), task) -> float32 probabilities (n, C);
+            where the math differs by task it goes through the task's hooks (`ensemble.blend.tasks`).
         fit: (X, y, n_classes, spec, index) -> (weights (U,), pool) learnt from labels; None when
             nothing is fitted.
         takes_weights: whether `--weights` (fixed weights) applies.
         help: one line for the CLI.
     """
 
-    combine: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    combine: Callable[..., np.ndarray]
     fit: Callable[..., tuple[np.ndarray, str]] | None = None
     takes_weights: bool = False
     help: str = ""
 
 
 CALIBRATIONS = ("none", "temperature", "temperature+bias")
+THRESHOLD_MODES = ("none", "per-class", "global")  # `--tune-thresholds` (multi-label): off, one per class, one for all
 
 
 @dataclass(frozen=True)
 class Spec:
-    """What to fit besides the method: the metric, member choice, fixed weights, bias, calibration, rounds."""
+    """What to fit besides the method: the metric, member choice, fixed weights, bias, calibration,
+    thresholds (a THRESHOLD_MODES value), rounds, and the tables' task."""
 
     metric: Metric = field(default_factory=lambda: _default_metric())
     top: int | None = None
@@ -61,6 +61,8 @@ class Spec:
     tune_bias: bool = False
     calibrate: str = "none"
     rounds: int = 100
+    thresholds: str = "none"
+    task: str = "multiclass"
 
 
 def _default_metric() -> Metric:
@@ -78,7 +80,11 @@ class Fitted:
         weights: their weights, float64 of shape (k,), summing to 1.
         bias: per-class log-probability bias of shape (C,), or None.
         pool: "linear" (the method's own combine) or "log" (geometric pooling chosen by the fit).
-        temperature: divides the blended log-probabilities before the bias (1: none).
+        temperature: divides the blended log scores (log-probabilities, or logits) before the bias (1: none).
+        thresholds: multi-label decision thresholds of shape (C,) in (0, 1), or None (0.5); applied
+            last, by moving each class's probabilities so its threshold sits at 0.5
+            (`ensemble.blend.thresholds.shift`).
+        task: the tables' task (`ensemble.task`), which picks the math of the pools and calibration.
     """
 
     units: np.ndarray
@@ -86,76 +92,75 @@ class Fitted:
     bias: np.ndarray | None = None
     pool: str = "linear"
     temperature: float = 1.0
+    thresholds: np.ndarray | None = None
+    task: str = "multiclass"
 
 
-def soft(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted mean of the probabilities."""
+def soft(X: np.ndarray, w: np.ndarray, task: str = "multiclass") -> np.ndarray:
+    """Weighted mean of the probabilities (per class, whatever the task)."""
     import numpy as np
 
     return (np.einsum("nuc,u->nc", X, w, dtype=np.float64) / w.sum()).astype(np.float32)
 
 
-def geometric(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted mean of log-probabilities, renormalised (a softmax of the mean log)."""
+def geometric(X: np.ndarray, w: np.ndarray, task: str = "multiclass") -> np.ndarray:
+    """Weighted mean of log scores, activated: a softmax of the mean log-probability (multiclass), a
+    sigmoid of the mean logit (multi-label: p and 1 - p pooled geometrically per class)."""
     import numpy as np
 
-    from ensemble.blend.bias import log_scores
+    from ensemble.blend.tasks import TASK_MATH
 
-    z = np.einsum("nuc,u->nc", log_scores(X), w) / w.sum()
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+    tm = TASK_MATH.get(task)
+    return tm.activate(np.einsum("nuc,u->nc", tm.scores(X), w) / w.sum()).astype(np.float32)
 
 
-def rank(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Per-class rank averaging: each member's column ranked over the rows, weighted mean, rows renormalised."""
+def rank(X: np.ndarray, w: np.ndarray, task: str = "multiclass") -> np.ndarray:
+    """Per-class rank averaging: each member's column ranked over the rows (in (0, 1]), weighted mean;
+    multiclass rows are then renormalised, multi-label columns stay rank averages."""
     import numpy as np
     from scipy.stats import rankdata
 
+    from ensemble.blend.tasks import TASK_MATH
+
     r = rankdata(X, axis=0, method="average") / X.shape[0]  # (n, U, C) in (0, 1]
-    z = np.einsum("nuc,u->nc", r, w) / w.sum()
-    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+    return TASK_MATH.get(task).finish_rank(np.einsum("nuc,u->nc", r, w) / w.sum())
 
 
-def hard(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted majority vote of each member's argmax; ties broken by the (weighted) summed probabilities.
+def hard(X: np.ndarray, w: np.ndarray, task: str = "multiclass") -> np.ndarray:
+    """Weighted majority vote: of each member's argmax (multiclass), or per class of p > 0.5 (multi-label).
 
-    The output rows are the vote shares with the winner lifted by HARD_LIFT, so their argmax is the
-    decision (never the lowest tied class index, as sklearn's VotingClassifier would choose).
+    Ties are broken by the weighted summed probabilities (`ensemble.blend.tasks.vote_multiclass`,
+    `vote_multilabel`): the table's decision is the tie-broken vote.
     """
-    import numpy as np
+    from ensemble.blend.tasks import TASK_MATH
 
-    n, U, C = X.shape
-    votes = np.zeros((n, C))
-    rows = np.arange(n)
-    top = X.argmax(axis=2)  # (n, U)
-    for u in range(U):  # a loop over members, not rows
-        np.add.at(votes, (rows, top[:, u]), w[u])
-    most = votes.max(axis=1, keepdims=True)
-    tied = votes >= most - 1e-9 * w.sum()
-    summed = np.einsum("nuc,u->nc", X, w, dtype=np.float64)
-    winner = np.where(tied, summed, -np.inf).argmax(axis=1)
-    shares = votes / w.sum()
-    shares[rows, winner] += HARD_LIFT
-    return (shares / (1.0 + HARD_LIFT)).astype(np.float32)
+    return TASK_MATH.get(task).vote(X, w)
+
+
+def _count_code(spec: Spec) -> int | None:
+    """The metric's compiled count code when the task's decisions are argmaxes (the kernels' case), else None."""
+    from ensemble.blend.tasks import TASK_MATH
+
+    return spec.metric.count_code if TASK_MATH.get(spec.task).count_kernels else None
 
 
 def _fit_weighted(X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec, index: np.ndarray | None) -> tuple[np.ndarray, str]:
-    code = spec.metric.count_code
+    code = _count_code(spec)
     if code is None:
         from ensemble.blend import search
 
-        return search.weights(X, y, spec.metric, spec.rounds, index)
+        return search.weights(X, y, spec.metric, spec.rounds, index, spec.task)
     from ensemble.blend.weighted import optimise_weights
 
     return optimise_weights(X, y, n_classes, code=code)[0], "linear"
 
 
 def _fit_greedy(X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec, index: np.ndarray | None) -> tuple[np.ndarray, str]:
-    code = spec.metric.count_code
+    code = _count_code(spec)
     if code is None:
         from ensemble.blend import search
 
-        return search.greedy(X, y, spec.metric, spec.rounds, index), "linear"
+        return search.greedy(X, y, spec.metric, spec.rounds, index, spec.task), "linear"
     from ensemble.blend.greedy import caruana
 
     counts, _ = caruana(X, y, n_classes, rounds=spec.rounds, code=code)
@@ -164,16 +169,19 @@ def _fit_greedy(X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec, index:
 
 METHODS: Registry[Method] = Registry("blend method")
 METHODS.add("soft", Method(soft, takes_weights=True, help="mean of probabilities"))
-METHODS.add("hard", Method(hard, takes_weights=True, help="majority vote, ties by summed probabilities"))
+METHODS.add("hard", Method(hard, takes_weights=True, help="majority vote (per class for multi-label), ties by summed probabilities"))
 METHODS.add("rank", Method(rank, help="per-class rank averaging"))
-METHODS.add("geometric", Method(geometric, takes_weights=True, help="mean of log-probabilities, renormalised"))
+METHODS.add("geometric", Method(geometric, takes_weights=True, help="mean of log-probabilities (logits for multi-label), activated"))
 METHODS.add("weighted", Method(soft, fit=_fit_weighted, help="weights that optimise the OOF metric"))
 METHODS.add("greedy", Method(soft, fit=_fit_greedy, help="Caruana selection with replacement (best round kept)"))
 
 
 def fits_anything(method: str, spec: Spec) -> bool:
     """Whether the blend learns from labels (so its in-sample score is optimistic)."""
-    return METHODS.get(method).fit is not None or spec.top is not None or spec.tune_bias or spec.calibrate != "none"
+    return (
+        METHODS.get(method).fit is not None or spec.top is not None or spec.tune_bias or spec.calibrate != "none"
+        or spec.thresholds != "none"
+    )
 
 
 def unit_scores(X: np.ndarray, y: np.ndarray, metric: Metric, index: np.ndarray | None = None) -> np.ndarray:
@@ -192,10 +200,11 @@ def fit(
     Args:
         method: a METHODS key.
         X: unit probabilities, float32 of shape (n_samples, n_units, n_classes).
-        y: int64 labels of shape (n_samples,).
+        y: int64 labels of shape (n_samples,), or a uint8 indicator matrix (n_samples, n_classes)
+            for multi-label tables.
         n_classes: C.
-        spec: the metric, member choice, fixed weights, bias, calibration.
-        progress: told about the bias sweeps (slow with thousands of classes).
+        spec: the metric, member choice, fixed weights, bias, calibration, thresholds, task.
+        progress: told about the bias sweeps (slow with thousands of classes) and threshold sweeps.
         index: the rows' numbers among the labelled rows (a competition metric file needs them).
     """
     import numpy as np
@@ -215,7 +224,7 @@ def fit(
     else:
         w = np.ones(len(units))
     w = np.asarray(w, dtype=np.float64) / np.sum(w)
-    fitted = Fitted(units, w, pool=pool)
+    fitted = Fitted(units, w, pool=pool, task=spec.task)
     if spec.tune_bias or spec.calibrate != "none":
         blended = _combine(m, fitted, Xu)
         if spec.tune_bias:
@@ -224,8 +233,14 @@ def fit(
             from ensemble.blend import search
 
             fitted.temperature, fitted.bias = search.calibrate(
-                blended, y, metric, index, with_bias=spec.calibrate == "temperature+bias"
+                blended, y, metric, index, with_bias=spec.calibrate == "temperature+bias", task=spec.task
             )
+    if spec.thresholds != "none":  # last: on what the blend would write (the nested refits redo it per fold)
+        from ensemble.blend.thresholds import fit_thresholds
+
+        fitted.thresholds = fit_thresholds(
+            apply(method, fitted, X), y, metric, mode=spec.thresholds, index=index, progress=progress
+        )
     return fitted
 
 
@@ -243,8 +258,8 @@ def _tune_bias(
 
 def _combine(m: Method, fitted: Fitted, X: np.ndarray) -> np.ndarray:
     if fitted.pool == "log":
-        return geometric(X, fitted.weights)
-    return m.combine(X, fitted.weights)
+        return geometric(X, fitted.weights, fitted.task)
+    return m.combine(X, fitted.weights, fitted.task)
 
 
 def apply(method: str, fitted: Fitted, X: np.ndarray) -> np.ndarray:
@@ -252,10 +267,15 @@ def apply(method: str, fitted: Fitted, X: np.ndarray) -> np.ndarray:
     import numpy as np
 
     keep = fitted.weights > 0  # units a fit dropped need not be read
-    part = Fitted(fitted.units[keep], fitted.weights[keep], pool=fitted.pool)
+    part = Fitted(fitted.units[keep], fitted.weights[keep], pool=fitted.pool, task=fitted.task)
     probs = _combine(METHODS.get(method), part, X[:, fitted.units[keep]])
-    if fitted.bias is None and fitted.temperature == 1.0:
-        return probs
-    from ensemble.blend.bias import apply_bias
+    if fitted.bias is not None or fitted.temperature != 1.0:
+        from ensemble.blend.bias import apply_bias
 
-    return apply_bias(probs, np.zeros(probs.shape[1]) if fitted.bias is None else fitted.bias, fitted.temperature)
+        bias = np.zeros(probs.shape[1]) if fitted.bias is None else fitted.bias
+        probs = apply_bias(probs, bias, fitted.temperature, task=fitted.task)
+    if fitted.thresholds is None:
+        return probs
+    from ensemble.blend.thresholds import shift
+
+    return shift(probs, fitted.thresholds)

@@ -18,15 +18,20 @@ from ensemble.blend import methods as M
 from ensemble.bootstrap import bootstrap_metric
 from ensemble.errors import LabelError
 from ensemble.metrics.base import Metric
+from ensemble.task import MULTICLASS, MULTILABEL
 
 N_SPLITS = 5
+# the seeded split of labels without folds, per task: `ens folds`' stratified split of one class per
+# row, or Sechidis et al.'s iterative stratification of label sets (the iterative-stratification package)
+NESTED_SPLIT = {MULTICLASS: "stratified", MULTILABEL: "multilabel-stratified"}
 
 
 def nested_folds(folds: np.ndarray | None, y: np.ndarray, seed: int, *, source: str = "the labels") -> tuple[np.ndarray, str]:
-    """The outer folds of the nested CV: the labels' fold column, else `ens folds`' stratified split.
+    """The outer folds of the nested CV: the labels' fold column, else `ens folds`' seeded split
+    (`NESTED_SPLIT`: stratified for one class per row, multilabel-stratified for an indicator matrix y).
 
     Returns:
-        int64 folds of shape (n_samples,) and where they came from ("labels" or "stratified(seed=S)").
+        int64 folds of shape (n_samples,) and where they came from ("labels" or e.g. "stratified(seed=S)").
 
     Raises:
         LabelError: the fold column holds a single fold (nothing to fit on outside it).
@@ -42,12 +47,13 @@ def nested_folds(folds: np.ndarray | None, y: np.ndarray, seed: int, *, source: 
     from ensemble.folds import FOLD_METHODS
 
     out = np.empty(len(y), dtype=np.int64)
-    splitter = FOLD_METHODS.get("stratified").make(N_SPLITS, seed)
+    name = NESTED_SPLIT[MULTILABEL if y.ndim == 2 else MULTICLASS]
+    splitter = FOLD_METHODS.get(name).make(N_SPLITS, seed)
     with warnings.catch_warnings():  # a class rarer than the split count only gets fewer folds
         warnings.simplefilter("ignore", UserWarning)
-        for k, (_, test) in enumerate(splitter.split(y, y)):
+        for k, (_, test) in enumerate(splitter.split(np.zeros((len(y), 1)), y)):
             out[test] = k
-    return out, f"stratified(seed={seed})"
+    return out, f"{name}(seed={seed})"
 
 
 def nested_predictions(
@@ -64,11 +70,11 @@ def nested_predictions(
     Args:
         method: a METHODS key.
         X: unit probabilities, float32 of shape (n_samples, n_units, n_classes).
-        y: int64 labels of shape (n_samples,).
+        y: int64 labels of shape (n_samples,), or a uint8 indicator matrix (n_samples, n_classes).
         n_classes: C.
         spec: what the blend fits (its metric included).
         folds: int64 fold of each row, shape (n_samples,).
-        progress: told about each fold.
+        progress: told about each outer fold.
 
     Returns:
         float32 probabilities of shape (n_samples, n_classes): row i blended by a fit that never saw it.

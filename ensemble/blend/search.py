@@ -6,8 +6,10 @@ Metrics defined by per-class counts (macro-F1, accuracy, ...) have exact compile
 - Argmax metrics without counts (QWK): Caruana's greedy selection scored by the metric itself, and a
   per-class log-probability bias found by a grid line search per class.
 - Probability metrics (log loss, ROC-AUC, a competition's metric file): *search with a smooth
-  surrogate, decide with the metric*. The surrogate is the log loss, whose linear-pool weights need
-  only each row's true-class probability (an (n, U) matrix: an L-BFGS step costs O(nU)); the metric
+  surrogate, decide with the metric*. The surrogate is the log loss (multi-label: the mean binary
+  cross-entropy over the classes), whose linear-pool weights need only each unit's probability of
+  what happened (multiclass: each row's true class, an (n, U) matrix, so an L-BFGS step costs O(nU);
+  multi-label: p or 1 - p of each (row, class), an (nC, U) matrix); the metric
   then chooses among a few surrogate-optimal candidates (linear and log pooling, the uniform
   average) and picks the best Caruana round. A metric that costs ~10 ms a call is called tens of
   times per fit, not thousands.
@@ -16,6 +18,8 @@ Metrics defined by per-class counts (macro-F1, accuracy, ...) have exact compile
   metric agrees that it helps.
 
 Every function maximises `metric.oriented(score)`, so a lower-is-better metric is never maximised.
+Where the math differs by task (log pool, surrogate, calibration) it goes through the task's hooks
+(`ensemble.blend.tasks`); `task` is the tables' task.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ensemble.blend.tasks import TASK_MATH, softmax
 from ensemble.metrics.base import Metric
+from ensemble.task import MULTICLASS
 
 EPS = 1e-12  # floor of a probability before its log
 T_BOUNDS = (0.05, 20.0)  # temperatures searched
@@ -43,19 +49,14 @@ def linear(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.einsum("nuc,u->nc", X, w / w.sum(), dtype=np.float64)
 
 
-def log_pool(X: np.ndarray, w: np.ndarray, logX: np.ndarray | None = None) -> np.ndarray:
-    """softmax of the weighted mean of log-probabilities (geometric pooling), float64 (n, C)."""
-    logX = np.log(np.maximum(X, EPS), dtype=np.float64) if logX is None else logX
-    return softmax(np.einsum("nuc,u->nc", logX, w / w.sum()))
+def log_pool(X: np.ndarray, w: np.ndarray, logX: np.ndarray | None = None, task: str = MULTICLASS) -> np.ndarray:
+    """The task's activation of the weighted mean of log scores (geometric pooling), float64 (n, C).
 
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-POOLS = {"linear": linear, "log": log_pool}
+    `logX`: the units' log scores (`TaskMath.scores` of X), when the caller has them.
+    """
+    tm = TASK_MATH.get(task)
+    logX = tm.scores(X) if logX is None else logX
+    return tm.activate(np.einsum("nuc,u->nc", logX, w / w.sum()))
 
 
 def caruana(score: Callable[[np.ndarray], float], X: np.ndarray, rounds: int) -> np.ndarray:
@@ -74,11 +75,10 @@ def caruana(score: Callable[[np.ndarray], float], X: np.ndarray, rounds: int) ->
     return best_counts
 
 
-def surrogate_path(X: np.ndarray, y: np.ndarray, rounds: int) -> list[int]:
-    """Caruana's picks by log loss, one per round, in O(nU) per round."""
-    n, U, _ = X.shape
-    G = X[np.arange(n), :, y].astype(np.float64)  # (n, U): each unit's probability of the true class
-    b = np.zeros(n)
+def surrogate_path(X: np.ndarray, y: np.ndarray, rounds: int, task: str = MULTICLASS) -> list[int]:
+    """Caruana's picks by log loss, one per round, in O(nU) per round (O(nCU) multi-label)."""
+    G = TASK_MATH.get(task).outcome(X, y)  # (rows, U): each unit's probability of what happened
+    b = np.zeros(len(G))
     picks = []
     for k in range(1, max(1, rounds) + 1):
         j = int(np.argmin(-np.log(np.maximum((b[:, None] + G) / k, EPS)).mean(axis=0)))
@@ -97,13 +97,15 @@ def checkpoints(rounds: int) -> set[int]:
     return {k for k in marks if 1 <= k <= rounds}
 
 
-def greedy(X: np.ndarray, y: np.ndarray, metric: Metric, rounds: int, index: np.ndarray | None) -> np.ndarray:
-    """Caruana weights (U,) for a metric without count kernels."""
+def greedy(
+    X: np.ndarray, y: np.ndarray, metric: Metric, rounds: int, index: np.ndarray | None, task: str = MULTICLASS
+) -> np.ndarray:
+    """Caruana weights (U,) for a metric without count kernels (or a task they do not serve)."""
     score = objective(metric, y, index)
     if metric.argmax_only:
         counts = caruana(score, X, rounds)
     else:  # search by the surrogate, keep the round the metric likes best among a few checkpoints
-        picks = surrogate_path(X, y, rounds)
+        picks = surrogate_path(X, y, rounds, task)
         marks = checkpoints(len(picks))
         B = np.zeros(X.shape[::2])
         scores = []
@@ -116,18 +118,21 @@ def greedy(X: np.ndarray, y: np.ndarray, metric: Metric, rounds: int, index: np.
     return counts / counts.sum()
 
 
-def surrogate_weights(X: np.ndarray, y: np.ndarray, pool: str, logX: np.ndarray | None = None) -> np.ndarray:
-    """Weights (U,) minimising the log loss of the pooled blend (L-BFGS on softmax parameters).
+def surrogate_weights(
+    X: np.ndarray, y: np.ndarray, pool: str, logX: np.ndarray | None = None, task: str = MULTICLASS
+) -> np.ndarray:
+    """Weights (U,) minimising the surrogate log loss of the pooled blend (L-BFGS on softmax parameters).
 
-    `logX`: float64 log-probabilities of X, when the caller has them (the log pool needs them).
+    `logX`: float64 log scores of X (`TaskMath.scores`), when the caller has them (the log pool needs them).
     """
     from scipy.optimize import minimize
 
-    n, U, _ = X.shape
+    n, U, C = X.shape
     if U == 1:
         return np.ones(1)
+    tm = TASK_MATH.get(task)
     if pool == "linear":
-        G = X[np.arange(n), :, y].astype(np.float64)  # (n, U)
+        G = tm.outcome(X, y)  # (rows, U)
 
         def f(a: np.ndarray) -> tuple[float, np.ndarray]:
             w = _softmax1(a)
@@ -135,37 +140,34 @@ def surrogate_weights(X: np.ndarray, y: np.ndarray, pool: str, logX: np.ndarray 
             gw = -(G / p[:, None]).mean(axis=0)  # d loss / d w
             return float(-np.log(p).mean()), w * (gw - gw @ w)  # chain rule through the softmax
     else:
-        C = X.shape[2]
-        # (U, n*C) so that the pooled logits and their gradient are two matrix-vector products (BLAS)
-        logX = np.log(np.maximum(X, EPS), dtype=np.float64) if logX is None else logX
+        # (U, n*C) so that the pooled log scores and their gradient are two matrix-vector products (BLAS)
+        logX = tm.scores(X) if logX is None else logX
         Lr = logX.transpose(1, 0, 2).reshape(U, n * C)
-        ly = Lr.reshape(U, n, C)[:, np.arange(n), y].sum(axis=1)  # (U,): summed true-class log-probabilities
+        T = tm.targets(y, C)
 
         def f(a: np.ndarray) -> tuple[float, np.ndarray]:
             w = _softmax1(a)
-            z = (w @ Lr).reshape(n, C)
-            m = z.max(axis=1, keepdims=True)
-            e = np.exp(z - m)
-            se = e.sum(axis=1)
-            lse = np.log(se) + m[:, 0]
-            q = e / se[:, None]  # (n, C) pooled probabilities
-            gw = (Lr @ q.ravel() - ly) / n
-            return float(lse.mean() - (w @ ly) / n), w * (gw - gw @ w)
+            loss, dz = tm.loss((w @ Lr).reshape(n, C), T)
+            gw = Lr @ dz.ravel()
+            return loss, w * (gw - gw @ w)
 
     res = minimize(f, np.zeros(U), jac=True, method="L-BFGS-B", options={"maxiter": 200})
     return _softmax1(res.x)
 
 
-def weights(X: np.ndarray, y: np.ndarray, metric: Metric, rounds: int, index: np.ndarray | None) -> tuple[np.ndarray, str]:
+def weights(
+    X: np.ndarray, y: np.ndarray, metric: Metric, rounds: int, index: np.ndarray | None, task: str = MULTICLASS
+) -> tuple[np.ndarray, str]:
     """(weights (U,), pool) for a metric without count kernels: the metric decides among surrogate fits."""
     if metric.argmax_only:
-        return greedy(X, y, metric, rounds, index), "linear"
+        return greedy(X, y, metric, rounds, index, task), "linear"
     score = objective(metric, y, index)
     U = X.shape[1]
-    logX = np.log(np.maximum(X, EPS), dtype=np.float64)  # once, for the log pool's fit and its score
-    cands = [(surrogate_weights(X, y, "linear"), "linear"), (surrogate_weights(X, y, "log", logX), "log"),
-             (np.ones(U) / U, "linear"), (greedy(X, y, metric, min(rounds, GREEDY_CANDIDATE_ROUNDS), index), "linear")]
-    scored = [score(log_pool(X, w, logX) if pool == "log" else linear(X, w)) for w, pool in cands]
+    logX = TASK_MATH.get(task).scores(X)  # once, for the log pool's fit and its score
+    cands = [(surrogate_weights(X, y, "linear", task=task), "linear"),
+             (surrogate_weights(X, y, "log", logX, task), "log"), (np.ones(U) / U, "linear"),
+             (greedy(X, y, metric, min(rounds, GREEDY_CANDIDATE_ROUNDS), index, task), "linear")]
+    scored = [score(log_pool(X, w, logX, task) if pool == "log" else linear(X, w)) for w, pool in cands]
     return cands[int(np.argmax(scored))]
 
 
@@ -175,34 +177,35 @@ def _softmax1(a: np.ndarray) -> np.ndarray:
 
 
 def calibrate(
-    probs: np.ndarray, y: np.ndarray, metric: Metric, index: np.ndarray | None, *, with_bias: bool
+    probs: np.ndarray, y: np.ndarray, metric: Metric, index: np.ndarray | None, *, with_bias: bool,
+    task: str = MULTICLASS,
 ) -> tuple[float, np.ndarray | None]:
-    """A temperature (and per-class bias) on log `probs` that improves the metric; (1.0, None) if none does."""
+    """A temperature (and per-class bias) on the log scores of `probs` (log-probabilities, or logits)
+    that improves the metric; (1.0, None) if none does."""
     from scipy.optimize import minimize, minimize_scalar
 
+    tm = TASK_MATH.get(task)
     score = objective(metric, y, index)
-    z = np.log(np.maximum(probs.astype(np.float64), EPS))
+    z = tm.scores(probs)
     base = score(probs)
-    res = minimize_scalar(lambda lt: -score(softmax(z / np.exp(lt))), bounds=tuple(np.log(T_BOUNDS)), method="bounded",
-                          options={"xatol": 1e-2})  # 1% of a temperature: below any metric's noise
+    res = minimize_scalar(lambda lt: -score(tm.activate(z / np.exp(lt))), bounds=tuple(np.log(T_BOUNDS)),
+                          method="bounded", options={"xatol": 1e-2})  # 1% of a temperature: below any metric's noise
     t, best = (float(np.exp(res.x)), -float(res.fun)) if -res.fun > base else (1.0, base)
     if not with_bias:
         return t, None
-    n, C = z.shape
-    onehot = np.zeros((n, C))
-    onehot[np.arange(n), y] = 1.0
+    C = z.shape[1]
+    T = tm.targets(y, C)
 
-    def f(theta: np.ndarray) -> tuple[float, np.ndarray]:  # the surrogate: log loss of softmax(z / T + b)
+    def f(theta: np.ndarray) -> tuple[float, np.ndarray]:  # the surrogate: log loss of activate(z / T + b)
         s = z / np.exp(theta[0]) + theta[1:]
-        q = softmax(s)
-        g = (q - onehot) / n  # d loss / d s
-        return float(-np.log(np.maximum(q[np.arange(n), y], EPS)).mean()), np.concatenate(
-            [[-(g * (s - theta[1:])).sum()], g.sum(axis=0)]
-        )
+        loss, g = tm.loss(s, T)  # g: d loss / d s
+        return loss, np.concatenate([[-(g * (s - theta[1:])).sum()], g.sum(axis=0)])
 
     fit = minimize(f, np.concatenate([[np.log(t)], np.zeros(C)]), jac=True, method="L-BFGS-B")
-    t_b, bias = float(np.exp(fit.x[0])), fit.x[1:] - fit.x[1:].mean()
-    if score(softmax(z / t_b + bias)) > best:  # the metric decides whether the bias helps
+    t_b, bias = float(np.exp(fit.x[0])), fit.x[1:]
+    if tm.centre_bias:  # softmax: a common shift changes nothing
+        bias = bias - bias.mean()
+    if score(tm.activate(z / t_b + bias)) > best:  # the metric decides whether the bias helps
         return t_b, bias
     return t, None
 

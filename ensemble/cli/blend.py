@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ensemble.blend.methods import METHODS
+from ensemble.blend.methods import METHODS, THRESHOLD_MODES
 from ensemble.cli import _render
 from ensemble.cli._options import (
-    CalibrateOpt, Calibration, ClassesFileOpt, ClassesOpt, DirectionOpt, GroupColOpt, MetricOpt, SolutionIdColOpt,
-    SolutionOpt, class_order,
+    CalibrateOpt,
+    Calibration,
+    ClassesFileOpt,
+    ClassesOpt,
+    DirectionOpt,
+    GroupColOpt,
+    LabelSepOpt,
+    MetricOpt,
+    SolutionIdColOpt,
+    SolutionOpt,
+    class_order,
 )
 from ensemble.target_format import TargetFormat
 
 _METHOD_HELP = "Blend method: " + "; ".join(f"{n} ({m.help})" for n, m in METHODS.items()) + "."
 
+
+# `--tune-thresholds`'s choices, from the one list of modes ("none" is the default: off)
+ThresholdMode = Enum("ThresholdMode", {m.replace("-", "_"): m for m in THRESHOLD_MODES}, type=str)
 
 # A method name kept for old scripts: `--method seed` is the seed-average step per family.
 _ALIASES = {"seed": ("soft", "--method seed is now --method soft --by-family (the seed average of each family)")}
@@ -48,6 +61,14 @@ def blend(
         bool, typer.Option("--tune-bias", help="Fit a per-class log-probability bias for an argmax metric (F1, accuracy, QWK).")
     ] = False,
     calibrate: CalibrateOpt = Calibration.none,
+    tune_thresholds: Annotated[
+        ThresholdMode, typer.Option(
+            "--tune-thresholds",
+            help="Multi-label: fit decision thresholds for the metric (a decision metric: macro_f1, micro_f1, samples_f1, "
+                 "or a metric file), one per class or one global, nested like every fit; the tables hold "
+                 "probabilities moved so each threshold sits at 0.5.",
+        ),
+    ] = ThresholdMode("none"),
     rounds: Annotated[int, typer.Option("--rounds", help="Caruana rounds (greedy).")] = 100,
     n_boot: Annotated[
         Optional[int], typer.Option("--n-boot", help="Bootstrap resamples for the CI and the noise verdict (default 1000; 200 for a metric file).")
@@ -66,6 +87,7 @@ def blend(
     id_col: _render.IdColOpt = "id",
     label_col: _render.LabelColOpt = "label",
     fold_col: _render.FoldColOpt = "fold",
+    label_sep: LabelSepOpt = "|",
     classes: ClassesOpt = None,
     classes_file: ClassesFileOpt = None,
     submission_id_col: _render.SubmissionIdColOpt = "id",
@@ -73,6 +95,13 @@ def blend(
     target_format: Annotated[
         TargetFormat, typer.Option("--target-format", help="Submission target: class name, index, or probs (one probability column per class).")
     ] = TargetFormat("name"),
+    submission_label_sep: Annotated[
+        str, typer.Option("--submission-label-sep", help="Multi-label submission: what joins a row's predicted classes.")
+    ] = " ",
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Multi-label submission: a row with no class above 0.5 gets an empty "
+                                                 "target (default: its top class).")
+    ] = False,
     ledger: Annotated[
         Optional[Path], typer.Option("--ledger", help="Ledger that records the submission (default: $ENS_LEDGER, else .ens/ledger.db).")
     ] = None,
@@ -98,7 +127,7 @@ def blend(
     _render.check_json_dest(json_out, force=force)
     options = None if method is None else BlendOptions(
         method=method, weights=_parse_weights(weights), top=top, seed_average=seed_average, tune_bias=tune_bias,
-        calibrate=calibrate.value, rounds=rounds, n_boot=n_boot, seed=seed, nested=not no_nested, all_classes=all_classes,
+        calibrate=calibrate.value, tune_thresholds=tune_thresholds.value, rounds=rounds, n_boot=n_boot, seed=seed, nested=not no_nested, all_classes=all_classes,
         metric=metric, group_col=group_col, solution=str(solution.resolve()) if solution is not None else None,
         solution_id_col=solution_id_col, higher_is_better=higher_is_better,
     )
@@ -106,8 +135,11 @@ def blend(
     try:
         written = blend_folders(
             pred_dirs, out=out, labels=labels, options=options, recipe=recipe, by_family=by_family,
-            columns=Columns(id=id_col, label=label_col, fold=fold_col), classes=class_order(classes, classes_file),
-            submission=submission, fmt=SubmissionFormat(submission_id_col, target_col, target_format.value),
+            columns=Columns(id=id_col, label=label_col, fold=fold_col, label_sep=label_sep),
+            classes=class_order(classes, classes_file), submission=submission,
+            fmt=SubmissionFormat(
+                submission_id_col, target_col, target_format.value, label_sep=submission_label_sep, allow_empty=allow_empty
+            ),
             force=force, strict=strict, ledger=ledger, record=not no_ledger, note=note, progress=progress,
         )
     finally:
@@ -146,6 +178,11 @@ def _show(w: Any) -> None:
     if f.temperature != 1.0 or f.pool != "linear":
         console.print(f"calibration: pooling {f.pool}, temperature {f.temperature:.3f}"
                       + (", per-class bias" if f.bias is not None else ""))
+    if f.thresholds is not None:
+        t = f.thresholds
+        console.print(f"thresholds ({result.options.get('tune_thresholds')}): "
+                      + (f"{t[0]:.3f} for every class" if len(set(t.tolist())) == 1 else f"{t.min():.3f} – {t.max():.3f} over the classes")
+                      + "; the tables are moved so each sits at 0.5")
     if not s.fitted:
         console.print("nothing fitted: the in-sample score is already honest")
     console.print(s.verdict)

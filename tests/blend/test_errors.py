@@ -4,7 +4,6 @@ checks first): the library call raises one `EnsembleError` whose text says what 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import pytest
 

@@ -94,7 +94,7 @@ def test_bias_and_calibration_go_where_they_can_change_the_metric(problem):
     p, oof, lab = problem
     with pytest.raises(ConfigError, match="--tune-bias moves argmax decisions; log_loss scores probabilities"):
         blend(oof, lab, method="soft", metric=LOWER, tune_bias=True, nested=False, n_boot=20)
-    with pytest.raises(ConfigError, match="--calibrate changes probabilities, not their argmax, so qwk cannot see it"):
+    with pytest.raises(ConfigError, match="--calibrate changes probabilities, not the decisions, so qwk cannot see it — use --tune-bias"):
         blend(oof, lab, method="soft", metric=HIGHER, calibrate="temperature", nested=False, n_boot=20)
     plain = blend(oof, lab, method="soft", metric=HIGHER, nested=False, n_boot=20)
     tuned = blend(oof, lab, method="soft", metric=HIGHER, tune_bias=True, nested=False, n_boot=20)
