@@ -1,7 +1,9 @@
-"""`ens predict` start-up: an ONNX-only run loads neither timm nor torchvision (nor torch._dynamo).
+"""`ens predict` start-up: an ONNX-only run on the CPU loads no torch at all (`predict/lite.py`),
+hence neither timm nor torchvision (nor torch._dynamo).
 
-Those imports were most of a small run's wall time; the preprocessing is PIL (`predict/resize.py`)
-and timm is imported only when a torch model is built or a timm card is resolved.
+Those imports were most of a small run's wall time; the preprocessing is PIL (`predict/resize.py`),
+timm is imported only when a torch model is built or a timm card is resolved, and torch only when
+a run needs it (a torch model, a GPU, a view that resamples, several processes).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from pathlib import Path
 from tests.predict._data_helpers import write_data
 from tests.predict.conftest import handmade_onnx, write_card
 
-NOT_FOR_ONNX = ("timm", "torchvision", "torch._dynamo", "torch._inductor", "sklearn", "numba")
+NOT_FOR_ONNX = ("torch", "timm", "torchvision", "torch._dynamo", "torch._inductor", "sklearn", "numba")
 
 
-def test_onnx_only_predict_imports_no_timm_torchvision_or_dynamo(tmp_path: Path) -> None:
+def test_onnx_only_predict_imports_no_torch_timm_or_torchvision(tmp_path: Path) -> None:
     data = write_data(tmp_path, 6, folds=2)
     for fold in range(2):
         handmade_onnx(tmp_path / "m" / f"fold{fold}.onnx", seed=fold)

@@ -13,7 +13,7 @@ from ensemble._io import check_writable
 from ensemble._progress import Progress
 from ensemble.errors import ConfigError
 from ensemble.labels import Columns
-from ensemble.predict import engine
+from ensemble.predict import lite
 from ensemble.predict.assemble import PredictResult, write_outputs
 from ensemble.predict.config import ModelConfig
 from ensemble.predict.data import Preprocess, check_files, missing_error, read_data, resolve_workers
@@ -122,11 +122,16 @@ def run(
         session.agree("checking the images", lambda: _check_images(plan, mine, options.skip_bad))
         rows = {i: len(plan.items[i].rows) for i in needed}
         hook = session.progress(progress, sum(rows.values()), sum(rows[i] for i in mine))
-        parts, stats = session.agree("predicting", lambda: engine.run_plan(
-            plan, device=dev, amp=options.amp, batch_size=options.batch_size, workers=workers,
-            skip_bad=options.skip_bad, resume_parts=options.resume, channels_last=options.channels_last,
-            fuse_bn=options.fuse_bn, progress=hook, items=mine,
-        ))
+        common = dict(batch_size=options.batch_size, workers=workers, skip_bad=options.skip_bad,
+                      resume_parts=options.resume, progress=hook, items=mine)
+        if dev is lite.CPU:  # ONNX models on the CPU: no torch at all (`lite.py`)
+            parts, stats = session.agree("predicting", lambda: lite.run_plan(plan, **common))
+        else:
+            from ensemble.predict import engine
+
+            parts, stats = session.agree("predicting", lambda: engine.run_plan(
+                plan, device=dev, amp=options.amp, channels_last=options.channels_last, fuse_bn=options.fuse_bn, **common,
+            ))
         shares = session.gather((parts, stats))
         return session.agree(
             "writing the tables", lambda: write_outputs(plan, shares, options.force) if shares else PredictResult()
@@ -136,16 +141,24 @@ def run(
 def _plan(
     cards: CardLike | Sequence[CardLike] | None, data: str | os.PathLike, session: Session, options: PredictOptions,
 ) -> tuple[Plan, Any, int]:
-    """Check the options and build the plan (the same on every rank); returns it, the device and the workers."""
+    """Check the options and build the plan (the same on every rank); returns it, the device and the workers.
+
+    The device is `lite.CPU` when the run needs no torch (`lite.usable`), else a torch.device.
+    """
     views = parse_views(options.tta)
     MERGES.get(options.merge)  # unknown merge: error before any work
     options.check()
     configs = resolve_configs(cards, options.overrides)
     for cfg in configs:
         check_views(views, cfg.img_size, cfg.name)
-    dev = engine.resolve_device(session.device(options.device))
+    if lite.usable(configs, views, device=session.device(options.device), amp=options.amp):
+        dev, amp_key = lite.CPU, "float32"  # what the torch engine keys an ONNX run on the CPU with
+    else:
+        from ensemble.predict import engine
+
+        dev = engine.resolve_device(session.device(options.device))
+        amp_key = engine.amp_mode(options.amp, dev)
     n_workers = resolve_workers(options.workers, dev)
-    amp_key = engine.amp_mode(options.amp, dev)
     table_data = read_data(data, columns=options.columns, root=options.root, need_folds=options.split == "oof")
     # only rank 0 writes tables, so only its outputs may refuse to be overwritten
     plan = make_plan(configs, table_data, split=options.split, views=views, merge=options.merge,

@@ -11,9 +11,9 @@ import numpy as np
 
 from ensemble._io import sha256_file
 from ensemble.errors import preview
-from ensemble.predict.group import RunStats
 from ensemble.predict.plan import Output, Plan
 from ensemble.predict.resume import Part
+from ensemble.predict.work import RunStats
 from ensemble.tables import TABLE_FORMATS, PredTable, make_table, read_table, sidecar_path, views_path, write_table
 
 log = logging.getLogger(__name__)

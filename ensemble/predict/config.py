@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ensemble.errors import ConfigError
 from ensemble.task import MULTICLASS, check_task
+
+if TYPE_CHECKING:  # the torch-free ONNX path (`lite.py`) reads this module too
+    import torch
 
 ONNX_TASK_KEY = "ens.task"  # the ONNX metadata_props key `ens export-onnx` records the task under
 

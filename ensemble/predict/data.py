@@ -13,11 +13,10 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from ensemble.errors import DataError, preview
 from ensemble.labels import Columns, Labels, read_labels
@@ -26,6 +25,10 @@ from ensemble.predict.config import ModelConfig
 from ensemble.predict.images import to_rgb
 from ensemble.predict.options import check_workers
 from ensemble.predict.resize import eval_resize
+
+if TYPE_CHECKING:  # torch loads when a DataLoader or a tensor is made: the ONNX path (`lite.py`) runs without it
+    import torch
+    from torch.utils.data import DataLoader
 
 # The label column plays no part in prediction; reading it could only fail on values we never use.
 _NO_COLUMN = "\x00unused"
@@ -64,9 +67,15 @@ class Preprocess:
             FIELDS[key](getattr(self, key), f"model {model!r}: {key}")
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        """Resize/crop a PIL RGB image (`resize.eval_resize`); returns uint8 (3, H, W)."""
+        """Resize/crop a PIL RGB image (`resize.eval_resize`); returns a uint8 tensor (3, H, W)."""
+        import torch
+
+        return torch.from_numpy(self.array(img))
+
+    def array(self, img: Image.Image) -> np.ndarray:
+        """Resize/crop a PIL RGB image (`resize.eval_resize`); returns uint8 (3, H, W), a view of (H, W, 3)."""
         out = eval_resize(img, self.img_size, self.crop_pct, self.interpolation, self.resize_mode)
-        return torch.from_numpy(np.array(out, dtype=np.uint8)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+        return np.array(out, dtype=np.uint8).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
 
 def read_data(
@@ -115,12 +124,37 @@ def decode_error(data: Labels, row: int, reason: str) -> DataError:
     )
 
 
-class ImageDataset(Dataset):
+def decode(path: str, preprocess: Preprocess) -> tuple[np.ndarray, str]:
+    """One image file decoded and resized: uint8 (3, H, W) and "", or zeros and why it could not be read."""
+    try:
+        with Image.open(path) as img:
+            return preprocess.array(to_rgb(img)), ""
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, DataError) as e:
+        h, w = preprocess.img_size
+        return np.zeros((3, h, w), np.uint8), f"{type(e).__name__}: {e}".splitlines()[0]
+
+
+def batch_indices(n: int, batch_size: int, blocks: Sequence[int] | None = None) -> list[list[int]]:
+    """Positions 0..n-1 cut into batches of at most `batch_size` that straddle no block.
+
+    Args:
+        blocks: lengths of consecutive blocks (summing to n) that no batch straddles, so the
+            batches of a block are the same whatever else is loaded with it (what keeps a
+            distributed run's numbers identical to a single process's).
+    """
+    bounds = np.cumsum([0, *(blocks if blocks is not None else [n])])
+    if bounds[-1] != n:
+        raise ValueError(f"blocks sum to {bounds[-1]}, not to the {n} rows")
+    return [list(range(s, min(s + batch_size, e))) for b, e in zip(bounds[:-1], bounds[1:]) for s in range(b, e, batch_size)]
+
+
+class ImageDataset:
     """Images of some rows of the data, decoded and resized; bad files reported, not raised.
 
     Items are `(row, image, error)`: the row index into the data, uint8 (3, H, W), and "" or the
     reason the file could not be read (the image is then zeros). Errors travel as values because
     an exception raised in a DataLoader worker reaches the main process as a multi-line traceback.
+    A map-style dataset for torch's DataLoader (which needs no `Dataset` base class).
     """
 
     def __init__(self, paths: Sequence[str], rows: np.ndarray, preprocess: Preprocess) -> None:
@@ -132,14 +166,11 @@ class ImageDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str]:
+        import torch
+
         row = int(self.rows[i])
-        try:
-            with Image.open(self.paths[row]) as img:
-                out = self.preprocess(to_rgb(img))
-            return row, out, ""
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, DataError) as e:
-            h, w = self.preprocess.img_size
-            return row, torch.zeros(3, h, w, dtype=torch.uint8), f"{type(e).__name__}: {e}".splitlines()[0]
+        image, error = decode(self.paths[row], self.preprocess)
+        return row, torch.from_numpy(image), error
 
 
 def make_loader(
@@ -149,15 +180,12 @@ def make_loader(
     """A DataLoader over `rows` in the order given; yields (rows int64 (B,), images uint8 (B, 3, H, W), errors).
 
     Args:
-        blocks: lengths of consecutive blocks of `rows` (summing to `len(rows)`) that no batch
-            straddles, so the batches of a block are the same whatever else is loaded with it
-            (what keeps a distributed run's numbers identical to a single process's).
+        blocks: lengths of consecutive blocks of `rows` that no batch straddles (`batch_indices`).
     """
+    from torch.utils.data import DataLoader
+
     dataset = ImageDataset(list(data.paths), rows, preprocess)
-    bounds = np.cumsum([0, *(blocks if blocks is not None else [len(rows)])])
-    if bounds[-1] != len(rows):
-        raise ValueError(f"blocks sum to {bounds[-1]}, not to the {len(rows)} rows")
-    batches = [list(range(s, min(s + batch_size, e))) for b, e in zip(bounds[:-1], bounds[1:]) for s in range(b, e, batch_size)]
+    batches = batch_indices(len(rows), batch_size, blocks)
     return DataLoader(
         dataset,
         batch_sampler=batches,
@@ -175,6 +203,8 @@ def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
     `channels_last` lays the result out NHWC by moving the uint8 bytes (a quarter of the float
     traffic of converting afterwards); the values are the same either way.
     """
+    import torch
+
     x = images.to(device, non_blocking=True)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -193,14 +223,15 @@ def rows_fingerprint(data: Labels, rows: np.ndarray, path_col: str) -> str:
     return h.hexdigest()
 
 
-def resolve_workers(workers: int | str, device: torch.device) -> int:
+def resolve_workers(workers: int | str, device: Any) -> int:
     """Decoding processes for `workers` ("auto" or a count) on `device`.
 
     "auto": on a GPU, up to 8 per process, leaving a core to the main process; on the CPU, one per
     8 cores and none below 8 (decoding in the main process): the decode processes and the compute
     threads share the cores there, and on 2 cores a worker made `ens predict` 15% slower than
     decoding in-process (bench_predict.py). Cores are shared between the processes a launcher
-    starts on one machine (`LOCAL_WORLD_SIZE`).
+    starts on one machine (`LOCAL_WORLD_SIZE`). `device` is a torch.device or anything with its
+    `type` ("cpu", "cuda").
 
     Raises:
         ConfigError: neither "auto" nor a count >= 0.

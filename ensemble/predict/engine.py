@@ -21,8 +21,9 @@ from ensemble._progress import NoProgress, Progress
 from ensemble.predict import resume
 from ensemble.predict.config import ModelConfig, Runner
 from ensemble.predict.data import Preprocess
-from ensemble.predict.group import RunStats, run_group
+from ensemble.predict.group import run_group
 from ensemble.predict.plan import Plan
+from ensemble.predict.work import RunStats, reuse_parts
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,7 @@ def run_plan(
     """
     if device.type == "cuda":  # pinned-memory thread and default stream on this rank's GPU, not cuda:0
         torch.cuda.set_device(device)
-    parts: dict[int, resume.Part] = {}
-    stats = RunStats(set(), {}, {})
-    needed = set(plan.needed() if items is None else items)
-    for i in sorted(needed):
-        item = plan.items[i]
-        if resume_parts and (part := resume.load_part(item.path, item.key, item.rows, allow_bad=skip_bad)) is not None:
-            parts[i] = part
-            stats.reused.add(i)
-            stats.bad.update(part.bad or {})
-    pending = sorted(needed - set(parts))
+    parts, stats, pending = reuse_parts(plan, items, resume_parts=resume_parts, skip_bad=skip_bad)
     groups: dict[Preprocess, list[int]] = defaultdict(list)
     for i in pending:
         groups[Preprocess.of(plan.configs[plan.items[i].model])].append(i)

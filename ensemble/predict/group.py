@@ -21,43 +21,9 @@ from ensemble.predict.data import Preprocess, decode_error, make_loader, normali
 from ensemble.predict.plan import Plan
 from ensemble.predict.stacking import Stacked, run_stacked, stack_views
 from ensemble.predict.tta import activate_views, merge_views
+from ensemble.predict.work import RunStats, finish_part, locate, row_blocks
 
 RunnerFactory = Callable[..., Runner]  # (cfg, fold, *, device, amp, channels_last, fuse_bn) -> Runner
-
-
-@dataclass
-class RunStats:
-    """What happened to each item: reused from a stored part, or computed (and in how many seconds)."""
-
-    reused: set[int]
-    seconds: dict[int, float]
-    bad: dict[int, str]  # data row -> why it was skipped
-
-
-def _blocks(item_rows: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
-    """The rows to decode, in item order (oof: fold by fold, so items finish early), and its blocks.
-
-    Items of different models on the same shard hold the same rows: each distinct row set is one
-    block, decoded once. Batches never straddle blocks, so a fold model sees the same batches
-    whichever other items run beside it (single process or any rank of a distributed run).
-    """
-    seen: set[int] = set()
-    parts = []
-    for rows in item_rows:
-        fresh = [r for r in rows.tolist() if r not in seen]
-        if fresh:
-            seen.update(fresh)
-            parts.append(np.array(fresh, dtype=np.int64))
-    if not parts:
-        return np.zeros(0, np.int64), []
-    return np.concatenate(parts), [len(p) for p in parts]
-
-
-def _locate(sorted_rows: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of `query` rows in an item's ascending rows, and which of them it holds."""
-    j = np.searchsorted(sorted_rows, query)
-    j_in = np.minimum(j, len(sorted_rows) - 1)
-    return j_in, sorted_rows[j_in] == query
 
 
 @dataclass(frozen=True)
@@ -136,7 +102,7 @@ def run_group(
     pending = {i: _pending(plan, i, channels_last) for i in items}
     for i in items:
         stats.seconds[i] = 0.0
-    order, blocks = _blocks([plan.items[i].rows for i in items])
+    order, blocks = row_blocks([plan.items[i].rows for i in items])
     loader = make_loader(plan.data, order, pre, batch_size=batch_size, workers=workers, device=device, blocks=blocks)
     t_wait = time.perf_counter()
     for rows_b, images, errors in loader:
@@ -147,7 +113,7 @@ def run_group(
         for i in items:
             p = pending[i]
             it = plan.items[i]
-            done = 0 if p.left == 0 else int(_locate(it.rows, batch.rows)[1].sum())
+            done = 0 if p.left == 0 else int(locate(it.rows, batch.rows)[1].sum())
             if not done:
                 continue
             t0 = time.perf_counter()
@@ -158,7 +124,7 @@ def run_group(
             stats.seconds[i] += time.perf_counter() - t0 + decode_s
             decode_s = 0.0  # the batch's decode wait is charged once, to the first item that reads it
             if p.left == 0:
-                parts[i] = _finish(plan, p, stats)
+                parts[i] = finish_part(plan, i, p.probs, p.ok, p.views, stats)
         t_wait = time.perf_counter()
     unfinished = [i for i in items if pending[i].left > 0]
     if unfinished:  # a bug, not a user error: the loader yields every row once
@@ -222,7 +188,7 @@ def _predict_rows(
         c, v = plan.configs[it.model].num_classes, len(plan.views) if plan.save_views else 0
         p.probs, p.ok = np.zeros((len(it.rows), c), np.float32), np.zeros(len(it.rows), bool)
         p.views = np.zeros((v, len(it.rows), c), np.float32) if v else None
-    at, sel = _locate(it.rows, batch.good)
+    at, sel = locate(it.rows, batch.good)
     if not sel.any():
         return
     key = StackKey(p.norm, None if sel.all() else sel.tobytes(), p.nhwc)
@@ -236,12 +202,3 @@ def _predict_rows(
     p.ok[at] = True
     if p.views is not None:
         p.views[:, at] = activate_views(logits, task).cpu().numpy()
-
-
-def _finish(plan: Plan, p: Pending, stats: RunStats) -> resume.Part:
-    """An item's part once its last row is done, stored at once (what a rerun resumes from)."""
-    it = plan.items[p.index]
-    bad_rows = {int(r): stats.bad[int(r)] for r in it.rows[~p.ok] if int(r) in stats.bad}
-    part = resume.Part(it.key, it.rows, p.probs, p.ok, p.views, bad_rows)
-    resume.save_part(it.path, part)
-    return part

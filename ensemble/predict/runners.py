@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from ensemble._io import sha256_file
-from ensemble.errors import ConfigError, ModelLoadError
-from ensemble.predict.config import ONNX_TASK_KEY, ModelConfig, Runner, check_onnx_task
+from ensemble.errors import ConfigError
+from ensemble.predict.config import ModelConfig, Runner
+from ensemble.predict.onnx_model import OnnxModel
 from ensemble.predict.options import AMP_MODES
 
 log = logging.getLogger(__name__)
@@ -119,11 +120,8 @@ def onnx_providers(device: torch.device) -> list[Any]:
     return ["CPUExecutionProvider"]
 
 
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
-
-
 class OnnxRunner:
-    """An ONNX model in an ONNX Runtime session.
+    """An ONNX model in an ONNX Runtime session (`onnx_model.OnnxModel`), on torch tensors.
 
     Args:
         path: the .onnx file (self-contained, or with its external data beside it).
@@ -140,74 +138,48 @@ class OnnxRunner:
                  num_classes: int | None = None, threads: int | None = None, task: str | None = None) -> None:
         import onnxruntime as ort
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelLoadError(f"{self.path}: no such ONNX file; check the onnx entry of the card or --onnx")
-        ort.set_default_logger_severity(3)  # errors only: no provider/optimizer chatter on stderr
         providers = onnx_providers(device)
-        if len(providers) > 1 and hasattr(ort, "preload_dlls"):
+        if len(providers) > 1 and hasattr(ort, "preload_dlls") and Path(path).is_file():
             try:  # CUDA/cuDNN from the pip packages torch uses, so the CUDA provider finds them
                 ort.preload_dlls()
             except Exception as e:  # the provider may still load from the system libraries
                 log.debug("onnxruntime.preload_dlls failed: %s", e)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        if len(providers) == 1:
-            # ORT's threads spin between runs by default, taking the cores from the decoding and the
-            # torch pre/post-processing done between them: 1.3x slower `ens predict` on 2 cores
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ModelLoadError(f"{self.path}: ONNX Runtime cannot load it ({msg}); re-export it with ens export-onnx") from None
-        if task is not None:  # every fold's file, not only the one the card was resolved with
-            recorded = self.session.get_modelmeta().custom_metadata_map.get(ONNX_TASK_KEY)
-            check_onnx_task(self.path, recorded, task, "the model's task")
+        self.model = OnnxModel(path, providers=providers, threads=threads or torch.get_num_threads(),
+                               num_classes=num_classes, task=task)
+        m = self.model
+        self.path = m.path
         on_cuda = "CUDAExecutionProvider" in self.session.get_providers()
         if device.type == "cuda" and not on_cuda:
             log.warning("%s: ONNX Runtime's CUDA provider is not usable; running on the CPU", self.path.name)
         self.device = device if on_cuda else torch.device("cpu")
         self.sha256 = sha256 or sha256_file(self.path)
-        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        if len(inp.shape) != 4:
-            raise ModelLoadError(f"{self.path}: input {inp.name!r} has shape {inp.shape}; expected an image batch (batch, 3, H, W)")
-        self.input_name, self.output_name = inp.name, out.name
-        self.input_shape = [d if isinstance(d, int) else None for d in inp.shape]  # None: dynamic axis
-        self.input_dtype = _ORT_DTYPES.get(inp.type, np.float32)
-        width = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
-        if num_classes is not None and width is not None and width != num_classes:
-            raise ConfigError(f"{self.path}: the ONNX model has {width} outputs but {num_classes} classes are configured; use the classes it was trained on")
-        self.num_classes = width or num_classes
+        self.input_name, self.output_name = m.input_name, m.output_name
+        self.input_shape, self.input_dtype, self.num_classes = m.input_shape, m.input_dtype, m.num_classes
         self._binding_ok = on_cuda
+
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session (the model's; replacing it replaces the model's)."""
+        return self.model.session
+
+    @session.setter
+    def session(self, value: Any) -> None:
+        self.model.session = value
 
     def check_input(self, shape: tuple[int, ...]) -> None:
         """Raise a clear `ConfigError` when a (B, 3, H, W) batch does not fit the model's input."""
-        want = self.input_shape[1:]
-        got = tuple(shape[1:])
-        if len(shape) != 4 or any(w is not None and w != g for w, g in zip(want, got)):
-            fixed = "x".join("?" if w is None else str(w) for w in want)
-            hint = f"set img_size = [{want[1]}, {want[2]}] in the card" if want[1] and want[2] else "check img_size"
-            raise ConfigError(
-                f"{self.path}: the ONNX model takes {fixed} inputs but got a batch of {'x'.join(map(str, got))} "
-                f"(batch {shape[0]}); {hint}, re-export at the size you need, and avoid TTA views that resize (scale)"
-            )
+        self.model.check_input(shape)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) float32 normalised images -> (B, C) float32 logits on x's device."""
         self.check_input(tuple(x.shape))
-        fixed_batch = self.input_shape[0]
-        if fixed_batch is not None and x.shape[0] != fixed_batch:
-            # A model exported with a fixed batch: feed it in chunks, the last one zero-padded.
-            parts = []
-            for chunk in x.split(fixed_batch):
-                pad = fixed_batch - chunk.shape[0]
-                if pad:
-                    chunk = torch.cat([chunk, chunk.new_zeros((pad, *chunk.shape[1:]))])
-                parts.append(self._run(chunk)[: fixed_batch - pad])
-            return torch.cat(parts)
-        return self._run(x)
+        parts = []
+        for start, stop, pad in self.model.chunks(x.shape[0]):  # a fixed-batch model: chunks, the last zero-padded
+            chunk = x[start:stop]
+            if pad:
+                chunk = torch.cat([chunk, chunk.new_zeros((pad, *chunk.shape[1:]))])
+            parts.append(self._run(chunk)[: stop - start])
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self._binding_ok and x.is_cuda:
@@ -216,13 +188,8 @@ class OnnxRunner:
             except Exception as e:  # keep predicting through the host copy rather than fail a long run
                 log.warning("%s: CUDA I/O binding failed (%s); copying through the host instead", self.path.name, e)
                 self._binding_ok = False
-        arr = x.detach().to("cpu", torch.float32).numpy().astype(self.input_dtype, copy=False)
-        try:
-            (out,) = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(arr)})
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ModelLoadError(f"{self.path}: ONNX Runtime failed on a batch of shape {tuple(x.shape)} ({msg})") from None
-        return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
+        out = self.model.run_once(x.detach().to("cpu", torch.float32).numpy())
+        return torch.from_numpy(out).to(x.device)
 
     def _run_bound(self, x: torch.Tensor) -> torch.Tensor:
         """Run on CUDA tensors in place: no host round trip for inputs or outputs."""

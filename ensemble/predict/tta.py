@@ -42,14 +42,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-import ttach.functional as TF
+import numpy as np
 
 from ensemble._registry import Registry
 from ensemble.errors import ConfigError, unknown_name
-from ensemble.task import MULTICLASS, MULTILABEL, check_task
+from ensemble.task import MULTICLASS, MULTILABEL, check_task, sigmoid
+
+if TYPE_CHECKING:  # torch loads when a view or merge runs on tensors: the ONNX path runs without it
+    import torch
+
+ArrayFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -60,22 +64,29 @@ class View:
         name: unique name, with its parameter when it has one (e.g. "center_crop_0.875").
         fn: maps (B, 3, H, W) to (B, 3, H', W'); H' = H and W' = W except for `scale` views.
         needs_square: the view swaps height and width (90-degree rotations), so only fits H == W.
+        array_fn: the same map on numpy arrays, exact (flips and rotations move values only), or
+            None where the view resamples (crops, scales): those views need torch.
     """
 
     name: str
     fn: Callable[[torch.Tensor], torch.Tensor]
     needs_square: bool = False
+    array_fn: ArrayFn | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    import torch.nn.functional as F
+
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def _crop_back(x: torch.Tensor, where: str, frac: float) -> torch.Tensor:
     """Crop fraction `frac` of each side at `where` (lt/rt/lb/rb/c), resized back to x's size."""
+    import ttach.functional as TF
+
     h, w = x.shape[-2:]
     ch, cw = max(1, round(h * frac)), max(1, round(w * frac))
     crop = {
@@ -89,17 +100,35 @@ def _scale(x: torch.Tensor, factor: float) -> torch.Tensor:
     return _resize(x, (max(1, round(h * factor)), max(1, round(w * factor))))
 
 
-IDENTITY = View("identity", lambda x: x)
+def _rot(k: int, flip: bool = False) -> tuple[Callable, ArrayFn]:
+    """A rotation by k quarter turns in the (H, W) plane (then an hflip), on tensors and on arrays (ttach's ops)."""
+    def on_tensor(x: torch.Tensor) -> torch.Tensor:
+        y = x.rot90(k, (2, 3)) if k else x
+        return y.flip(3) if flip else y
+
+    def on_array(x: np.ndarray) -> np.ndarray:
+        y = np.rot90(x, k, axes=(2, 3)) if k else x
+        return y[..., ::-1] if flip else y
+
+    return on_tensor, on_array
+
+
+def _dihedral(name: str, k: int, flip: bool = False) -> View:
+    fn, array_fn = _rot(k, flip)
+    return View(name, fn, needs_square=k % 2 == 1, array_fn=array_fn)
+
+
+IDENTITY = View("identity", lambda x: x, array_fn=lambda x: x)
 _DIHEDRAL = {
     "identity": IDENTITY,
-    "hflip": View("hflip", TF.hflip),
-    "vflip": View("vflip", TF.vflip),
-    "rot90": View("rot90", lambda x: TF.rot90(x, 1), needs_square=True),
-    "rot180": View("rot180", lambda x: TF.rot90(x, 2)),
-    "rot270": View("rot270", lambda x: TF.rot90(x, 3), needs_square=True),
+    "hflip": _dihedral("hflip", 0, flip=True),
+    "vflip": View("vflip", lambda x: x.flip(2), array_fn=lambda x: x[:, :, ::-1]),
+    "rot90": _dihedral("rot90", 1),
+    "rot180": _dihedral("rot180", 2),
+    "rot270": _dihedral("rot270", 3),
     # hflip after a rotation; hflip after rot180 is vflip, so d4 needs only these two more
-    "hflip_rot90": View("hflip_rot90", lambda x: TF.hflip(TF.rot90(x, 1)), needs_square=True),
-    "hflip_rot270": View("hflip_rot270", lambda x: TF.hflip(TF.rot90(x, 3)), needs_square=True),
+    "hflip_rot90": _dihedral("hflip_rot90", 1, flip=True),
+    "hflip_rot270": _dihedral("hflip_rot270", 3, flip=True),
 }
 
 ViewSet = Callable[[float | None], list[View]]
@@ -202,35 +231,51 @@ def check_views(views: Sequence[View], img_size: tuple[int, int], model: str) ->
 
 # -- activations and merges: per-view logits (V, B, C) -> probabilities (B, C), by task ------------
 
-Activation = Callable[[torch.Tensor], torch.Tensor]
+Activation = Callable[["torch.Tensor"], "torch.Tensor"]
 ACTIVATIONS: dict[str, Activation] = {
     MULTICLASS: lambda z: z.softmax(-1),  # over the classes of a row
-    MULTILABEL: torch.sigmoid,  # each class on its own
+    MULTILABEL: lambda z: z.sigmoid(),  # each class on its own
 }
-MergeFn = Callable[[torch.Tensor], torch.Tensor]
+MergeFn = Callable[["torch.Tensor"], "torch.Tensor"]
+
+
+def _np_softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _np_log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+ARRAY_ACTIVATIONS: dict[str, ArrayFn] = {MULTICLASS: _np_softmax, MULTILABEL: sigmoid}
 
 
 @dataclass(frozen=True)
 class Merge:
-    """One TTA merge: a function per task from per-view logits (V, B, C) to probabilities (B, C)."""
+    """One TTA merge: per task, a function from per-view logits (V, B, C) to probabilities (B, C).
+
+    `multiclass`/`multilabel` take torch tensors; `array_multiclass`/`array_multilabel` the same
+    merge on float64 numpy arrays (the torch-free ONNX path, `lite.py`; equal up to float rounding).
+    """
 
     multiclass: MergeFn
     multilabel: MergeFn
+    array_multiclass: ArrayFn
+    array_multilabel: ArrayFn
 
     def __call__(self, logits: torch.Tensor, task: str = MULTICLASS) -> torch.Tensor:
         return self.multiclass(logits) if check_task(task, "TTA merge") == MULTICLASS else self.multilabel(logits)
 
+    def array(self, logits: np.ndarray, task: str = MULTICLASS) -> np.ndarray:
+        """The merge on a numpy array of logits (V, B, C): float32 probabilities (B, C)."""
+        z = np.asarray(logits, dtype=np.float64)
+        fn = self.array_multiclass if check_task(task, "TTA merge") == MULTICLASS else self.array_multilabel
+        return fn(z).astype(np.float32)
+
 
 MERGES: Registry[Merge] = Registry("TTA merge")
-
-
-def _mean_mc(logits: torch.Tensor) -> torch.Tensor:
-    return logits.softmax(-1).mean(0)
-
-
-def _gmean_mc(logits: torch.Tensor) -> torch.Tensor:
-    # geometric mean of probabilities, renormalised; log-space so tiny probabilities don't underflow
-    return logits.log_softmax(-1).mean(0).softmax(-1)
 
 
 def _max_mc(logits: torch.Tensor) -> torch.Tensor:
@@ -238,27 +283,26 @@ def _max_mc(logits: torch.Tensor) -> torch.Tensor:
     return p / p.sum(-1, keepdim=True)
 
 
-def _logits_mean_mc(logits: torch.Tensor) -> torch.Tensor:
-    return logits.mean(0).softmax(-1)
+def _np_max_mc(z: np.ndarray) -> np.ndarray:
+    p = _np_softmax(z).max(0)
+    return p / p.sum(-1, keepdims=True)
 
 
-def _mean_ml(logits: torch.Tensor) -> torch.Tensor:
-    return logits.sigmoid().mean(0)
-
-
-def _sigmoid_of_mean(logits: torch.Tensor) -> torch.Tensor:
-    # gmean: gm(p) / (gm(p) + gm(1 - p)) per class = sigmoid(mean z), since log p - log(1 - p) = z
-    return logits.mean(0).sigmoid()
-
-
-def _max_ml(logits: torch.Tensor) -> torch.Tensor:
-    return logits.sigmoid().amax(0)
-
-
-MERGES.add("mean", Merge(_mean_mc, _mean_ml))
-MERGES.add("gmean", Merge(_gmean_mc, _sigmoid_of_mean))
-MERGES.add("max", Merge(_max_mc, _max_ml))
-MERGES.add("logits_mean", Merge(_logits_mean_mc, _sigmoid_of_mean))
+MERGES.add("mean", Merge(
+    lambda z: z.softmax(-1).mean(0), lambda z: z.sigmoid().mean(0),
+    lambda z: _np_softmax(z).mean(0), lambda z: sigmoid(z).mean(0),
+))
+# multiclass: the geometric mean of probabilities, renormalised (log-space: tiny ones don't underflow);
+# multilabel: gm(p) / (gm(p) + gm(1 - p)) per class = sigmoid(mean z), since log p - log(1 - p) = z
+MERGES.add("gmean", Merge(
+    lambda z: z.log_softmax(-1).mean(0).softmax(-1), lambda z: z.mean(0).sigmoid(),
+    lambda z: _np_softmax(_np_log_softmax(z).mean(0)), lambda z: sigmoid(z.mean(0)),
+))
+MERGES.add("max", Merge(_max_mc, lambda z: z.sigmoid().amax(0), _np_max_mc, lambda z: sigmoid(z).max(0)))
+MERGES.add("logits_mean", Merge(
+    lambda z: z.mean(0).softmax(-1), lambda z: z.mean(0).sigmoid(),
+    lambda z: _np_softmax(z.mean(0)), lambda z: sigmoid(z.mean(0)),
+))
 
 
 def merge_views(logits: torch.Tensor, merge: str, task: str = MULTICLASS) -> torch.Tensor:
@@ -275,3 +319,8 @@ def merge_views(logits: torch.Tensor, merge: str, task: str = MULTICLASS) -> tor
 def activate_views(logits: torch.Tensor, task: str = MULTICLASS) -> torch.Tensor:
     """Per-view probabilities, float32 (V, B, C): each view's softmax (multiclass) or sigmoid (multilabel)."""
     return ACTIVATIONS[check_task(task, "TTA views")](logits.float())
+
+
+def activate_array(logits: np.ndarray, task: str = MULTICLASS) -> np.ndarray:
+    """`activate_views` on a numpy array: float32 (V, B, C)."""
+    return ARRAY_ACTIVATIONS[check_task(task, "TTA views")](np.asarray(logits, dtype=np.float64)).astype(np.float32)

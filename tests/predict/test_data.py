@@ -12,7 +12,14 @@ from ensemble.errors import ConfigError, LabelError
 from ensemble.labels import Columns
 from ensemble.predict._card_fields import INTERPOLATIONS
 from ensemble.predict.data import (
-    ImageDataset, Preprocess, check_files, decode_error, make_loader, missing_error, normalise, read_data,
+    ImageDataset,
+    Preprocess,
+    check_files,
+    decode_error,
+    make_loader,
+    missing_error,
+    normalise,
+    read_data,
     resolve_workers,
 )
 from tests.predict._data_helpers import write_data, write_images

@@ -18,7 +18,7 @@ from ensemble.predict import data as data_mod
 from ensemble.predict import engine, predict
 from ensemble.predict.stacking import run_stacked, stack_views
 from ensemble.predict.tta import parse_views
-from tests.predict._data_helpers import CLASSES, make_config, load_module, write_data
+from tests.predict._data_helpers import CLASSES, load_module, make_config, write_data
 
 
 def plain_loop(cfg, fold, paths, flips=("id",)):
