@@ -7,7 +7,9 @@ its own (C, C) confusion matrix; the partial matrices are summed at the end. num
 
 Every kernel has a pure-numpy twin used when numba cannot be imported (and by the tests, as a
 second implementation). Kernels are compiled lazily with `cache=True`, so `import ensemble` stays
-fast and later processes reuse the machine code.
+fast and later processes reuse the machine code. Small inputs take the numpy twin even with numba:
+there it is within a small factor of the kernel, while compiling the kernel would cost a fresh
+install's first command ~0.5-1.5 s each (a 20k-row blend or report compiles none of these).
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ try:  # numba is a declared dependency; the fallback keeps a broken install usab
     HAVE_NUMBA = os.environ.get("ENS_NO_NUMBA") != "1"  # ENS_NO_NUMBA=1: these kernels' numpy fallback
 except ImportError:  # pragma: no cover - exercised only on installs without numba
     NUMBA_INSTALLED = HAVE_NUMBA = False
+
+# Work (elements scanned) from which the compiled kernels run; below, their numpy twins do. At 2**20
+# elements numpy's argmax takes a few ms more than the kernel; compiling the kernel costs ~1 s once.
+_COMPILE_FROM = 1 << 20
+# The bootstrap counts' twin is one BLAS product per chunk: within a small factor of the kernel up to
+# ~2**24 drawn (resample, row type, model) cells (a blend's or a report's CI at 20k rows: ~10**6)
+_BOOT_COMPILE_FROM = 1 << 24
 
 # Rows per work item: big enough to amortise scheduling, small enough to balance two to many cores.
 _BLOCK = 16384
@@ -300,7 +309,7 @@ def _on_parts(fn: Callable[[int, int], Any], n: int) -> list[Any]:
 
 def argmax(probs: np.ndarray) -> np.ndarray:
     """Row argmax (first maximum on ties) of (n, C) probabilities, int64 of shape (n,)."""
-    if HAVE_NUMBA and probs.shape[1] > 0:
+    if _compiled(probs.size) and probs.shape[1] > 0:
         p = _contiguous(probs)
         return np.concatenate(_on_parts(lambda lo, hi: _argmax_nb(p[lo:hi]), len(p)))
     return np.argmax(probs, axis=1).astype(np.int64, copy=False)
@@ -318,7 +327,7 @@ def confusion_from_probs(y: np.ndarray, probs: np.ndarray, n_classes: int) -> tu
         The (C, C) int64 matrix (rows: truth, columns: prediction) and how many labels fell
         outside 0..C-1 (those rows are not counted).
     """
-    if HAVE_NUMBA:
+    if _compiled(probs.size):
         # a (C, C+1) partial per block: with many classes, few big blocks keep that memory small
         block = _BLOCK if n_classes <= 64 else max(_BLOCK, -(-len(y) // (4 * threads())))
         yy, p = np.ascontiguousarray(y, dtype=np.int64), _contiguous(probs)
@@ -343,7 +352,7 @@ def true_class_nll(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """
     eps = np.finfo(probs.dtype).eps
     lo, hi = float(eps), float(probs.dtype.type(1) - eps)  # the bounds as sklearn clips, in the dtype
-    if HAVE_NUMBA:
+    if HAVE_NUMBA:  # at every size: numpy's log may differ from the kernel's in the last bit on some CPUs
         yy = np.ascontiguousarray(y, dtype=np.int64)
         return np.concatenate(_on_parts(lambda a, b: _true_nll_nb(yy[a:b], probs[a:b], lo, hi), len(yy)))
     return -np.log(np.clip(probs[np.arange(len(y)), y].astype(np.float64), lo, hi))
@@ -363,14 +372,17 @@ def boot_counts(
     Returns:
         tp (k, B, C) true positives, pc (k, B, C) predicted counts, tc (B, C) true counts.
     """
-    if HAVE_NUMBA:
+    if _compiled(weights.size * len(preds), _BOOT_COMPILE_FROM):
         return _boot_counts_nb(y, preds, np.ascontiguousarray(weights, dtype=np.int64), n_classes)
-    eye = np.eye(n_classes, dtype=np.float64)
-    w = weights.astype(np.float64)
-    tc = w @ eye[y]  # (B, C); counts are far below 2**53, so float64 sums are exact
-    pc = np.stack([w @ eye[p] for p in preds])
-    tp = np.stack([w @ (eye[y] * (p == y)[:, None]) for p in preds])
-    return tp.astype(np.int64), pc.astype(np.int64), tc.astype(np.int64)
+    k, c = len(preds), n_classes
+    eye = np.eye(c, dtype=np.float64)
+    # one product: the weights against every one-hot column block (truth, k predictions, k hits)
+    cols = np.concatenate([eye[y], *(eye[p] for p in preds), *(eye[y] * (p == y)[:, None] for p in preds)], axis=1)
+    counts = (weights.astype(np.float64) @ cols).astype(np.int64)  # (B, (2k+1) C); sums far below 2**53: exact
+    tc = counts[:, :c]
+    pc = counts[:, c : (k + 1) * c].reshape(len(weights), k, c).transpose(1, 0, 2)
+    tp = counts[:, (k + 1) * c :].reshape(len(weights), k, c).transpose(1, 0, 2)
+    return np.ascontiguousarray(tp), np.ascontiguousarray(pc), tc.copy()
 
 
 def boot_rows(
@@ -385,12 +397,17 @@ def boot_rows(
         rows: drawn row indices, shape (B, n).
         n_classes: C.
     """
-    if HAVE_NUMBA:
+    if _compiled(rows.size * len(preds), _BOOT_COMPILE_FROM):
         return _boot_rows_nb(np.ascontiguousarray(inv), y, preds, np.ascontiguousarray(rows), n_classes)
     u = len(y)
     off = (np.arange(len(rows), dtype=np.int64) * u)[:, None]
     weights = np.bincount((off + inv[rows]).ravel(), minlength=len(rows) * u).reshape(len(rows), u)
     return boot_counts(y, preds, weights, n_classes)
+
+
+def _compiled(work: int, start: int | None = None) -> bool:
+    """Whether a pass over `work` elements runs the compiled kernel (from `start`, default `_COMPILE_FROM`)."""
+    return HAVE_NUMBA and work >= (_COMPILE_FROM if start is None else start)
 
 
 def _contiguous(probs: np.ndarray) -> np.ndarray:

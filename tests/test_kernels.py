@@ -6,6 +6,13 @@ import pytest
 from ensemble import _kernels
 
 
+@pytest.fixture(autouse=True)
+def compiled(monkeypatch):
+    """Every size takes the compiled kernels (small inputs take their numpy twins otherwise)."""
+    monkeypatch.setattr(_kernels, "_COMPILE_FROM", 0)
+    monkeypatch.setattr(_kernels, "_BOOT_COMPILE_FROM", 0)
+
+
 def numpy_confusion(y, probs, c):
     return np.bincount(y * c + np.argmax(probs, axis=1), minlength=c * c).reshape(c, c)
 
@@ -169,3 +176,29 @@ def test_row_split_across_threads_equals_numpy(rng, monkeypatch):
     assert bad == 0
     expect = -np.log(np.clip(probs[np.arange(n), y].astype(np.float64), np.finfo(np.float32).eps, 1 - np.finfo(np.float32).eps))
     np.testing.assert_allclose(_kernels.true_class_nll(y, probs), expect, rtol=1e-12)
+
+
+def test_small_inputs_take_the_numpy_twins_with_the_same_results(rng, monkeypatch):
+    n, c = 2000, 6
+    probs = rng.random((n, c), dtype=np.float32)
+    probs[::4, 0] = probs[::4, 5] = 2.0  # ties: the first maximum wins on both paths
+    y = rng.integers(0, c, n)
+    y[7] = c  # outside the classes: counted, not scored, on both paths
+    preds = rng.integers(0, c, (3, n))
+    weights = rng.integers(0, 3, (9, n))
+    inv, rows = rng.integers(0, 40, n).astype(np.int32), rng.integers(0, n, (4, n))
+    calls = {
+        "argmax": lambda: _kernels.argmax(probs),
+        "confusion": lambda: _kernels.confusion_from_probs(y, probs, c),
+        "boot_counts": lambda: _kernels.boot_counts(y[y < c][:1000], preds[:, :1000], weights[:, :1000], c),
+        "boot_rows": lambda: _kernels.boot_rows(inv, y[:40] % c, preds[:, :40], rows, c),
+    }
+    kernels = {name: call() for name, call in calls.items()}
+    monkeypatch.setattr(_kernels, "_COMPILE_FROM", 1 << 20)
+    monkeypatch.setattr(_kernels, "_BOOT_COMPILE_FROM", 1 << 24)
+    assert not _kernels._compiled(probs.size) and not _kernels._compiled(weights.size * 3, _kernels._BOOT_COMPILE_FROM)
+    for name, call in calls.items():
+        got, expected = call(), kernels[name]
+        for g, e in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+            np.testing.assert_array_equal(g, e, err_msg=name)
+            assert np.asarray(g).dtype == np.asarray(e).dtype, name

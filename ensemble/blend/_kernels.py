@@ -13,6 +13,11 @@ and sweeps them once, which gives the exact best step on the whole interval.
 Counts are kept as true positives `tp` (C,), predicted counts `pc` (C,) and true counts `tc` (C,);
 the score of counts is the count metric `code` (`ensemble._kernels.count_metric`: macro-F1,
 accuracy, balanced accuracy, ...), so every argmax metric defined by counts gets the exact searches.
+
+Only the passes that a fit repeats hundreds of times, or that numpy does many times slower, are
+compiled: each compiled kernel costs a fresh install ~0.2-1 s of compile in its first command, so
+counting, the in-place add and the scalar metric are numpy or plain Python (same arithmetic, so the
+same bits).
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ensemble._kernels import count_metric, row_argmax  # shared: one definition of each
+from ensemble import _kernels
+from ensemble._kernels import row_argmax  # shared: one definition
+
+# called (not inlined) by the compiled sweeps below: compiled once, not once into each caller
+count_compiled = njit(cache=True, nogil=True)(_kernels.count_metric.py_func)
+# The same function, run by Python, for callers outside compiled code: the same operations in the
+# same order on float64, hence bit-identical scores (the optimisers compare the two), and no compile.
+count_metric = _kernels.count_metric.py_func
 
 
 @njit(cache=True, nogil=True)
@@ -41,18 +53,12 @@ def argmax_margin(scores):  # pragma: no cover - compiled
     return amax, margin
 
 
-@njit(cache=True, nogil=True)
-def class_counts(y, pred, n_classes):  # pragma: no cover - compiled
-    """tp, pc, tc of `pred` against `y` (both int64 of shape (n,))."""
-    tp = np.zeros(n_classes, dtype=np.int64)
-    pc = np.zeros(n_classes, dtype=np.int64)
-    tc = np.zeros(n_classes, dtype=np.int64)
-    for i in range(y.shape[0]):
-        tc[y[i]] += 1
-        pc[pred[i]] += 1
-        if pred[i] == y[i]:
-            tp[y[i]] += 1
-    return tp, pc, tc
+def class_counts(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """tp, pc, tc (int64 (C,) each) of `pred` against `y` (both int64 of shape (n,), in 0..C-1)."""
+    def count(a: np.ndarray) -> np.ndarray:
+        return np.bincount(a, minlength=n_classes).astype(np.int64, copy=False)
+
+    return count(y[pred == y]), count(pred), count(y)
 
 
 @njit(cache=True, nogil=True)
@@ -76,28 +82,10 @@ def row_extremes(X):  # pragma: no cover - compiled
     return hi, lo
 
 
-@njit(cache=True, nogil=True)
-def add_scaled(B, X, m, t):  # pragma: no cover - compiled
-    """B += t * X[:, m] in place, and return the new argmax and margins (one pass)."""
-    n, C = B.shape
-    amax = np.empty(n, dtype=np.int64)
-    margin = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        best = -np.inf
-        second = -np.inf
-        k = 0
-        for j in range(C):
-            v = B[i, j] + t * X[i, m, j]
-            B[i, j] = v
-            if v > best:
-                second = best
-                best = v
-                k = j
-            elif v > second:
-                second = v
-        amax[i] = k
-        margin[i] = best - second
-    return amax, margin
+def add_scaled(B: np.ndarray, X: np.ndarray, m: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """B += t * X[:, m] in place (in float64, as the sweeps compute it), and return the new argmax and margins."""
+    np.add(B, np.multiply(X[:, m], t, dtype=np.float64), out=B)  # dtype: a float32 product would round
+    return argmax_margin(B)
 
 
 @njit(cache=True, nogil=True)
@@ -148,7 +136,7 @@ def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, code):  # pragma: no cov
                     tp2[m, k] += 1
     out = np.empty(M, dtype=np.float64)
     for m in range(M):
-        out[m] = count_metric(tp2[m], pc2[m], tc, code)
+        out[m] = count_compiled(tp2[m], pc2[m], tc, code)
     return out
 
 
@@ -169,7 +157,9 @@ def line_search(
         (t, f1): the midpoint of the best constant piece and its score; t = 0 when no piece
         beats the current blend.
     """
-    ev_d, ev_s, ev_r, ev_from, ev_to = _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi)
+    ev = _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi)  # (E, 5) float64, integers exact
+    ev_d = np.ascontiguousarray(ev[:, 0])
+    ev_s, ev_r, ev_from, ev_to = (ev[:, k].astype(np.int64) for k in range(1, 5))
     best_f = float(count_metric(tp, pc, tc, code))
     best_t = 0.0
     for sign in (1, -1):
@@ -186,15 +176,13 @@ def line_search(
 
 @njit(cache=True, nogil=True)
 def _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi):  # pragma: no cover - compiled
-    # every (distance, direction, row, from, to) where a row's argmax switches along +-X[:, m]
+    # every (distance, direction, row, from, to) where a row's argmax switches along +-X[:, m], one
+    # float64 row each (the integers are exact): one growing array, grown in place, compiles far
+    # faster than five arrays grown by a helper
     n, C = B.shape
     reach = max(-t_lo, t_hi)
     cap = 16
-    ev_d = np.empty(cap, dtype=np.float64)  # distance from t = 0 along the event's direction
-    ev_s = np.empty(cap, dtype=np.int64)  # direction: +1 or -1
-    ev_r = np.empty(cap, dtype=np.int64)
-    ev_from = np.empty(cap, dtype=np.int64)
-    ev_to = np.empty(cap, dtype=np.int64)
+    ev = np.empty((cap, 5), dtype=np.float64)
     ne = 0
     for i in range(n):
         if margin[i] > reach:
@@ -226,20 +214,20 @@ def _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi):  # pragma: no cover
                     break
                 if ne == cap:
                     cap *= 2
-                    ev_d = _grow(ev_d, cap)
-                    ev_s = _grow(ev_s, cap)
-                    ev_r = _grow(ev_r, cap)
-                    ev_from = _grow(ev_from, cap)
-                    ev_to = _grow(ev_to, cap)
-                ev_d[ne] = best_d
-                ev_s[ne] = sign
-                ev_r[ne] = i
-                ev_from[ne] = a
-                ev_to[ne] = nxt
+                    grown = np.empty((cap, 5), dtype=np.float64)
+                    for q in range(ne):  # a loop: numba's slice assignment costs a second of compile
+                        for r in range(5):
+                            grown[q, r] = ev[q, r]
+                    ev = grown
+                ev[ne, 0] = best_d  # distance from t = 0 along the event's direction
+                ev[ne, 1] = sign  # direction: +1 or -1
+                ev[ne, 2] = i
+                ev[ne, 3] = a
+                ev[ne, 4] = nxt
                 ne += 1
                 a = nxt  # slopes only increase along the envelope: at most C - 1 switches
                 cur = best_d
-    return ev_d[:ne], ev_s[:ne], ev_r[:ne], ev_from[:ne], ev_to[:ne]
+    return ev[:ne]
 
 
 @njit(cache=True, nogil=True)
@@ -268,19 +256,11 @@ def _sweep(idx, d, frm, to, rows, end, scale, end_last, y, tp, pc, tc, code, bes
         there = end if last else d[idx[q + 1]]
         if there == here:
             continue  # simultaneous switches: score the piece only after all of them
-        f = count_metric(tp2, pc2, tc, code)
+        f = count_compiled(tp2, pc2, tc, code)
         if f > best_f + 1e-12:
             best_f = f
             best_t = scale * (there if (last and end_last) else 0.5 * (here + there))
     return best_t, best_f
-
-
-@njit(cache=True, nogil=True)
-def _grow(a, cap):  # pragma: no cover - compiled
-    out = np.empty(cap, dtype=a.dtype)
-    for i in range(a.shape[0]):  # a loop: numba's slice assignment costs a second of compile per dtype
-        out[i] = a[i]
-    return out
 
 
 def bias_search(
