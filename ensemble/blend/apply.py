@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ensemble._progress import Progress
 from ensemble.blend import methods as M
 from ensemble.blend.assemble import BlendResult, assemble, stack_units
 from ensemble.blend.core import labels_ref
@@ -39,6 +40,7 @@ def apply_recipe(
     strict: bool = False,
     name: str | None = None,
     n_boot: int | None = None,
+    progress: Progress | None = None,
 ) -> BlendResult:
     """Re-apply a recipe's units, weights and bias to tables, without refitting anything.
 
@@ -50,6 +52,7 @@ def apply_recipe(
         strict: refuse members whose table hash differs from the recipe's (default: warn).
         name: the blend's name (default: the recipe's).
         n_boot: bootstrap resamples for the CI.
+        progress: told about the bootstrap.
 
     Raises:
         ConfigError: the recipe does not validate, a member it needs is missing, or (strict) a hash differs.
@@ -86,7 +89,7 @@ def apply_recipe(
             r.scores.metric, r.scores.higher_is_better, o.get("solution"), o.get("solution_id_col"), o.get("group_col")
         ).resolve(lab, classes, task=joined.task)
         probs = M.apply(r.method, fitted, stack_units(units, members))
-        ci = bootstrap_metric_ci(metric, joined.y, probs, n_boot=metric.resamples(n_boot, 1000))
+        ci = bootstrap_metric_ci(metric, joined.y, probs, n_boot=metric.resamples(n_boot, 1000), progress=progress)
         scores = replace(scores, oof=metric.score(joined.y, probs), ci95=(float(ci[0]), float(ci[1])))
     blend_name = name or r.name
     oof, test = assemble(r.method, fitted, units, members, tests, blend_name, meta={"recipe": True})

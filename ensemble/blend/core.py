@@ -183,7 +183,7 @@ def _scores(
     groups = lab.groups(o.group_col)
     n_boot = metric.resamples(o.n_boot, 1000)
     score = metric.score(y, oof_probs)
-    ci = bootstrap_metric_ci(metric, y, oof_probs, n_boot=n_boot, seed=o.seed, groups=groups)
+    ci = bootstrap_metric_ci(metric, y, oof_probs, n_boot=n_boot, seed=o.seed, groups=groups, progress=progress)
     best = metric.best(member_scores)
     fits = M.fits_anything(o.method, spec)
     nested = best_nested = gain = None
@@ -196,7 +196,8 @@ def _scores(
         ref_probs = N.nested_best_single(Xm, y, metric, folds)
         best_nested = metric.score(y, ref_probs)
         gain = float(metric.oriented((nested if fits else score) - best_nested))
-    lo, hi = N.paired_gain_ci(y, blend_probs, ref_probs, metric, n_boot=n_boot, seed=o.seed, groups=groups)
+    lo, hi = N.paired_gain_ci(y, blend_probs, ref_probs, metric, n_boot=n_boot, seed=o.seed, groups=groups,
+                              progress=progress)
     return Scores(
         metric=metric.name, higher_is_better=metric.higher_is_better, oof=float(score), nested=nested,
         ci95=(float(ci[0]), float(ci[1])), fitted=fits,

@@ -125,7 +125,7 @@ def blend_folders(
         o, t = [oofs[i] for i in idx], None if tests is None else [tests[i] for i in idx]
         folder = folders[fam]
         if recipe is not None:
-            result = apply_recipe(recipe, o, t, labels=lab, strict=strict, name=folder.name)
+            result = apply_recipe(recipe, o, t, labels=lab, strict=strict, name=folder.name, progress=progress)
         else:
             result = blend(o, lab, test_tables=t, options=options, classes=classes, name=folder.name, progress=progress)
         entry: list[Any] = []

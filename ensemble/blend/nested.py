@@ -107,9 +107,9 @@ def nested_best_single(X: np.ndarray, y: np.ndarray, metric: Metric, folds: np.n
 
 def paired_gain_ci(
     y: np.ndarray, probs: np.ndarray, ref: np.ndarray, metric: Metric, *, n_boot: int, seed: int,
-    groups: np.ndarray | None = None,
+    groups: np.ndarray | None = None, progress: Progress | None = None,
 ) -> tuple[float, float]:
     """95% bootstrap interval of the gain of `probs` over `ref` (oriented: > 0 is better), on the same resamples."""
-    s = bootstrap_metric(metric, y, np.stack([probs, ref]), n_boot=n_boot, seed=seed, groups=groups)
+    s = bootstrap_metric(metric, y, np.stack([probs, ref]), n_boot=n_boot, seed=seed, groups=groups, progress=progress)
     lo, hi = np.quantile(metric.oriented(s[0] - s[1]), [0.025, 0.975])
     return float(lo), float(hi)

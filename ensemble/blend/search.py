@@ -62,13 +62,14 @@ def log_pool(X: np.ndarray, w: np.ndarray, logX: np.ndarray | None = None, task:
 def caruana(score: Callable[[np.ndarray], float], X: np.ndarray, rounds: int) -> np.ndarray:
     """Greedy selection with replacement by `score` (higher better); the best round's counts (U,)."""
     n, U, C = X.shape
+    Xu = np.ascontiguousarray(X.transpose(1, 0, 2))  # (U, n, C): each candidate contiguous
     B = np.zeros((n, C))
     counts = np.zeros(U, dtype=np.int64)
     best, best_counts = -np.inf, counts.copy()
     for k in range(1, max(1, rounds) + 1):
-        cand = [score((B + X[:, j]) / k) for j in range(U)]
+        cand = [score((B + Xu[j]) / k) for j in range(U)]
         j = int(np.argmax(cand))  # ties: the first member
-        B += X[:, j]
+        B += Xu[j]
         counts[j] += 1
         if cand[j] > best:
             best, best_counts = cand[j], counts.copy()

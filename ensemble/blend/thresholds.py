@@ -16,6 +16,9 @@ are fitted for decision metrics only (F1s, or a competition metric file, which m
 - `global` (one threshold for all classes): the same, over all values at once (exact for the
   F1s by one sort of the n x C values; a grid scored by the metric otherwise).
 
+Sorts need not be stable: tied values may come in any order, since a cut only falls between two
+distinct values, where every count above it is the same whatever the order of ties.
+
 Among cuts of equal score the one nearest the current threshold (in logit) is kept, and a class
 keeps its threshold unless a cut is strictly better. Whatever the search, the metric itself then
 compares the tuned thresholds with the untuned 0.5 and the better is kept.
@@ -112,7 +115,7 @@ def macro_f1_per_class(P: np.ndarray, Y: np.ndarray, current: np.ndarray | None 
     """
     n, C = P.shape
     current = np.full(C, DEFAULT_THRESHOLD) if current is None else np.asarray(current, dtype=np.float64)
-    order = np.argsort(-P, axis=0, kind="stable")
+    order = np.argsort(-P, axis=0)
     S = np.take_along_axis(P, order, axis=0)
     tp = np.concatenate([np.zeros((1, C)), np.cumsum(np.take_along_axis(Y, order, axis=0), axis=0, dtype=np.int64)])
     k = np.arange(n + 1)[:, None]
@@ -158,7 +161,7 @@ def coupled_per_class(
     column = COUPLED[kind]
     Yb = Y.astype(bool)
     t = np.asarray(current, dtype=np.float64).copy()
-    order = np.argsort(-P, axis=0, kind="stable")
+    order = np.argsort(-P, axis=0)
     every = cuts(np.take_along_axis(P, order, axis=0))
     progress = progress or NoProgress()
     for sweep in range(SWEEPS):
@@ -186,7 +189,7 @@ def exact_global(kind: str, P: np.ndarray, Y: np.ndarray, current: float) -> flo
     """
     n, C = P.shape
     flat = P.ravel()
-    order = np.argsort(-flat, kind="stable")
+    order = np.argsort(-flat)
     y = Y.ravel()[order].astype(np.int64)
     k = np.arange(len(flat) + 1, dtype=np.float64)
     if kind == "micro_f1":
