@@ -1,6 +1,7 @@
 """Metric and bootstrap speed: ens against scikit-learn and plain numpy, in one process.
 
     .venv/bin/python benchmarks/bench_metrics.py [--rows 1000000] [--classes 18] [--repeats 15]
+    .venv/bin/python benchmarks/bench_metrics.py --task multilabel [--rows 1000000] [--classes 20] [--repeats 3]
 
 First every built-in metric of the registry beside its scikit-learn call on the same (rows x
 classes) float32 probabilities: best time of each and the speed-up (target >= 10x; sklearn's time
@@ -11,6 +12,13 @@ over sklearn (sklearn's time includes the argmax, as a user would call it), and 
 read floor (one `sum` over the same array: no metric can read the probabilities faster). Then
 1,000 bootstrap resamples of 100k rows: ens against a vectorised numpy bootstrap (index resampling
 + one bincount of (resample, true, pred) cells) on the same data.
+
+`--task multilabel`: every entry of the multi-label registry beside scikit-learn on a uint8
+indicator matrix and float32 sigmoid probabilities (1M x 20 by default, class rates 1%..30%): the
+F1s as `f1_score(y, p > 0.5, average=..., zero_division=0)`, `average_precision_score` and
+`roc_auc_score` (macro), and the log loss as the mean of sklearn's per-column `log_loss`; the
+best time of each, the speed-up (target >= 10x) and the two values' difference. Then bootstraps
+of 1,000 resamples of 100k rows for the count and row-mean paths.
 """
 
 from __future__ import annotations
@@ -86,16 +94,76 @@ def registry_table(y: np.ndarray, probs: np.ndarray, repeats: int) -> None:
         print(f"  {name:<18} {sk:10.1f} {ens:9.2f} {sk / ens:8.1f}x  {abs(ours - sk_value):.1e}")
 
 
+def multilabel_data(n: int, c: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """An indicator matrix (n, C) uint8 with class rates 1%..30% and float32 sigmoid probabilities of a fair model."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, c), dtype=np.float32) < np.linspace(0.01, 0.3, c, dtype=np.float32)).astype(np.uint8)
+    logits = rng.standard_normal((n, c), dtype=np.float32)
+    logits += 1.5 * (2.0 * y - 1) - 1.0  # separable in part, most probabilities below 0.5, as for rare labels
+    return y, (1 / (1 + np.exp(-logits))).astype(np.float32)
+
+
+def multilabel_sklearn_calls(y: np.ndarray, probs: np.ndarray) -> dict[str, Callable[[], float]]:
+    """The scikit-learn call of each multi-label entry, as a user would write it."""
+    import warnings
+
+    from sklearn import metrics as skm
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    f1 = lambda average: lambda: skm.f1_score(y, probs > 0.5, average=average, zero_division=0)
+    return {
+        "macro_f1": f1("macro"),
+        "micro_f1": f1("micro"),
+        "samples_f1": f1("samples"),
+        "map": lambda: skm.average_precision_score(y, probs, average="macro"),
+        "roc_auc": lambda: skm.roc_auc_score(y, probs, average="macro"),
+        "log_loss": lambda: float(np.mean([skm.log_loss(y[:, j], probs[:, j], labels=[0, 1]) for j in range(y.shape[1])])),
+    }
+
+
+def multilabel_main(args: argparse.Namespace) -> None:
+    """The multi-label registry beside scikit-learn, then its bootstrap paths."""
+    from ensemble.bootstrap import bootstrap_metric
+    from ensemble.metrics import MULTILABEL_METRICS
+
+    n, c = args.rows, args.classes or 20
+    y, probs = multilabel_data(n, c, args.seed)
+    calls = multilabel_sklearn_calls(y, probs)
+    print(f"multi-label metrics at {n:,} x {c} (uint8 truth, float32 probabilities; best of runs, ms); "
+          f"cpus: {os.cpu_count()}")
+    print(f"  {'metric':<12} {'sklearn':>10} {'ens':>9} {'speed-up':>9}  |ens - sklearn|")
+    for name, metric in MULTILABEL_METRICS.items():
+        ours, theirs = metric.score(y, probs), calls[name]()
+        # sklearn takes the float32 logs in float32 (~1e-7 apart); every other entry must agree to rounding
+        tol = 1e-6 * abs(theirs) if name == "log_loss" else 1e-12
+        same = "same" if abs(ours - theirs) <= tol else "DIFFERENT"
+        sk = timed(calls[name], max(1, min(3, args.repeats)))[0]
+        ens = timed(lambda m=metric: m.score(y, probs), args.repeats)[0]
+        print(f"  {name:<12} {sk:10.1f} {ens:9.2f} {sk / ens:8.1f}x  {abs(ours - theirs):.1e} ({same})")
+    if args.skip_bootstrap:
+        return
+    m = min(args.boot_rows, n)
+    print(f"bootstrap: {args.n_boot} resamples of {m:,} x {c}, one candidate (ms)")
+    for name in ("macro_f1", "micro_f1", "samples_f1", "log_loss"):
+        best = timed(lambda k=name: bootstrap_metric(k, y[:m], probs[:m], n_boot=args.n_boot, task="multilabel"), 1)[0]
+        print(f"  {name:<12} {best:10.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=("multiclass", "multilabel"), default="multiclass")
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--classes", type=int, default=18)
+    ap.add_argument("--classes", type=int, default=None, help="default: 18 (multiclass), 20 (multilabel)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--boot-rows", type=int, default=100_000)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-bootstrap", action="store_true", help="only the metric tables")
     args = ap.parse_args()
+    if args.task == "multilabel":
+        multilabel_main(args)
+        return
+    args.classes = args.classes or 18
 
     from sklearn.metrics import f1_score
 

@@ -220,10 +220,16 @@ def test_counts_and_from_counts_agree_with_sklearns_confusion_matrices(rng):
 def test_the_numpy_twins_equal_the_compiled_kernels(rng, monkeypatch):
     y = (rng.random((3000, 7)) < rng.uniform(0.01, 0.6, 7)).astype(np.uint8)
     p = np.round(rng.random((3000, 7)), 3).astype(np.float32)
+    p[:5] = [[0.0], [1.0], [-0.0], [0.5], [1e-30]]  # clipped, tied and threshold values
+    rows = {(name, q.dtype): MULTILABEL_METRICS.get(name).row_losses(y, q) for name in ("samples_f1", "log_loss")
+            for q in (p, p.astype(np.float64))}
     compiled = class_scores(y, p)
     monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
     for a, b in zip(compiled, class_scores(y, p)):
         np.testing.assert_allclose(a, b, rtol=1e-13)
+    for name in ("samples_f1", "log_loss"):
+        for q in (p, p.astype(np.float64)):
+            np.testing.assert_allclose(rows[name, q.dtype], MULTILABEL_METRICS.get(name).row_losses(y, q), rtol=1e-13)
 
 
 def test_undefined_classes_are_left_out_of_the_averages(rng):
