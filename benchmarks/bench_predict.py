@@ -19,11 +19,17 @@ and the ratios (d)/(a), (d)/(a'), (d)/(c), (e)/(d). `--workers auto` (the defaul
 CPU-bound competing process, with OpenMP threads forced to spin (OMP_WAIT_POLICY=ACTIVE, as
 before `ensemble.predict.cpu`) and with ens's own choice, and prints the start-up (process start
 to first batch), the whole wall and their ratios.
+`--startup` runs an ONNX-only `ens predict` (the model exported by `ens export-onnx`) as a user
+does, as subprocesses: the torch-free path (`ensemble.predict.lite`, what an ONNX run on the CPU
+takes) beside the torch engine (`ENS_PREDICT_TORCH=1`), interleaved, and prints the start-up
+(process start to the first batch's normalisation), the whole wall, and `import torch` alone.
+In the default mode, (e) is that torch-free path and (e') the torch engine on the same ONNX files.
 Usage:
 
     .venv/bin/python benchmarks/bench_predict.py --repeat 2            # mobilenetv3_small_050, K=5
     .venv/bin/python benchmarks/bench_predict.py --arch resnet18 --folds 3
     .venv/bin/python benchmarks/bench_predict.py --busy --arch test_resnet --size 32 --n 200 --folds 2 --repeat 3
+    .venv/bin/python benchmarks/bench_predict.py --startup --n 200 --folds 2 --repeat 3
 """
 
 from __future__ import annotations
@@ -115,14 +121,19 @@ import os, sys, time
 def since_start():
     start = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
     return float(open("/proc/uptime").read().split()[0]) - start
-import ensemble.predict.group as G
-first, seen = G.normalise, []
+if os.environ.get("ENS_BENCH_LITE"):  # the torch-free ONNX path normalises in lite.py (importing group loads torch)
+    import ensemble.predict.lite as G
+    name = "_normalise"
+else:
+    import ensemble.predict.group as G
+    name = "normalise"
+first, seen = getattr(G, name), []
 def normalise(*a, **k):
     if not seen:
         seen.append(1)
         print(f"FIRST_BATCH {since_start()}", file=sys.stderr)
     return first(*a, **k)
-G.normalise = normalise
+setattr(G, name, normalise)
 from ensemble.cli import main
 sys.argv = ["ens", *sys.argv[1:]]
 main()
@@ -162,6 +173,45 @@ def busy(args: argparse.Namespace) -> None:
     print(f"ens's choice / spinning: wall {w1 / w0:.2f}, after the first batch {(w1 - f1) / (w0 - f0):.2f}")
 
 
+def startup(args: argparse.Namespace) -> None:
+    """An ONNX-only `ens predict` as subprocesses: the torch-free path vs the torch engine, start-up and wall."""
+    from ensemble.predict.export import export_onnx
+
+    root = str(Path(__file__).resolve().parents[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        csv = make_images(d, args.n)
+        export_onnx(make_config(d, args.arch, args.folds, args.size, args.classes), d / "onnx")
+        cmd = [sys.executable, "-c", _FIRST_BATCH, "predict", "--data", str(csv), "--split", "test", "--card",
+               str(d / "onnx" / "bench.toml"), "--tta", args.tta, "--batch-size", str(args.batch_size),
+               "--workers", str(args.workers), "--device", "cpu", "--out", str(d / "preds"), "--no-resume", "--force", "--quiet"]
+        paths = {"torch-free": {"ENS_BENCH_LITE": "1"}, "torch engine": {"ENS_PREDICT_TORCH": "1"}}
+        best: dict[str, tuple[float, float]] = {}
+        torch_import = float("inf")
+        for _ in range(args.repeat):  # interleaved, best of: drift in machine load hits both alike
+            for label, extra in paths.items():
+                env = {k: v for k, v in os.environ.items() if k not in ("ENS_PREDICT_TORCH", "ENS_BENCH_LITE")}
+                env.update({"PYTHONPATH": root, **extra})
+                t = time.perf_counter()
+                run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                wall = time.perf_counter() - t
+                if run.returncode:
+                    sys.exit(f"ens predict failed ({label}): {run.stderr.strip()}")
+                first = float(next(s for s in run.stderr.splitlines() if s.startswith("FIRST_BATCH")).split()[1])
+                if label not in best or wall < best[label][1]:
+                    best[label] = (first, wall)
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch"], check=True)
+            torch_import = min(torch_import, time.perf_counter() - t)
+    print(f"ens predict, ONNX ({args.arch} at {args.size}), {args.n} JPEGs, K={args.folds} folds, tta {args.tta}, "
+          f"--device cpu, {os.cpu_count()} cores, best of {args.repeat}")
+    for label, (first, wall) in best.items():
+        print(f"  {label:<13} first batch {first:6.2f} s   wall {wall:6.2f} s")
+    print(f"  python -c 'import torch' alone: {torch_import:.2f} s")
+    (f0, w0), (f1, w1) = best["torch-free"], best["torch engine"]
+    print(f"torch-free / torch engine: first batch {f0 / f1:.2f}, wall {w0 / w1:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="mobilenetv3_small_050")
@@ -176,9 +226,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the best time of each method counts")
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--busy", action="store_true", help="ens predict beside a busy process (see the module doc)")
+    ap.add_argument("--startup", action="store_true", help="ONNX-only ens predict start-up, torch-free vs torch (see the module doc)")
     args = ap.parse_args()
     if args.busy:
         busy(args)
+        return
+    if args.startup:
+        startup(args)
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -235,7 +289,8 @@ def main() -> None:
             onnx_cfg = replace(cfg, checkpoints={}, onnx={r["fold"]: d / "onnx" / Path(r["file"]).name for r in rows})
             ens(onnx_cfg)  # first-session set-up cost out of the timing
             runs["e"] = lambda: ens(onnx_cfg)
-        best = dict.fromkeys(["a", "a'", "b", "c", "d", "e"], float("nan"))
+            runs["e'"] = lambda: with_env("ENS_PREDICT_TORCH", "1", lambda: ens(onnx_cfg))
+        best = dict.fromkeys(["a", "a'", "b", "c", "d", "e", "e'"], float("nan"))
         for _ in range(args.repeat):  # interleaved, best of: drift in machine load hits every method alike
             for key, fn in runs.items():
                 with torch.inference_mode():
@@ -245,13 +300,28 @@ def main() -> None:
     labels = {
         "a": "limit: forward only, pre-decoded, views stacked", "a'": "the same limit, BatchNorm folded",
         "b": "ttach wrapper, pre-decoded",
-        "c": "naive loop: re-decode per fold, forward per view", "d": "ens predict (torch)", "e": "ens predict (ONNX Runtime)",
+        "c": "naive loop: re-decode per fold, forward per view", "d": "ens predict (torch)", "e": "ens predict (ONNX Runtime, torch-free)",
+        "e'": "ens predict (ONNX Runtime, torch engine)",
     }
     for key, label in labels.items():
         print(f"{'(' + key + ')':<4} {label:<52} {rate[key]:8.1f} img/s")
     r = {key: rate["d"] / rate[key] for key in ("a", "a'", "c")}
-    folded_ratio = r["a'"]
-    print(f"(d)/(a) = {r['a']:.2f}   (d)/(a') = {folded_ratio:.2f}   (d)/(c) = {r['c']:.2f}   (e)/(d) = {rate['e'] / rate['d']:.2f}")
+    folded_ratio, onnx_ratio = r["a'"], rate["e"] / rate["e'"]
+    print(f"(d)/(a) = {r['a']:.2f}   (d)/(a') = {folded_ratio:.2f}   (d)/(c) = {r['c']:.2f}   (e)/(d) = {rate['e'] / rate['d']:.2f}"
+          f"   (e)/(e') = {onnx_ratio:.2f}")
+
+
+def with_env(name: str, value: str, fn) -> None:
+    """Run fn with an environment variable set (the torch engine for ONNX: ENS_PREDICT_TORCH=1)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        fn()
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
 
 
 if __name__ == "__main__":

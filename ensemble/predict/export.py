@@ -176,7 +176,7 @@ def _card_text(cfg: ModelConfig, rows: list[dict[str, Any]]) -> str:
     ]
     values = {
         "name": cfg.name,
-        "family": cfg.family,
+        "family": cfg.family or None,  # a config built without a card may have none (the card then defaults it)
         "onnx": "fold{fold}.onnx",
         "folds": [r["fold"] for r in rows],
         "classes": list(cfg.classes),

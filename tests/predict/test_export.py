@@ -153,3 +153,13 @@ def test_torchscript_failure_is_one_line_and_auto_falls_back_to_dynamo(capfd):
         np.testing.assert_allclose(got, model(x).numpy(), rtol=0, atol=1e-5)
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""  # exporters' graph dumps and warnings silenced
+
+
+def test_a_config_without_a_family_exports_a_card_that_resolves(tmp_path):
+    from tests.predict._data_helpers import make_config
+
+    cfg = make_config(tmp_path, [0], name="plain")  # built without a card: family ""
+    assert cfg.family == ""
+    export_onnx(cfg, tmp_path / "onnx")
+    back = resolve_config(tmp_path / "onnx" / "plain.toml")
+    assert back.family == back.name == "plain" and back.task == "multiclass"

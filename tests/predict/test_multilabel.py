@@ -269,3 +269,13 @@ def test_every_fold_file_is_checked_and_one_without_the_key_follows_the_card(ml,
     z = ((x - 0.5) / 0.5).mean(axis=(1, 2)) @ w.astype(np.float64)
     np.testing.assert_allclose(t.probs, 1 / (1 + np.exp(-z)), atol=1e-5)
     assert t.task == "multilabel"
+
+
+def test_cli_export_task_flag_is_recorded_in_the_metadata(ml, tmp_path):
+    _, card = ml
+    r = CliRunner().invoke(app, ["export-onnx", "--card", str(card), "--out", str(tmp_path / "o"), "--folds", "0",
+                                 "--task", "multiclass", "--quiet"])
+    assert r.exit_code == 0, r.output
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "o" / "fold0.onnx")).metadata_props}
+    assert props["ens.task"] == "multiclass"
+    assert resolve_config(tmp_path / "o" / "ml.toml").task == "multiclass"
