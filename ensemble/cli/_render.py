@@ -7,17 +7,19 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ensemble._io import atomic_outputs, check_writable, json_default
 from ensemble.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+# rich.progress, rich.logging and ensemble._io load where they are used: `ens --help` needs none of them
 
 # Options that several commands share, defined once.
 JsonOpt = Annotated[
@@ -64,6 +66,8 @@ def error_line(message: str) -> None:
 
 def setup_logging(quiet: bool = False) -> None:
     """Library warnings/info (logger `ensemble`) go to stderr through rich."""
+    from rich.logging import RichHandler
+
     logger = logging.getLogger("ensemble")
     logger.handlers.clear()
     handler = RichHandler(console=err(), show_time=False, show_path=False, markup=False)
@@ -99,6 +103,8 @@ def json_to_stdout(dest: Path | None) -> bool:
 def check_json_dest(dest: Path | None, *, force: bool) -> None:
     """Refuse an existing (without `force`) or unwritable `--json` file before the command's work."""
     if dest is not None and not json_to_stdout(dest):
+        from ensemble._io import check_writable
+
         check_writable([dest], force=force)
 
 
@@ -110,6 +116,8 @@ def emit_json(obj: Any, dest: Path | None, *, force: bool = False) -> None:
     """
     if dest is None:
         return
+    from ensemble._io import atomic_outputs, json_default
+
     text = json.dumps(obj, indent=2, default=json_default)
     if str(dest) == "-":
         sys.stdout.write(text + "\n")
@@ -130,6 +138,15 @@ class RichProgress:
         if not self.enabled:
             return
         if self._bar is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             self._bar = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), TimeRemainingColumn(), console=err(), transient=False,
