@@ -75,14 +75,14 @@ def main() -> None:
         rows.append((f"{name} {mode}", blend_t + t, metric.score(Y, shift(P, thr)), metric.score(Y, P)))
     peer_t, peer = best_of(lambda: sklearn_grid(P, Y), repeat=1)
     peer_f1 = f1_score(Y, P > peer, average="macro", zero_division=0)
-    print(f"  {'fit':<22} {'seconds':>8} {'F1 tuned':>9} {'F1 @0.5':>8}")
+    print(f"  {'fit':<26} {'seconds':>8} {'F1 tuned':>9} {'F1 @0.5':>8}")
     for name, t, tuned, base in rows:
-        print(f"  {'ens ' + name:<22} {t:8.3f} {tuned:9.4f} {base:8.4f}")
-    print(f"  {'sklearn grid per-class':<22} {peer_t:8.3f} {peer_f1:9.4f}")
+        print(f"  {'ens ' + name:<26} {t:8.3f} {tuned:9.4f} {base:8.4f}")
+    print(f"  {'sklearn grid per-class':<26} {peer_t:8.3f} {peer_f1:9.4f}")
     print(f"  ratio (sklearn grid / ens macro_f1 per-class): {peer_t / rows[0][1]:.0f}x")
 
     print("\n2. in-sample vs nested 5-fold macro-F1 (thresholds refitted in every nested fold)")
-    print(f"  {'blend':<28} {'in-sample':>9} {'nested':>8} {'fit+nested s':>12}")
+    print(f"  {'blend':<32} {'in-sample':>9} {'nested':>8} {'fit+nested s':>12}")
     for method, mode in [("soft", "none"), ("soft", "per-class"), ("weighted", "none"), ("weighted", "per-class")]:
         spec = M.Spec(metric=macro, task=ML, thresholds=mode)
         t0 = time.perf_counter()
@@ -91,7 +91,7 @@ def main() -> None:
         fits = M.fits_anything(method, spec)
         nested = macro.score(Y, N.nested_predictions(method, X, Y, C, spec, p.folds)) if fits else ins
         label = f"{method}" + ("@0.5" if mode == "none" else f" + {mode} thresholds")
-        print(f"  {label:<28} {ins:9.4f} {nested:8.4f} {time.perf_counter() - t0:12.1f}")
+        print(f"  {label:<32} {ins:9.4f} {nested:8.4f} {time.perf_counter() - t0:12.1f}")
 
 
 if __name__ == "__main__":
