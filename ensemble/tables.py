@@ -166,7 +166,11 @@ def check_ids(ids: np.ndarray, source: str) -> np.ndarray:
     empty = np.flatnonzero(pd.isna(ids) | (ids == ""))
     if len(empty):
         raise TableError(f"{source}: {len(empty)} rows have an empty id (rows {preview(empty)}); every row needs an id")
-    dup = pd.Index(ids).duplicated()
+    # object dtype: pandas would otherwise copy the strings into an Arrow string index first (~4x slower)
+    index = pd.Index(ids, dtype=object)
+    if index.is_unique:  # one hash pass; which ids repeat is worked out only when some do
+        return ids
+    dup = index.duplicated()
     if dup.any():
         raise TableError(
             f"{source}: duplicate ids {preview(np.unique(ids[dup]))}; each id must appear once — "
@@ -206,10 +210,20 @@ def check_probs(
         raise TableError(f"{source}: probabilities have shape {arr.shape}, expected ({n}, {len(classes)})")
     keep = not copy and not from_logits and arr.dtype == np.float32
     out = arr if keep else np.empty(arr.shape, dtype=np.float32)
+    # a table with no NaN/inf and no negative value (the usual case, two fast whole-array passes)
+    # skips those per-row reductions; they run only to name the rows of a table that has some
+    clean = not from_logits and bool(np.isfinite(arr).all()) and not bool((arr < 0).any())
     finite, neg, sums = np.empty(n, bool), np.empty(n, bool), np.empty(n, np.float64)
+    if clean:
+        finite[:], neg[:] = True, False
     for lo in range(0, n, _CHECK_ROWS):
         block = arr[lo:lo + _CHECK_ROWS].astype(np.float64)  # (b, C)
         rows = slice(lo, lo + len(block))
+        if clean:  # the same sums (or maxima) as below, from the same float64 block
+            sums[rows] = block.max(axis=1) if task == MULTILABEL else block.sum(axis=1)
+            if not keep:
+                out[rows] = block
+            continue
         finite[rows] = np.isfinite(block).all(axis=1)
         if from_logits and task == MULTILABEL:
             block = sigmoid(block)

@@ -131,3 +131,16 @@ def test_check_probs_never_copies_a_read_table_to_float64(tmp_path, rng, monkeyp
     t = make_table([str(i) for i in range(50)], CLASSES, logits, from_logits=True)
     expected = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_array_equal(t.probs, (expected / expected.sum(1, keepdims=True)).astype(np.float32))
+
+
+def test_columns_chunked_alike_or_not_stack_into_the_same_probabilities(rng):
+    import pyarrow as pa
+
+    from ensemble._arrow import probs_from_columns
+
+    n, c = 20_000, 4
+    probs = rng.random((n, c), dtype=np.float32)
+    alike = [pa.chunked_array([probs[:7000, j], probs[7000:, j]]) for j in range(c)]  # as a reader's batches
+    unlike = [pa.chunked_array(np.array_split(probs[:, j], j + 1)) for j in range(c)]  # each column its own
+    for columns in (alike, unlike):
+        np.testing.assert_array_equal(probs_from_columns(columns, n), probs)

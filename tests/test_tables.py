@@ -200,7 +200,7 @@ def test_sidecar_classes_must_match_columns(tmp_path):
 
 
 def test_make_table_checks_shape(rng):
-    with pytest.raises(TableError, match=r"probabilities have shape \(3, 2\), expected \(3, 3\)"):
+    with pytest.raises(TableError, match=r"table: probabilities have shape \(3, 2\), expected \(3, 3\)"):
         make_table(["1", "2", "3"], ["a", "b", "c"], random_probs(rng, 3, 2))
 
 
