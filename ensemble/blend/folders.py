@@ -100,7 +100,7 @@ def blend_folders(
 
     out = Path(out)
     if recipe is not None and (options is not None or by_family):
-        raise ConfigError("--recipe replays a fitted blend; drop --method/--weights/--top/--tune-bias/--seed-average/--by-family")
+        raise ConfigError("--recipe replays a fitted blend; drop --method/--weights/--top/--tune-bias/--tune-thresholds/--seed-average/--by-family")
     if recipe is None and options is None:
         raise ConfigError("no --method given; choose one, or pass --recipe to re-apply a blend")
     if recipe is None and labels is None:

@@ -191,3 +191,15 @@ def test_a_metric_object_of_the_other_task_is_refused(prob, tmp_path):
     with pytest.raises(ConfigError, match="not the decisions, so macro_f1 cannot see it — use --tune-thresholds"):
         blend(tables, lab, method="soft", calibrate="temperature")
     assert isinstance(get_metric("macro_f1", ML), Metric)
+
+
+def test_labels_without_folds_are_split_by_iterative_stratification(prob):
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    from ensemble.blend import nested as N
+
+    _, y, _ = prob
+    folds, source = N.nested_folds(None, y, 7)
+    assert source == "multilabel-stratified(seed=7)"
+    for k, (_, test) in enumerate(MultilabelStratifiedKFold(5, shuffle=True, random_state=7).split(y, y)):
+        assert (folds[test] == k).all()
