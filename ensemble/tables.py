@@ -31,6 +31,7 @@ from ensemble._io import (
     read_json_object,
     sha256_file,
 )
+from ensemble._progress import Progress
 from ensemble.errors import ClassMismatchError, TableError, preview
 from ensemble.table_align import align, align_ids, conform_classes  # noqa: F401 - public here, as ever
 from ensemble.task import MULTICLASS, MULTILABEL, check_task, sigmoid, task_of_meta
@@ -346,6 +347,34 @@ def read_table(
     table = _checked_table(ids, classes, probs, meta, _read_views(p), from_logits, source, copy=False)
     table.path = p
     return table
+
+
+# Files together at least this large show a progress bar while read (smaller reads finish before one is useful)
+_PROGRESS_BYTES = 64 << 20
+
+
+def read_tables(
+    paths: Sequence[str | os.PathLike], *, kind: str = "oof", from_logits: bool = False, task: str | None = None,
+    progress: Progress | None = None,
+) -> list[PredTable]:
+    """`read_table` on each path in order, reporting one step per table to `progress`.
+
+    The bar is shown only when the files add up to at least `_PROGRESS_BYTES` (the CLI's bar is
+    silent off a terminal anyway); the arguments and errors are `read_table`'s.
+    """
+    resolved = [resolve_table_path(p, kind) for p in paths]
+    hook = progress if progress is not None and sum(p.stat().st_size for p in resolved) >= _PROGRESS_BYTES else None
+    if hook is None:
+        return [read_table(p, kind=kind, from_logits=from_logits, task=task) for p in resolved]
+    hook.start(f"reading {len(resolved)} {kind} tables", total=len(resolved))
+    try:
+        tables = []
+        for p in resolved:
+            tables.append(read_table(p, kind=kind, from_logits=from_logits, task=task))
+            hook.advance()
+        return tables
+    finally:
+        hook.stop()
 
 
 def expect_task(meta: dict[str, Any], task: str, source: str) -> str:

@@ -305,3 +305,37 @@ def test_tables_built_in_memory_refuse_repeated_classes():
 
     with pytest.raises(TableError, match=r'class column\(s\) "a" appear twice; rename them'):
         make_table(["x"], ["a", "a"], np.array([[0.5, 0.5]]))
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def start(self, description: str, total: int | None) -> None:
+        self.calls.append(("start", total))
+
+    def advance(self, n: int = 1) -> None:
+        self.calls.append(("advance", n))
+
+    def stop(self) -> None:
+        self.calls.append(("stop",))
+
+
+def test_read_tables_reads_each_in_order_and_reports_large_reads(rng, tmp_path, monkeypatch):
+    from ensemble import tables
+
+    paths = []
+    for k in range(3):
+        write_table(make_table([f"{i:03d}" for i in range(20)], ["a", "b"], random_probs(rng, 20, 2)), tmp_path / f"m{k}" / "oof.csv")
+        paths.append(tmp_path / f"m{k}")
+    small = _Recorder()
+    got = tables.read_tables(paths, kind="oof", progress=small)
+    assert small.calls == []  # a few KB: no bar
+    for t, p in zip(got, paths):
+        np.testing.assert_array_equal(t.probs, read_table(p).probs)
+    monkeypatch.setattr(tables, "_PROGRESS_BYTES", 0)
+    large = _Recorder()
+    tables.read_tables(paths, kind="oof", progress=large)
+    assert large.calls == [("start", 3), ("advance", 1), ("advance", 1), ("advance", 1), ("stop",)]
+    with pytest.raises(TableError, match="no such prediction table"):
+        tables.read_tables([tmp_path / "nowhere.csv"], progress=large)
