@@ -10,7 +10,7 @@ from typing import Any
 from ensemble._io import check_writable, write_json
 from ensemble.labels import Columns, read_labels
 from ensemble.report.core import Report, oof_report
-from ensemble.tables import read_table
+from ensemble.tables import read_tables
 from ensemble.task import common_task
 
 
@@ -52,7 +52,7 @@ def oof_report_files(
     from ensemble.report.plots import plot_paths, write_plots
 
     check_writable([Path(json_path)] if json_path is not None else [], force=force)
-    tables = [read_table(p, kind="oof", from_logits=from_logits) for p in preds]
+    tables = read_tables(preds, kind="oof", from_logits=from_logits, progress=options.get("progress"))
     task = common_task([(t.source, t.task) for t in tables])
     check_writable(plot_paths(plots_dir, task) if plots_dir else [], force=force)  # the figures depend on the task
     lab = read_labels(
