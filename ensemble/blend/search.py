@@ -36,6 +36,7 @@ EPS = 1e-12  # floor of a probability before its log
 T_BOUNDS = (0.05, 20.0)  # temperatures searched
 BIAS_GRID = np.linspace(-3.0, 3.0, 25)  # per-class offsets tried by the argmax bias search
 BIAS_SWEEPS = 3
+ROWS_PER_BLOCK = 8192  # rows of the surrogate path's (rows, U) work at a time: it stays in cache
 GREEDY_CANDIDATE_ROUNDS = 30  # Caruana rounds of `weighted`'s greedy candidate (its linear-pool optimum is exact)
 
 
@@ -77,12 +78,24 @@ def caruana(score: Callable[[np.ndarray], float], X: np.ndarray, rounds: int) ->
 
 
 def surrogate_path(X: np.ndarray, y: np.ndarray, rounds: int, task: str = MULTICLASS) -> list[int]:
-    """Caruana's picks by log loss, one per round, in O(nU) per round (O(nCU) multi-label)."""
+    """Caruana's picks by log loss, one per round, in O(nU) per round (O(nCU) multi-label).
+
+    Round k picks the j minimising the mean of -log((b + G_j) / k); log k is common to every j, so
+    the sums of -log(b + G_j) decide, taken in blocks of rows that stay in cache, in place.
+    """
     G = TASK_MATH.get(task).outcome(X, y)  # (rows, U): each unit's probability of what happened
-    b = np.zeros(len(G))
+    n, U = G.shape
+    b = np.zeros(n)
+    buf = np.empty((min(n, ROWS_PER_BLOCK), U))
     picks = []
     for k in range(1, max(1, rounds) + 1):
-        j = int(np.argmin(-np.log(np.maximum((b[:, None] + G) / k, EPS)).mean(axis=0)))
+        loss = np.zeros(U)
+        for a in range(0, n, ROWS_PER_BLOCK):
+            S = buf[: min(ROWS_PER_BLOCK, n - a)]
+            np.add(b[a : a + ROWS_PER_BLOCK, None], G[a : a + ROWS_PER_BLOCK], out=S)
+            np.log(np.maximum(S, k * EPS, out=S), out=S)  # the floor EPS of (b + G_j) / k
+            loss -= S.sum(axis=0)
+        j = int(np.argmin(loss))  # ties: the first unit
         b += G[:, j]
         picks.append(j)
     return picks
