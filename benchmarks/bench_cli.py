@@ -12,10 +12,21 @@ once as prediction folders and a labels CSV): `ens blend --method weighted` (nes
 cold (an empty NUMBA_CACHE_DIR: every kernel compiles) and warm, beside `caruana_numpy.py` (a plain
 numpy Caruana script on the same CSVs), and `ens oof-report` cold and warm, with the ratios.
 
+`--rss`: peak RSS (/usr/bin/time -v) of `ens oof-report` and `ens blend --method weighted` over
+--rss-models tables of --rss-rows x 18, against 3x the probabilities' float32 size.
+`--example`: the README's first command's job, `examples/digits/run.sh` (install excluded), wall.
+`--predict`: `benchmarks/bench_predict.py --startup` (ens predict's start-up to its first batch).
+The run ends with one line per target of the speed issue.
+
+`ens --help` runs with bytecode caching on (as any install has it: this sandbox sets
+PYTHONDONTWRITEBYTECODE, which recompiles every module of the package at each start); the figure
+without the cache is printed beside it.
+
 Usage:
 
     .venv/bin/python benchmarks/bench_cli.py                  # 1,000,000 x 18
     .venv/bin/python benchmarks/bench_cli.py --rows 20000     # a quick run
+    .venv/bin/python benchmarks/bench_cli.py --rss --example --predict   # every target
 """
 
 from __future__ import annotations
@@ -35,6 +46,13 @@ from pathlib import Path
 import numpy as np
 
 ENS = [sys.executable, "-m", "ensemble"]
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS: list[str] = []  # one line per target, printed at the end
+
+
+def target(name: str, value: float, limit: float, unit: str, note: str = "") -> None:
+    ok = "met" if value <= limit else "NOT met"
+    TARGETS.append(f"  {name:<44} {value:8.2f} {unit:<3} (target <= {limit:g} {unit}) {ok}{note}")
 
 
 def best_of(repeat: int, fn: Callable[[], object]) -> float:
@@ -46,13 +64,13 @@ def best_of(repeat: int, fn: Callable[[], object]) -> float:
     return min(times)
 
 
-def run_command(argv: list[str]) -> tuple[float, float | None]:
+def run_command(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float | None]:
     """(wall seconds, peak RSS in MB or None) of a subprocess, via /usr/bin/time -v when there."""
     timer = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
     cmd = [timer, "-v", *argv] if timer else argv
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, argv))} failed:\n{r.stderr[-2000:]}")
@@ -152,6 +170,69 @@ def blend_commands(n_models: int, n_rows: int) -> None:
         print(f"  blend cold / warm {times['blend cold'] / times['blend warm']:.2f}x (target <= 1.5x)")
         print(f"  oof-report cold / warm {times['oof-report cold'] / times['oof-report warm']:.2f}x")
         print(f"  blend warm / numpy Caruana {times['blend warm'] / times['caruana numpy']:.2f}x (target <= 0.5x)")
+        target("ens blend --method weighted cold / warm", times["blend cold"] / times["blend warm"], 1.5, "x")
+        target("ens blend warm / numpy Caruana script", times["blend warm"] / times["caruana numpy"], 0.5, "x")
+    os.environ.pop("NUMBA_CACHE_DIR", None)
+
+
+def peak_rss(n_models: int, n_rows: int) -> None:
+    """Peak RSS of `ens oof-report` and `ens blend --method weighted` over n_models tables of n_rows x 18."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        t0 = time.perf_counter()
+        dirs, labels = write_problem(d / "preds", n_models, n_rows)
+        mb = n_models * n_rows * 18 * 4 / 2**20
+        print(f"peak RSS over {n_models} tables of {n_rows} x 18 (float32 probabilities {mb:.0f} MB; "
+              f"written in {time.perf_counter() - t0:.0f} s)")
+        for what, argv in (
+            ("oof-report", [*ENS, "oof-report", *map(str, dirs), "--labels", str(labels)]),
+            ("blend weighted", [*ENS, "blend", *map(str, dirs), "--labels", str(labels), "--method", "weighted",
+                                "--no-ledger", "--out", str(d / "blend")]),
+        ):
+            wall, rss = run_command(argv)
+            if rss is None:
+                print(f"  {what:<16} {wall:7.1f} s, peak RSS n/a (no /usr/bin/time)")
+                continue
+            print(f"  {what:<16} {wall:7.1f} s, peak RSS {rss:6.0f} MB = {rss / mb:.2f}x the probabilities")
+            target(f"ens {what} peak RSS / float32 probabilities", rss / mb, 3.0, "x")
+
+
+def example() -> None:
+    """The README's first command's job (examples/digits/run.sh) in a fresh work folder, wall."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "WORK": str(Path(tmp) / "work")}
+        t0 = time.perf_counter()
+        r = subprocess.run(["bash", str(ROOT / "examples/digits/run.sh")], capture_output=True, text=True, env=env, cwd=ROOT)
+        wall = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise SystemExit(f"examples/digits/run.sh failed:\n{r.stderr[-2000:]}")
+    print(f"examples/digits/run.sh (fresh work folder, install excluded): {wall:.0f} s")
+    target("README's first command: examples/digits/run.sh", wall / 60, 5.0, "min")
+
+
+def predict_startup() -> None:
+    """`bench_predict.py --startup`: its output, and its start-up figure as a target when it prints one."""
+    r = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_predict.py")), "--startup"],
+                       capture_output=True, text=True, cwd=ROOT)
+    print(r.stdout.rstrip())
+    m = re.search(r"torch-free\s+first batch\s+([\d.]+) s", r.stdout)
+    if m:
+        target("ens predict start-up (imports to first batch)", float(m.group(1)), 2.0, "s")
+    else:
+        TARGETS.append("  ens predict start-up: see bench_predict.py --startup above")
+
+
+def help_times(repeat: int) -> None:
+    """`ens --help`, median of `repeat`, with bytecode caching as installs have it (and without)."""
+    cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    run_command([*ENS, "--help"], env=cached)  # writes the package's bytecode once
+    with_cache = sorted(run_command([*ENS, "--help"], env=cached)[0] for _ in range(repeat))[repeat // 2]
+    without = sorted(run_command([*ENS, "--help"], env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})[0]
+                     for _ in range(repeat))[repeat // 2]
+    bare = sorted(run_command([sys.executable, "-c", "pass"])[0] for _ in range(repeat))[repeat // 2]
+    print(f"ens --help: {with_cache:.3f} s (median of {repeat}; {without:.3f} s without bytecode caching; "
+          f"the bare interpreter {bare:.3f} s)")
+    target("ens --help", with_cache, 0.5, "s")
 
 
 def main() -> None:
@@ -163,15 +244,30 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=20, help="members of the blend problem")
     ap.add_argument("--blend-rows", type=int, default=20_000, help="OOF rows of the blend problem")
     ap.add_argument("--skip-tables", action="store_true", help="only start-up and the blend problem")
+    ap.add_argument("--rss", action="store_true", help="peak RSS of oof-report and blend over --rss-models tables")
+    ap.add_argument("--rss-models", type=int, default=10)
+    ap.add_argument("--rss-rows", type=int, default=1_000_000)
+    ap.add_argument("--example", action="store_true", help="time examples/digits/run.sh (~3 min)")
+    ap.add_argument("--predict", action="store_true", help="ens predict start-up (bench_predict.py --startup)")
     args = ap.parse_args()
 
-    from ensemble import read_table, write_table
-
-    helps = [run_command([*ENS, "--help"])[0] for _ in range(args.repeat)]
-    print(f"ens --help: {min(helps):.3f} s (best of {args.repeat})")
+    help_times(max(args.repeat, 5))
     blend_commands(args.models, args.blend_rows)
-    if args.skip_tables:
-        return
+    if not args.skip_tables:
+        tables(args)
+    if args.rss:
+        peak_rss(args.rss_models, args.rss_rows)
+    if args.predict:
+        predict_startup()
+    if args.example:
+        example()
+    print("targets (this run):")
+    print("\n".join(TARGETS))
+
+
+def tables(args: argparse.Namespace) -> None:
+    """Read/write of a --rows x --classes table by ens, pyarrow and pandas, and `ens check`'s RSS."""
+    from ensemble import read_table, write_table
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -198,6 +294,7 @@ def main() -> None:
             fastest = min(times.values())
             cells = " ".join(f"{times.get(n, float('nan')):>8.3f}" for n in ("pyarrow", "pandas"))
             print(f"{op:<14} {ours:>8.3f} {cells}  {ours / fastest:.2f}x")
+            target(f"{op} {args.rows} x {args.classes}: ens / fastest peer", ours / fastest, 2.0, "x")
         size = (d / "oof.csv").stat().st_size / 2**20
         print(f"csv file {size:.0f} MB, parquet file {(d / 'pq' / 'oof.parquet').stat().st_size / 2**20:.0f} MB")
         for what in ("oof.csv", "pq/oof.parquet"):
