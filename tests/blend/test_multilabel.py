@@ -203,3 +203,18 @@ def test_labels_without_folds_are_split_by_iterative_stratification(prob):
     assert source == "multilabel-stratified(seed=7)"
     for k, (_, test) in enumerate(MultilabelStratifiedKFold(5, shuffle=True, random_state=7).split(y, y)):
         assert (folds[test] == k).all()
+
+
+def test_calibrate_temperature_and_bias_is_a_per_class_platt_on_the_logits(prob):
+    X, y, _ = prob
+    fitted = M.fit("soft", X, y, X.shape[2], _spec("log_loss", calibrate="temperature+bias"))
+    out = M.apply("soft", fitted, X)
+    if fitted.bias is None:  # the metric did not want the bias: the temperature alone
+        pytest.skip("no bias kept on this problem")
+    z = _logit(X.mean(axis=1)) / fitted.temperature + fitted.bias
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-z)), rtol=1e-5, atol=1e-6)
+
+    def bce(p):
+        return np.mean([log_loss(y[:, c], p[:, c], labels=[0, 1]) for c in range(y.shape[1])])
+
+    assert bce(out) < bce(X.mean(axis=1))
