@@ -33,8 +33,8 @@ _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to float")
 _NEEDS_QUOTES = '[,"\r\n]'
 
 
-def read(p: Path, source: str) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """The ids (object array of str), the header's class names and float32 probabilities (n, C).
+def read(p: Path, source: str) -> tuple[pa.ChunkedArray, list[str], np.ndarray]:
+    """The ids (an Arrow string column), the header's class names and float32 probabilities (n, C).
 
     Raises:
         TableError: unreadable text, a header or row shape problem, non-numeric cells, no rows.
@@ -43,8 +43,7 @@ def read(p: Path, source: str) -> tuple[np.ndarray, list[str], np.ndarray]:
     table = _parse(p, source, header)
     if table.num_rows == 0:
         raise TableError(f"{source}: no rows (only a header); a table needs one row per sample")
-    ids = table.column(0).to_numpy(zero_copy_only=False)
-    return ids, header[1:], probs_from_columns(table.columns[1:], table.num_rows)
+    return table.column(0), header[1:], probs_from_columns(table.columns[1:], table.num_rows)
 
 
 def _read_header(p: Path, source: str) -> list[str]:

@@ -21,8 +21,8 @@ from ensemble.errors import TableError
 META_KEY = b"ens"
 
 
-def read(p: Path, source: str) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """The ids (object array of str), the class names and float32 probabilities (n, C).
+def read(p: Path, source: str) -> tuple[pa.ChunkedArray, list[str], np.ndarray]:
+    """The ids (an Arrow string column), the class names and float32 probabilities (n, C).
 
     Raises:
         TableError: not a Parquet file, no `id` first column, non-numeric class columns, no rows.
@@ -47,12 +47,12 @@ def read(p: Path, source: str) -> tuple[np.ndarray, list[str], np.ndarray]:
     return _ids(table.column(0), source), names[1:], probs_from_columns(columns, table.num_rows)
 
 
-def _ids(column: pa.ChunkedArray, source: str) -> np.ndarray:
+def _ids(column: pa.ChunkedArray, source: str) -> pa.ChunkedArray:
     if pa.types.is_integer(column.type):  # what a CSV of numeric ids reads as
         column = column.cast(pa.string())
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise TableError(f"{source}: the id column has type {column.type}; store ids as strings")
-    return column.fill_null("").to_numpy(zero_copy_only=False)  # a missing id is refused as empty
+    return column.fill_null("")  # a missing id is refused as empty
 
 
 def write(path: Path, ids: np.ndarray, classes: list[str], probs: np.ndarray, meta: dict[str, Any]) -> None:

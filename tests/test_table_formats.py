@@ -38,7 +38,7 @@ def test_every_float32_survives_the_round_trip_bit_exactly(tmp_path, suffix):
     path = tmp_path / f"t{suffix}"
     fmt.write(path, ids, CLASSES, x, {})
     got_ids, classes, back = fmt.read(path, str(path))
-    assert classes == CLASSES and got_ids.tolist() == ids.tolist()
+    assert classes == CLASSES and got_ids.to_pylist() == ids.tolist()
     np.testing.assert_array_equal(back.view(np.uint32), x.view(np.uint32))
     if suffix == ".csv":  # an independent reader (Python's float, then float32) gets the same bits
         oracle = pd.read_csv(path, dtype={"id": str})

@@ -339,3 +339,17 @@ def test_read_tables_reads_each_in_order_and_reports_large_reads(rng, tmp_path, 
     assert large.calls == [("start", 3), ("advance", 1), ("advance", 1), ("advance", 1), ("stop",)]
     with pytest.raises(TableError, match="no such prediction table"):
         tables.read_tables([tmp_path / "nowhere.csv"], progress=large)
+
+
+def test_read_tables_shares_the_ids_of_tables_that_hold_the_same_ones(rng, tmp_path):
+    from ensemble import tables
+
+    ids = [f"{i:03d}" for i in range(30)]
+    orders = {"a": ids, "b": ids, "c": ids[::-1], "d": ids}  # c: the same ids in another order
+    for name, order in orders.items():
+        write_table(make_table(order, ["x", "y"], random_probs(rng, 30, 2)), tmp_path / name / "oof.csv")
+    got = tables.read_tables([tmp_path / n for n in orders])
+    assert got[1].ids is got[0].ids and got[2].ids is not got[1].ids and got[3].ids is not got[0].ids
+    for t, order in zip(got, orders.values()):
+        assert t.ids.tolist() == order
+        np.testing.assert_array_equal(t.probs, read_table(t.path).probs)
