@@ -28,8 +28,9 @@ drawn groups in draw order and each group's rows in row order.
 Multi-label metrics (`metric.task == "multilabel"`, `y` a 0/1 indicator matrix (n, C)) resample
 groups (rows) the same way: an F1 of per-class counts (`from_counts`: macro_f1, micro_f1) sums
 each resample's per-class counts as a product of the draw counts (b, G) with the groups' count
-sums; a row mean (`row_losses`: samples_f1, log_loss) is a weighted mean; any other (map, roc_auc,
-a metric file) is called on the materialised rows. All three see the same resamples.
+sums; a row mean (`row_losses`: samples_f1, log_loss) is a weighted mean; a rank score (map,
+roc_auc) sorts each class once and walks it with each resample's row weights (how often each row
+was drawn); any other (a metric file) is called on the materialised rows. All see the same resamples.
 
 A `progress` hook (`ensemble._progress.Progress`) is told the number of resamples and advanced as
 they are drawn.
@@ -50,7 +51,7 @@ from ensemble import _kernels
 from ensemble._progress import NoProgress, Progress
 from ensemble.errors import MetricError
 from ensemble.metrics import ConfusionMetric, Metric, argmax, get_metric
-from ensemble.metrics.multilabel import LabelCountMetric, check_multilabel
+from ensemble.metrics.multilabel import ClassMean, LabelCountMetric, check_multilabel
 from ensemble.metrics.resample import (
     Groups,
     group_type_counts,
@@ -245,6 +246,8 @@ def bootstrap_metric(
             )
         elif isinstance(metric, LabelCountMetric):
             out = _label_count_scores(metric, y, probs, n_boot, seed, every, progress)
+        elif isinstance(metric, ClassMean):
+            out = _ranked_scores(metric, y, probs, n_boot, seed, every, progress)
         elif (first := metric.row_losses(y, probs[0])) is not None:
             losses = np.stack([first, *(metric.row_losses(y, q) for q in probs[1:])])
             out = mean_scores(losses, n_boot, seed, _Reported.of(every, progress), _CHUNK)
@@ -321,6 +324,23 @@ def _label_count_scores(
         tp = counts[:, c : c + k * c].reshape(b, k, c).transpose(1, 0, 2)
         pc = counts[:, c + k * c :].reshape(b, k, c).transpose(1, 0, 2)
         out[:, start : start + b] = metric.from_counts(tp, pc, tc[None])
+        progress.advance(b)
+    return out
+
+
+def _ranked_scores(
+    metric: ClassMean, y: np.ndarray, probs: np.ndarray, n_boot: int, seed: int, groups: Groups, progress: Progress
+) -> np.ndarray:
+    """(k, n_boot) scores of a multi-label rank metric: each class sorted once, each resample a weighting of its rows."""
+    ranked = [metric.ranked(y, q) for q in probs]
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(probs), n_boot))
+    per_chunk = max(1, _CHUNK // max(len(y), len(groups.size)))
+    for start in range(0, n_boot, per_chunk):
+        b = min(per_chunk, n_boot - start)
+        weights = groups.counts(groups.draw(rng, b))[:, groups.code]  # (b, n): how often each row is drawn
+        for q, r in enumerate(ranked):
+            out[q, start : start + b] = metric.from_ranked(r, weights)
         progress.advance(b)
     return out
 

@@ -29,7 +29,6 @@ classes in float64, 43 in float32).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,11 +38,12 @@ from ensemble._registry import Registry
 from ensemble.errors import MetricError, preview
 from ensemble.metrics.base import Metric
 from ensemble.metrics.classification import _probs
-from ensemble.metrics.ranking import class_ranking, column_sums
+from ensemble.metrics.ranking import Ranked, class_ranking, column_sums
 from ensemble.task import DEFAULT_THRESHOLD, MULTILABEL
 
 __all__ = [
     "MULTILABEL_METRICS",
+    "ClassMean",
     "LabelCountMetric",
     "bce_rows",
     "check_multilabel",
@@ -108,11 +108,7 @@ def class_scores(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarr
     Raises:
         MetricError: the inputs' shapes or values (`check_multilabel`), or NaN probabilities.
     """
-    y, probs = check_multilabel(y, probs)
-    if np.isnan(probs.min()):
-        rows = np.flatnonzero(np.isnan(probs).any(axis=1))
-        raise MetricError(f"probabilities hold NaN (rows {preview(rows)}); rank scores need finite probabilities")
-    return class_ranking(y, probs)
+    return class_ranking(*_checked_scores(y, probs))
 
 
 def class_roc_auc(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -212,18 +208,30 @@ class SamplesF1(Metric):
 
 @dataclass(frozen=True)
 class ClassMean(Metric):
-    """A per-class score (`per_class`, NaN where undefined) averaged over the classes that define it."""
+    """A per-class rank score (`class_scores` part 0: ROC-AUC, 1: average precision) averaged over the
+    classes that define it; `ranked` and `from_ranked` score many row reweightings from one sort."""
 
     task: str = MULTILABEL
-    per_class: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    part: int = 0
     undefined: str = ""  # the MetricError text when no class defines the score
 
     def score(self, y: np.ndarray, probs: np.ndarray, index: np.ndarray | None = None) -> float:
-        values = self.per_class(y, probs)
-        defined = values[~np.isnan(values)]
-        if not len(defined):
+        return float(self._mean(class_scores(y, probs)[self.part][None])[0])
+
+    def ranked(self, y: np.ndarray, probs: np.ndarray) -> Ranked:
+        """Every class's rows sorted once, for `from_ranked` (checked as `score` checks)."""
+        y, probs = _checked_scores(y, probs)
+        return Ranked.of(y, probs)
+
+    def from_ranked(self, ranked: Ranked, weights: np.ndarray) -> np.ndarray:
+        """Scores under row weights (b, n) (a row of weight w counts w times), float64 (b,)."""
+        return self._mean(ranked.weighted(weights)[self.part])
+
+    def _mean(self, values: np.ndarray) -> np.ndarray:
+        defined = ~np.isnan(values)  # (b, C)
+        if not defined.any(axis=1).all():
             raise MetricError(self.undefined)
-        return float(defined.mean())
+        return np.where(defined, values, 0.0).sum(axis=1) / defined.sum(axis=1)
 
 
 @dataclass(frozen=True)
@@ -244,12 +252,12 @@ MULTILABEL_METRICS.add("macro_f1", MacroF1("macro_f1", higher_is_better=True))
 MULTILABEL_METRICS.add("micro_f1", MicroF1("micro_f1", higher_is_better=True))
 MULTILABEL_METRICS.add("samples_f1", SamplesF1("samples_f1", higher_is_better=True))
 MULTILABEL_METRICS.add("map", ClassMean(
-    "map", higher_is_better=True, per_class=class_average_precision,
+    "map", higher_is_better=True, part=1,
     undefined="average precision is undefined: no class has a positive row in y_true; score rows that hold "
     "some positive labels (a larger subset, or folds stratified by label)",
 ))
 MULTILABEL_METRICS.add("roc_auc", ClassMean(
-    "roc_auc", higher_is_better=True, per_class=class_roc_auc,
+    "roc_auc", higher_is_better=True, part=0,
     undefined="ROC-AUC is undefined: no class has both a positive and a negative row in y_true; score more "
     "rows (a larger subset, or folds stratified by label)",
 ))
@@ -257,6 +265,14 @@ MULTILABEL_METRICS.add("log_loss", BinaryLogLoss("log_loss", higher_is_better=Fa
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def _checked_scores(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y, probs = check_multilabel(y, probs)
+    if np.isnan(probs.min()):
+        rows = np.flatnonzero(np.isnan(probs).any(axis=1))
+        raise MetricError(f"probabilities hold NaN (rows {preview(rows)}); rank scores need finite probabilities")
+    return y, probs
 
 
 def _decisions(probs: np.ndarray) -> np.ndarray:

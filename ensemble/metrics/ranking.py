@@ -23,13 +23,15 @@ truth with a single class has no AUC at all: MetricError.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ensemble import _kernels
 from ensemble.errors import MetricError, preview
 from ensemble.metrics.classification import _labels, _probs, _same_length
 
-__all__ = ["auc_of_sorted", "binary_auc", "class_ranking", "column_sums", "roc_auc"]
+__all__ = ["Ranked", "auc_of_sorted", "binary_auc", "class_ranking", "column_sums", "roc_auc"]
 
 _BLOCK = 4096  # rows transposed at once by the numpy key builder: the block stays in cache
 
@@ -71,6 +73,47 @@ def class_ranking(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
             if n_pos < n:
                 auc[j] = auc2 / (2.0 * n_pos * (n - n_pos))
     return auc, ap
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Each class's rows in score order, to score many reweightings of the rows (bootstrap resamples)
+    without sorting again: a resample is the weight of each row, how often it was drawn.
+
+    Attributes:
+        keys: per class, the sorted keys (score bits or rank times 2, plus the label), int (n,).
+        order: per class, the rows in that order, int64 (n,).
+    """
+
+    keys: list[np.ndarray]
+    order: list[np.ndarray]
+
+    @classmethod
+    def of(cls, y: np.ndarray, scores: np.ndarray) -> Ranked:
+        """Sort the rows of every class of `y` (bool (n, C)) by `scores` (float (n, C), no NaN)."""
+        keys = _keys(y, scores)
+        orders = [np.argsort(k, kind="stable") for k in keys]
+        return cls([k[o] for k, o in zip(keys, orders)], orders)
+
+    def weighted(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ROC-AUC and average precision of every class under row weights (b, n): float64 (b, C) each.
+
+        A row of weight w counts as w copies of it (ties as in `class_ranking`); NaN where a
+        class has no weighted positive (AP, AUC) or no weighted negative (AUC).
+        """
+        weights = np.asarray(weights)
+        exact = np.float32 if weights.max(initial=0) < 2**24 else np.float64  # half the memory the walk reads
+        wt = np.ascontiguousarray(weights.T, dtype=exact)  # (n, b): a row's weights in every resample side by side
+        walk = _weighted_walk_nb if _kernels.HAVE_NUMBA else _weighted_walk_np
+        c = len(self.keys)
+        if _kernels.threads() > 1 and c > 1:  # classes are independent and the compiled walk frees the GIL
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(c, _kernels.threads())) as pool:
+                parts = list(pool.map(lambda j: walk(self.keys[j], self.order[j], wt), range(c)))
+        else:
+            parts = [walk(self.keys[j], self.order[j], wt) for j in range(c)]
+        return np.stack([a for a, _ in parts], axis=1), np.stack([p for _, p in parts], axis=1)
 
 
 def column_sums(a: np.ndarray) -> np.ndarray:
@@ -123,6 +166,24 @@ def _walk_np(row: np.ndarray, n_pos: int) -> tuple[float, float]:
     return auc2, ap_sum
 
 
+def _weighted_walk_np(keys: np.ndarray, order: np.ndarray, wt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(AUC (b,), AP (b,)) of one class's sorted keys under row weights wt (n, b) (numpy twin of `_weighted_walk_nb`)."""
+    score, label = keys >> 1, (keys & 1).astype(bool)
+    start = np.ones(len(keys), dtype=bool)
+    start[1:] = score[1:] != score[:-1]
+    at = np.flatnonzero(start)
+    w = wt[order]  # (n, b) in score order
+    pos = np.add.reduceat(w * label[:, None], at, axis=0)[::-1]  # (G, b) per tie group, descending score
+    neg = np.add.reduceat(w * ~label[:, None], at, axis=0)[::-1]
+    pos_ge, neg_ge = np.cumsum(pos, axis=0), np.cumsum(neg, axis=0)
+    n_pos, n_neg = pos_ge[-1], neg_ge[-1]
+    s = np.sum(pos * (2.0 * neg_ge - neg), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = np.sum(np.where(pos > 0, pos * (pos_ge / (pos_ge + neg_ge)), 0.0), axis=0) / n_pos
+        auc = (2.0 * n_pos * n_neg - s) / (2.0 * n_pos * n_neg)
+    return np.where(n_pos * n_neg > 0, auc, np.nan), np.where(n_pos > 0, ap, np.nan)
+
+
 if _kernels.NUMBA_INSTALLED:
     from numba import njit
 
@@ -159,6 +220,51 @@ if _kernels.NUMBA_INSTALLED:
             pos_below += pos
             neg_below += neg
         return auc2, ap_sum
+
+    @njit(cache=True, nogil=True)
+    def _weighted_walk_nb(keys, order, wt):  # pragma: no cover - compiled
+        # From the top score down, every resample side by side. Within a tie group the positives come
+        # first (descending), so the negatives seen when its first positive arrives are those above it:
+        # AUC = 1 - sum(pos * (neg_above + neg_at_or_above)) / (2 P N), AP as in `_walk_nb`.
+        n, b = wt.shape
+        pos_ge = np.zeros(b)
+        neg_ge = np.zeros(b)
+        above = np.zeros(b)
+        s = np.zeros(b)
+        ap_sum = np.zeros(b)
+        pos = np.zeros(b)
+        i = n - 1
+        while i >= 0:
+            score = keys[i] >> 1
+            has_pos = False
+            while i >= 0 and (keys[i] >> 1) == score:
+                row = order[i]
+                if keys[i] & 1:
+                    if not has_pos:
+                        for r in range(b):
+                            pos[r] = 0.0
+                            above[r] = neg_ge[r]
+                        has_pos = True
+                    for r in range(b):
+                        pos[r] += wt[row, r]
+                else:
+                    for r in range(b):
+                        neg_ge[r] += wt[row, r]
+                i -= 1
+            if has_pos:
+                for r in range(b):
+                    if pos[r] > 0:
+                        pos_ge[r] += pos[r]
+                        s[r] += pos[r] * (above[r] + neg_ge[r])
+                        ap_sum[r] += pos[r] * (pos_ge[r] / (pos_ge[r] + neg_ge[r]))
+        auc = np.full(b, np.nan)
+        ap = np.full(b, np.nan)
+        for r in range(b):
+            if pos_ge[r] > 0:
+                ap[r] = ap_sum[r] / pos_ge[r]
+                if neg_ge[r] > 0:
+                    auc[r] = (2.0 * pos_ge[r] * neg_ge[r] - s[r]) / (2.0 * pos_ge[r] * neg_ge[r])
+        return auc, ap
 
 
 def roc_auc(y_true: np.ndarray, probs: np.ndarray) -> float:

@@ -269,3 +269,20 @@ def test_nan_probabilities_are_refused_by_the_rank_metrics(name):
     p = np.array([[0.1, np.nan], [0.7, 0.2]])
     with pytest.raises(MetricError, match=r"probabilities hold NaN \(rows \"0\"\); rank scores need finite"):
         MULTILABEL_METRICS.get(name).score(np.array([[0, 1], [1, 0]]), p)
+
+
+def test_ranked_weights_count_rows_as_repeats_in_both_twins(rng, monkeypatch):
+    from ensemble.metrics.ranking import Ranked
+
+    y = (rng.random((300, 4)) < [0.02, 0.3, 0.6, 1.0]).astype(bool)  # rare, common, and a class with no negative
+    p = np.round(rng.random((300, 4)), 1)  # many ties
+    weights = np.stack([np.bincount(rng.integers(0, 300, 300), minlength=300) for _ in range(6)])
+    compiled = Ranked.of(y, p).weighted(weights)
+    monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
+    twin = Ranked.of(y, p).weighted(weights)
+    for b, w in enumerate(weights):
+        rows = np.repeat(np.arange(300), w)  # the resample, materialised
+        auc, ap = class_scores(y[rows], p[rows])
+        for got in (compiled, twin):
+            np.testing.assert_allclose(got[0][b], auc, rtol=1e-12)
+            np.testing.assert_allclose(got[1][b], ap, rtol=1e-12)
