@@ -172,7 +172,7 @@ def _weighted_walk_np(keys: np.ndarray, order: np.ndarray, wt: np.ndarray) -> tu
     start = np.ones(len(keys), dtype=bool)
     start[1:] = score[1:] != score[:-1]
     at = np.flatnonzero(start)
-    w = wt[order]  # (n, b) in score order
+    w = wt[order].astype(np.float64)  # (n, b) in score order, summed in float64 as the compiled walk does
     pos = np.add.reduceat(w * label[:, None], at, axis=0)[::-1]  # (G, b) per tie group, descending score
     neg = np.add.reduceat(w * ~label[:, None], at, axis=0)[::-1]
     pos_ge, neg_ge = np.cumsum(pos, axis=0), np.cumsum(neg, axis=0)
