@@ -27,23 +27,18 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
 from ensemble.predict.cpu import choose_wait_policy, usable_cores
 
-if "OMP_WAIT_POLICY" not in os.environ and (_policy := choose_wait_policy()) is not None:
-    # read once, when torch loads OpenMP: idle threads sleep instead of spinning beside other busy
-    # processes (spinning threads on a shared 2-core machine made training ~10x slower)
-    os.environ["OMP_WAIT_POLICY"] = _policy
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import timm  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+if TYPE_CHECKING:  # torch loads in the train stage only: the data stage runs without it
+    import torch
 
 HERE = Path(__file__).resolve().parent
 CLASSES = [str(d) for d in range(10)]
@@ -119,6 +114,8 @@ def read_indicators(labels: pd.Series) -> np.ndarray:
 
 def load_images(work: Path, frame: pd.DataFrame) -> torch.Tensor:
     """Decode the PNGs once into normalised float tensors (N, 3, 32, 32)."""
+    import torch
+
     arr = np.stack([np.asarray(Image.open(work / p).convert("RGB")) for p in frame["path"]])
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)
     return (x - MEAN) / STD
@@ -126,6 +123,10 @@ def load_images(work: Path, frame: pd.DataFrame) -> torch.Tensor:
 
 def train_one(arch: str, seed: int, lr: float, x: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.nn.Module:
     """A few epochs of AdamW on BCEWithLogitsLoss with random shifts; deterministic for the seed."""
+    import timm
+    import torch
+    import torch.nn.functional as F
+
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = timm.create_model(arch, pretrained=False, num_classes=len(CLASSES))
@@ -149,6 +150,8 @@ def train_one(arch: str, seed: int, lr: float, x: torch.Tensor, y: torch.Tensor,
 
 
 def save(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp))
@@ -157,6 +160,14 @@ def save(model: torch.nn.Module, path: Path) -> None:
 
 def train_models(work: Path, models: list[str], epochs: int) -> None:
     """Train every (model, fold) whose checkpoint is missing, on the fold column the CLI wrote."""
+    if "OMP_WAIT_POLICY" not in os.environ and (policy := choose_wait_policy()) is not None:
+        # read once, when torch loads OpenMP: idle threads sleep instead of spinning beside other busy
+        # processes (spinning threads on a shared 2-core machine made training ~10x slower)
+        os.environ["OMP_WAIT_POLICY"] = policy
+    import torch
+
+    # the forwards are tiny: more than a few threads only add synchronisation
+    torch.set_num_threads(max(1, min(4, usable_cores())))
     train = pd.read_csv(work / "train.csv", dtype={"id": str, "label": str}, keep_default_na=False)
     if "fold" not in train.columns:
         raise SystemExit(f"{work / 'train.csv'} has no fold column: run `ens folds --method multilabel-stratified` first")
@@ -188,8 +199,6 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5, help="training epochs (train stage)")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     args = ap.parse_args()
-    # the forwards are tiny: more than a few threads only add synchronisation
-    torch.set_num_threads(max(1, min(4, usable_cores())))
     work = args.work.resolve()
     if args.stage == "data":
         build_data(work, args.n_train, args.n_test)

@@ -11,9 +11,11 @@ W="${WORK:-examples/mosaics/work}"
 PREPARE_ARGS="${PREPARE_ARGS:-}"  # e.g. "--n-train 600 --n-test 200 --epochs 1" for a quick run
 FOLDS="${FOLDS:-5}"
 N_BOOT="${N_BOOT:-1000}"
+# the blends: NAME:FLAGS, the method is NAME's first word; *_thr tune one threshold per class, *_gthr one for all
+BLENDS="${BLENDS:-soft: weighted: soft_thr:--tune-thresholds=per-class weighted_thr:--tune-thresholds=per-class weighted_gthr:--tune-thresholds=global}"
 MODELS="${MODELS:-models}"  # the model cards (their checkpoint paths point into examples/mosaics/work)
 CARDS=("$MODELS/mosaic_resnet_s0.toml" "$MODELS/mosaic_resnet_s1.toml" "$MODELS/mosaic_effnet_s0.toml")
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m== %s\033[0m (at %d s)\n' "$*" "$(( $(date +%s) - start ))"; }
 start=$(date +%s)
 
 step "1. data: 32x32 mosaics of 1-4 real digits on a 2x2 grid, labelled by the set of digits shown"
@@ -55,22 +57,23 @@ $ENS oof-report --labels "$W/train.csv" "$W"/preds/* --n-boot "$N_BOOT" --plots 
 step "7. blends at 0.5 and with tuned thresholds, each scored in-sample and nested (fit on 4 folds, score the 5th)"
 rm -f "$W/ledger.db"  # a fresh ledger for each run of the example
 rm -rf "$W/submissions"
-for spec in "soft:" "weighted:" "soft_thr:--tune-thresholds per-class" "weighted_thr:--tune-thresholds per-class" \
-            "weighted_gthr:--tune-thresholds global"; do
-    name=${spec%%:*}; extra=${spec#*:}; method=${name%%_*}
+names=()
+for spec in $BLENDS; do
+    name=${spec%%:*}; extra=${spec#*:}; method=${name%%_*}; names+=("$name")
     # shellcheck disable=SC2086
     $ENS blend --method "$method" $extra --labels "$W/train.csv" "$W"/preds/* --out "$W/blends/$name" \
         --n-boot "$N_BOOT" --submission "$W/submissions/$name.csv" --target-format labels --no-ledger --force
 done
 echo "a submission: each row's predicted digits joined by a space"
-head -4 "$W/submissions/weighted_thr.csv"
+head -4 "$W/submissions/${names[-1]}.csv"
 
-step "8. the submission ledger: each set submission recorded with its recipe's scores"
-for name in soft weighted soft_thr weighted_thr weighted_gthr; do
+step "8. the submission ledger (each set submission with its recipe's scores) and the final two picks"
+for name in "${names[@]}"; do
     $ENS submissions add "$W/submissions/$name.csv" --recipe "$W/blends/$name" --ledger "$W/ledger.db" \
         --note "mosaics $name" > /dev/null
 done
 $ENS submissions list --ledger "$W/ledger.db"
+$ENS select --n 2 --ledger "$W/ledger.db" --n-boot "$N_BOOT"   # the labels file the blends recorded
 
 step "9. the private leaderboard: held-back test labels, scored independently with sklearn"
 $PY examples/mosaics/private_score.py "$W"
