@@ -81,13 +81,19 @@ def check_multilabel(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.n
         raise MetricError("no samples: y_true is empty")
     if y.dtype == np.bool_:
         return y, probs
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() > 1:
+    if not np.issubdtype(y.dtype, np.number):
+        raise MetricError(f"y_true has dtype {y.dtype}; multi-label labels are a 0/1 indicator matrix (uint8)")
+    if np.issubdtype(y.dtype, np.integer):
+        binary = y.min() >= 0 and y.max() <= 1  # two reductions instead of two comparisons per cell
+    else:
+        binary = bool(((y == 0) | (y == 1)).all())
+    if not binary:
         bad = np.unique(y[(y != 0) & (y != 1)])
         raise MetricError(
             f"y_true holds values other than 0 and 1 ({preview(bad)}); multi-label labels are a 0/1 "
             "indicator matrix (uint8), one column per class"
         )
-    return (y.view(np.bool_) if y.dtype.itemsize == 1 else y.astype(np.bool_)), probs
+    return (y.view(np.bool_) if y.dtype.itemsize == 1 and np.issubdtype(y.dtype, np.integer) else y != 0), probs
 
 
 def class_counts(y: np.ndarray, decided: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -257,9 +257,13 @@ def test_input_errors_are_one_line(name):
         (np.array([0, 1, 1]), r"y_true has shape \(3,\) but the probabilities have shape \(3, 2\); multi-label labels"),
         (np.array([[0, 2], [1, 0], [0, 0]]), r"y_true holds values other than 0 and 1 \(\"2\"\); multi-label labels"),
         (np.zeros((0, 2), np.uint8), "no samples: y_true is empty"),
+        (np.array([[0, 0.5], [1, 0], [0, 0]]), r"y_true holds values other than 0 and 1 \(\"0.5\"\)"),
+        (np.full((3, 2), "a"), "y_true has dtype <U1; multi-label labels are a 0/1 indicator matrix"),
     ]:
         with pytest.raises(MetricError, match=message):
             m.score(y, p[: len(y)] if len(y) == 0 else p)
+    as_floats = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # an indicator matrix of floats is one too
+    assert m.score(as_floats, p) == m.score(as_floats.astype(np.uint8), p)
     with pytest.raises(UnknownNameError, match="unknown multi-label metric 'qwk'; choose one of: macro_f1, micro_f1"):
         get_metric("qwk", "multilabel")
 
