@@ -136,5 +136,4 @@ def recorded_labels(cands: Sequence[Candidate]) -> tuple[Path, Columns]:
         raise ConfigError(f"{p}: the labels file the candidates were blended against is gone; pass --labels")
     if sha256_file(p) != ref.sha256:
         raise ConfigError(f"{p}: the labels file changed since the candidates were blended (SHA-256); pass --labels to use it anyway")
-    sep = getattr(ref, "label_sep", None) or Columns().label_sep  # recorded by recipes that record it
-    return p, Columns(id=ref.id_col, label=ref.label_col, fold=ref.fold_col, label_sep=sep)
+    return p, Columns(id=ref.id_col, label=ref.label_col, fold=ref.fold_col, label_sep=ref.label_sep)
