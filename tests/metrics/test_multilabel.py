@@ -258,7 +258,7 @@ def test_input_errors_are_one_line(name):
         (np.array([[0, 2], [1, 0], [0, 0]]), r"y_true holds values other than 0 and 1 \(\"2\"\); multi-label labels"),
         (np.zeros((0, 2), np.uint8), "no samples: y_true is empty"),
         (np.array([[0, 0.5], [1, 0], [0, 0]]), r"y_true holds values other than 0 and 1 \(\"0.5\"\)"),
-        (np.full((3, 2), "a"), "y_true has dtype <U1; multi-label labels are a 0/1 indicator matrix"),
+        (np.full((3, 2), "a"), r"y_true has dtype <U1; multi-label labels are a 0/1 indicator matrix \(uint8\)"),
     ]:
         with pytest.raises(MetricError, match=message):
             m.score(y, p[: len(y)] if len(y) == 0 else p)
