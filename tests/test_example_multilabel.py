@@ -83,6 +83,7 @@ def test_data_folds_and_tables_are_multilabel(run):
         oof = read(work / "preds" / model / "oof.csv")
         assert list(oof.columns) == CLASSES and ((oof >= 0) & (oof <= 1)).all().all()
         assert not np.allclose(oof.sum(axis=1), 1.0)  # sigmoid outputs, not a softmax
+    assert {"per_class_auc_ap.png", "threshold_f1.png"} <= {p.name for p in (work / "report").glob("*.png")}
 
 
 def test_submissions_are_the_thresholded_blend_of_the_members(run):

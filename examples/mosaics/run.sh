@@ -23,7 +23,7 @@ step "1. data: 32x32 mosaics of 1-4 real digits on a 2x2 grid, labelled by the s
 $PY examples/mosaics/prepare.py data --work "$W" $PREPARE_ARGS
 head -4 "$W/mosaics.csv"
 
-step "2. folds: iterative stratification keeps every class's positives (and label pairs) balanced"
+step "2. folds: iterative stratification (Sechidis et al.) balances every class's positives over the folds"
 [ -e "$W/train.csv" ] || $ENS folds --method multilabel-stratified --n-splits "$FOLDS" \
     --data "$W/mosaics.csv" --out "$W/train.csv" --quiet > /dev/null
 $ENS folds --data "$W/train.csv" --check
