@@ -2,8 +2,8 @@
 
 Each image is a 32x32 mosaic: a 2x2 grid of 16x16 cells, 1 to 4 of them holding a digit (the 8x8
 originals upscaled to 16x16), the others empty. Its label is the SET of distinct digits shown, as
-a multi-label cell (`3|7`; classes "0".."9"). Train and test mosaics are built from disjoint halves
-of the digits, so no test digit image is ever seen in training.
+a multi-label cell (`3|7`; classes "0".."9"). Train and test mosaics are built from disjoint pools
+of the digits (3/4 and 1/4), so no test digit image is ever seen in training.
 
 Two stages, so that the folds are made by the CLI between them (examples/mosaics/run.sh):
 
@@ -202,7 +202,8 @@ def main() -> None:
     work = args.work.resolve()
     if args.stage == "data":
         build_data(work, args.n_train, args.n_test)
-        print(f"mosaics in {work} ({args.n_train} train, {args.n_test} held-back test)")
+        n_train, n_test = (len(pd.read_csv(work / f)) for f in ("mosaics.csv", "test.csv"))  # as cached
+        print(f"mosaics in {work} ({n_train} train, {n_test} held-back test)")
     else:
         train_models(work, args.models.split(","), args.epochs)
         print(f"checkpoints in {work / 'checkpoints'}")
