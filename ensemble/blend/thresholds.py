@@ -252,11 +252,6 @@ def grid_search(
     return t
 
 
-# The metrics with an exact sweep: sklearn's F1s on indicator matrices at p > t. Any other metric
-# (a competition metric file) is searched on a grid and scored by itself.
-EXACT = ("macro_f1", "micro_f1", "samples_f1")
-
-
 def fit_thresholds(
     probs: np.ndarray, y: np.ndarray, metric: Metric, *, mode: str = "per-class", index: np.ndarray | None = None,
     progress: Progress | None = None,
@@ -282,13 +277,15 @@ def fit_thresholds(
     def score(t: np.ndarray) -> float:
         return float(metric.oriented(metric.score(y, shift(P, t), index)))
 
-    exact = metric.name in EXACT and not metric.runs_user_code
-    if exact and mode == "global":
-        t = np.full(C, exact_global(metric.name, P, Y, DEFAULT_THRESHOLD))
-    elif exact and metric.name == "macro_f1":
+    # The F1s on indicator matrices have exact sweeps (the metric says which it is); any other metric
+    # (a competition metric file) is searched on a grid and scored by itself.
+    kind = None if metric.runs_user_code else metric.threshold_sweep
+    if kind is not None and mode == "global":
+        t = np.full(C, exact_global(kind, P, Y, DEFAULT_THRESHOLD))
+    elif kind == "macro_f1":
         t = macro_f1_per_class(P, Y, untuned)
-    elif exact:
-        t = coupled_per_class(metric.name, P, Y, untuned, progress)
+    elif kind is not None:
+        t = coupled_per_class(kind, P, Y, untuned, progress)
     else:
         t = grid_search(score, P, mode, untuned, progress)
     return t if score(t) > score(untuned) + TIE else untuned

@@ -27,7 +27,7 @@ def class_order(classes: str | None, classes_file: Path | None) -> list[str] | N
 # The built-in names, spelled here so `ens --help` need not import the metrics (numba); a test keeps
 # these lists equal to `ensemble.metrics.METRICS` and `ensemble.metrics.MULTILABEL_METRICS`.
 BUILTIN_METRICS = (
-    "macro_f1", "macro_f1_all", "micro_f1", "weighted_f1", "accuracy", "balanced_accuracy", "qwk", "log_loss", "roc_auc",
+    "macro_f1", "macro_f1_all", "micro_f1", "weighted_f1", "balanced_accuracy", "accuracy", "qwk", "log_loss", "roc_auc",
 )
 MULTILABEL_BUILTIN_METRICS = ("macro_f1", "micro_f1", "samples_f1", "map", "roc_auc", "log_loss")
 METRIC_HELP = (

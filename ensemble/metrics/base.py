@@ -48,6 +48,10 @@ class Metric:
     count_code: int | None = None
     task: str = "multiclass"
 
+    # Multi-label F1s whose thresholds `ensemble.blend.thresholds` can fit by an exact sweep over counts:
+    # the F1's average ("macro_f1", "micro_f1", "samples_f1"), None for every other metric.
+    threshold_sweep: ClassVar[str | None] = None
+
     # Competition metric files run the user's Python per call (milliseconds each): bootstraps default
     # to fewer resamples for them (`resamples`), so a nested blend stays within a minute.
     runs_user_code: ClassVar[bool] = False

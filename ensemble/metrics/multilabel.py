@@ -30,6 +30,7 @@ classes in float64, 43 in float32).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -182,6 +183,8 @@ class LabelCountMetric(Metric):
 class MacroF1(LabelCountMetric):
     """The mean over all C classes of 2 TP / (true + predicted), 0 for a class with neither."""
 
+    threshold_sweep: ClassVar[str | None] = "macro_f1"
+
     def from_counts(self, tp: np.ndarray, pc: np.ndarray, tc: np.ndarray) -> np.ndarray:
         return _f1(tp, pc, tc).mean(axis=-1)
 
@@ -190,6 +193,8 @@ class MacroF1(LabelCountMetric):
 class MicroF1(LabelCountMetric):
     """2 ΣTP / (Σtrue + Σpredicted) over every cell, 0 when nothing is true or predicted."""
 
+    threshold_sweep: ClassVar[str | None] = "micro_f1"
+
     def from_counts(self, tp: np.ndarray, pc: np.ndarray, tc: np.ndarray) -> np.ndarray:
         return _f1(tp.sum(axis=-1), pc.sum(axis=-1), tc.sum(axis=-1))
 
@@ -197,6 +202,8 @@ class MicroF1(LabelCountMetric):
 @dataclass(frozen=True)
 class SamplesF1(Metric):
     """The mean over all n rows of each row's 2 TP / (true + predicted), 0 for a row with neither: a row mean."""
+
+    threshold_sweep: ClassVar[str | None] = "samples_f1"
 
     argmax_only: bool = True
     task: str = MULTILABEL

@@ -12,7 +12,6 @@ from ensemble.cli._options import (
 from ensemble.metrics import METRICS, MULTILABEL_METRICS
 
 
-@pytest.mark.xfail(strict=True, reason="_options.py lists accuracy before balanced_accuracy; the registry the other way round")
 def test_builtin_metric_names_are_the_registrys_in_order():
     assert BUILTIN_METRICS == tuple(METRICS.names())
 
