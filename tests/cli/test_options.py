@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from ensemble.cli._options import (
     BUILTIN_METRICS,
     METRIC_HELP,
