@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
@@ -20,10 +19,9 @@ import torch
 from ensemble._progress import NoProgress, Progress
 from ensemble.predict import resume
 from ensemble.predict.config import ModelConfig, Runner
-from ensemble.predict.data import Preprocess
 from ensemble.predict.group import run_group
 from ensemble.predict.plan import Plan
-from ensemble.predict.work import RunStats, reuse_parts
+from ensemble.predict.work import RunStats, by_preprocess, reuse_parts
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +77,7 @@ def run_plan(
     if device.type == "cuda":  # pinned-memory thread and default stream on this rank's GPU, not cuda:0
         torch.cuda.set_device(device)
     parts, stats, pending = reuse_parts(plan, items, resume_parts=resume_parts, skip_bad=skip_bad)
-    groups: dict[Preprocess, list[int]] = defaultdict(list)
-    for i in pending:
-        groups[Preprocess.of(plan.configs[plan.items[i].model])].append(i)
+    groups = by_preprocess(plan, pending)
     progress = progress or NoProgress()
     progress.start("predicting", sum(len(plan.items[i].rows) for i in pending))
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
 from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +31,14 @@ from ensemble.predict.distributed import launcher_env
 from ensemble.predict.onnx_model import OnnxModel
 from ensemble.predict.plan import Plan
 from ensemble.predict.tta import MERGES, View, activate_array
-from ensemble.predict.work import RunStats, finish_part, locate, reuse_parts, row_blocks
+from ensemble.predict.work import (
+    RunStats,
+    by_preprocess,
+    finish_part,
+    locate,
+    reuse_parts,
+    row_blocks,
+)
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,7 @@ def run_plan(
 ) -> tuple[dict[int, resume.Part], RunStats]:
     """`engine.run_plan` for ONNX models on the CPU, without torch (same arguments, same result)."""
     parts, stats, pending = reuse_parts(plan, items, resume_parts=resume_parts, skip_bad=skip_bad)
-    groups: dict[Preprocess, list[int]] = defaultdict(list)
-    for i in pending:
-        groups[Preprocess.of(plan.configs[plan.items[i].model])].append(i)
+    groups = by_preprocess(plan, pending)
     progress = progress or NoProgress()
     progress.start("predicting", sum(len(plan.items[i].rows) for i in pending))
     threads = compute_threads(workers)

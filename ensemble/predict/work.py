@@ -4,12 +4,14 @@ are decoded in, where a batch's rows sit in an item, and an item's finished part
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 
 from ensemble.predict import resume
+from ensemble.predict.data import Preprocess
 from ensemble.predict.plan import Plan
 
 
@@ -42,6 +44,14 @@ def reuse_parts(plan: Plan, items: Collection[int] | None, *, resume_parts: bool
             stats.reused.add(i)
             stats.bad.update(part.bad or {})
     return parts, stats, sorted(needed - set(parts))
+
+
+def by_preprocess(plan: Plan, pending: list[int]) -> dict[Preprocess, list[int]]:
+    """The pending items grouped by their preprocessing: each group's images are decoded once."""
+    groups: dict[Preprocess, list[int]] = defaultdict(list)
+    for i in pending:
+        groups[Preprocess.of(plan.configs[plan.items[i].model])].append(i)
+    return groups
 
 
 def row_blocks(item_rows: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
