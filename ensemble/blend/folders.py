@@ -17,7 +17,7 @@ from ensemble.blend.write import blend_outputs, write_blend
 from ensemble.errors import ConfigError, TableError, preview
 from ensemble.labels import Columns, read_labels
 from ensemble.submission import SubmissionFormat
-from ensemble.tables import TABLE_FORMATS, PredTable, read_table, resolve_table_path
+from ensemble.tables import TABLE_FORMATS, PredTable, read_tables, resolve_table_path
 from ensemble.task import common_task
 
 
@@ -30,15 +30,17 @@ class WrittenBlend:
     ledger_entry: Any = None
 
 
-def read_members(pred_dirs: Sequence[str | os.PathLike]) -> tuple[list[PredTable], list[PredTable] | None]:
-    """Each folder's oof.csv, and its test.csv when every folder has one.
+def read_members(
+    pred_dirs: Sequence[str | os.PathLike], progress: Progress | None = None
+) -> tuple[list[PredTable], list[PredTable] | None]:
+    """Each folder's oof.csv, and its test.csv when every folder has one (many large tables: a progress bar).
 
     Raises:
         TableError: a folder lacks oof.csv, or some folders have test.csv and others not (named).
     """
     if not pred_dirs:
         raise ConfigError("no prediction folders given; pass the folders holding oof.csv and test.csv")
-    oofs = [read_table(d, kind="oof") for d in pred_dirs]
+    oofs = read_tables(pred_dirs, kind="oof", progress=progress)
     folders = [Path(t.path).parent for t in oofs]
     has_test = [any((f / f"test{suffix}").is_file() for suffix in TABLE_FORMATS.values()) for f in folders]
     missing = [f"{t.name} ({f / 'test.csv'})" for t, f, h in zip(oofs, folders, has_test) if not h]
@@ -49,7 +51,7 @@ def read_members(pred_dirs: Sequence[str | os.PathLike]) -> tuple[list[PredTable
             f"test table missing for member(s) {preview(missing)}; run `ens predict --split test` for them "
             "or leave those members out — every member of a blend needs test.csv (or .parquet) beside oof.csv"
         )
-    return oofs, [read_table(resolve_table_path(f, "test"), kind="test") for f in folders]
+    return oofs, read_tables([resolve_table_path(f, "test") for f in folders], kind="test", progress=progress)
 
 
 def blend_folders(
@@ -105,7 +107,7 @@ def blend_folders(
         raise ConfigError("no --method given; choose one, or pass --recipe to re-apply a blend")
     if recipe is None and labels is None:
         raise ConfigError("no --labels given; blending needs the labels CSV (id, label, fold)")
-    oofs, tests = read_members(pred_dirs)
+    oofs, tests = read_members(pred_dirs, progress)
     groups = _groups(oofs, by_family)
     if submission is not None and len(groups) > 1:
         raise ConfigError("--by-family with several families writes one blend per family; blend them to make a submission")

@@ -215,7 +215,7 @@ def fit(
     if spec.top is not None and spec.top < len(units):
         scores = metric.oriented(unit_scores(X, y, metric, index))
         units = np.sort(np.argsort(-scores, kind="stable")[: spec.top])  # keep the given order
-    Xu = np.ascontiguousarray(X[:, units])
+    Xu = np.ascontiguousarray(X if len(units) == X.shape[1] else X[:, units])  # every unit kept: no copy
     pool = "linear"
     if m.fit is not None:
         w, pool = m.fit(Xu, y, n_classes, spec, index)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 # elements per model processed at once when correlating: bounds the float64 working copy to ~64 MB / model
-_CHUNK = 1 << 23
+_CHUNK = 1 << 20  # elements per model per block: 10 models stay ~160 MB of float64 temporaries
 
 
 def prob_correlation(probs: Sequence[np.ndarray]) -> np.ndarray:
@@ -25,7 +25,8 @@ def prob_correlation(probs: Sequence[np.ndarray]) -> np.ndarray:
     means = np.array([f.mean(dtype=np.float64) for f in flat])
     gram = np.zeros((k, k))
     for lo in range(0, m, _CHUNK):  # float64 sums in chunks: float32 products would lose digits
-        block = np.stack([f[lo : lo + _CHUNK] for f in flat]).astype(np.float64) - means[:, None]
+        block = np.stack([f[lo : lo + _CHUNK] for f in flat]).astype(np.float64)
+        block -= means[:, None]
         gram += block @ block.T
     sd = np.sqrt(np.diag(gram))
     with np.errstate(invalid="ignore", divide="ignore"):
