@@ -93,7 +93,7 @@ def blend(
     submission_id_col: _render.SubmissionIdColOpt = "id",
     target_col: _render.TargetColOpt = "label",
     target_format: Annotated[
-        TargetFormat, typer.Option("--target-format", help="Submission target: class name, index, or probs (one probability column per class).")
+        TargetFormat, typer.Option("--target-format", help="Submission target: class name, index, probs (one probability column per class), or labels (multi-label: the predicted class names joined by --submission-label-sep).")
     ] = TargetFormat("name"),
     submission_label_sep: Annotated[
         str, typer.Option("--submission-label-sep", help="Multi-label submission: what joins a row's predicted classes.")
