@@ -44,3 +44,14 @@ def test_the_blend_command_module_loads_no_numba_pandas_or_sklearn():
 def test_the_metrics_package_loads_its_names_lazily():
     assert "numba" not in _loaded_after("import ensemble.metrics.base")
     assert "numba" in _loaded_after("from ensemble.metrics import macro_f1")
+
+
+def test_loading_every_command_for_help_leaves_the_file_machinery_unloaded():
+    # `ens --help` loads every command module for its choices; atomic writes and hashing wait for a write
+    probe = (
+        "from ensemble.cli.app import COMMANDS, _load_command\n"
+        "[_load_command(n) for n in COMMANDS]\n"
+        "import sys\nprint('ensemble._io' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ensemble._io import read_json_object
 from ensemble._registry import Registry
 from ensemble.errors import ConfigError, preview
 
@@ -51,6 +50,9 @@ def read_metrics(path: str | os.PathLike, *, metric: str | None = None) -> tuple
     if p.suffix.lower() == ".json":
         if metric is not None:
             raise ConfigError(f"{p}: --metric picks a CSV column; a JSON metrics file holds one metric")
+        # imported here: `ens --help` reads MODES from this module
+        from ensemble._io import read_json_object
+
         obj = read_json_object(p, ConfigError, what="metrics file", fix="write an object of checkpoint -> number")
         return p.stem, {str(k): _number(v, p, k) for k, v in obj.items()}  # e.g. val_f1.json -> "val_f1"
     import pandas as pd  # only when a metrics CSV is read: `ens --help` lists swa's choices without it

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ensemble._io import atomic_outputs, json_default, sha256_file
 from ensemble._registry import Registry
 from ensemble.errors import ConfigError
 
@@ -105,7 +104,9 @@ def write_swa(plan: SwaPlan, avg: StateDict, bn: BnRefresh | None, *, card: str 
         selection: top_n, mode, metrics file and metric of the selection, recorded.
         force: overwrite existing outputs.
     """
+    # imported here: `ens --help` reads FORMATS from this module
     from ensemble import __version__
+    from ensemble._io import atomic_outputs, json_default, sha256_file
 
     used = plan.used
     for s in used:
