@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ensemble.cli.app import COMMANDS, _load_command
+from ensemble.cli.app import COMMANDS, SUMMARIES, _load_command
 
 HEAVY = ("torch", "timm", "torchvision", "numba", "sklearn", "onnxruntime", "matplotlib", "pyarrow")
 
@@ -49,9 +49,31 @@ def test_the_metrics_package_loads_its_names_lazily():
 def test_loading_every_command_for_help_leaves_the_file_machinery_unloaded():
     # `ens --help` loads every command module for its choices; atomic writes and hashing wait for a write
     probe = (
-        "from ensemble.cli.app import COMMANDS, _load_command\n"
+        "from ensemble.cli.app import COMMANDS, SUMMARIES, _load_command\n"
         "[_load_command(n) for n in COMMANDS]\n"
         "import sys\nprint('ensemble._io' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_help_summary_of_each_command_is_its_own_first_paragraph(name):
+    import inspect
+
+    own = inspect.cleandoc(_load_command(name).help or "").split("\n\n")[0]
+    assert SUMMARIES[name] == " ".join(own.split())
+
+
+def test_ens_help_lists_every_command_without_loading_their_modules():
+    probe = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom ensemble.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "print(r.exit_code, sorted(m for m in sys.modules if m.startswith('ensemble.cli.') and m not in "
+        "('ensemble.cli.app', 'ensemble.cli._render')))\nprint(r.stdout)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    first, listing = out.split("\n", 1)
+    assert first == "0 []"
+    for name in COMMANDS:
+        assert f" {name} " in listing
