@@ -50,23 +50,26 @@ def check(
     Labels holding sets of classes (`a|b`, --label-sep) expect multilabel tables; a softmax table
     where sigmoid outputs are expected, or the reverse, is an error naming the file.
     """
-    from ensemble.join import join_labels
-    from ensemble.labels import Columns, read_labels
+    from ensemble.columns import Columns
     from ensemble.tables import align, read_table
-    from ensemble.task import MULTILABEL
+    from ensemble.task import MULTILABEL, common_task
 
     _render.check_json_dest(json_out, force=force)
     columns = Columns(id=id_col, label=label_col, label_sep=label_sep)
     expected = task.value if task is not None else None
-    if labels is not None and expected is None and read_labels(labels, columns=columns).task == MULTILABEL:
-        expected = MULTILABEL  # label sets: sigmoid tables expected (single labels fit either task)
+    if labels is not None and expected is None:
+        # pandas: only a check against labels pays for it
+        from ensemble.labels import read_labels
+
+        if read_labels(labels, columns=columns).task == MULTILABEL:
+            expected = MULTILABEL  # label sets: sigmoid tables expected (single labels fit either task)
     read = [read_table(t, kind=kind.value, from_logits=from_logits, task=expected) for t in tables]
     read = align(read)  # same ids and classes across tables (and one task: the join refuses a mix)
     if labels is not None:
+        from ensemble.join import join_labels
+
         read = join_labels(labels, read, classes=class_order(classes, classes_file), columns=columns).tables
     else:
-        from ensemble.task import common_task
-
         common_task([(t.source, t.task) for t in read])
     rows = [
         {"table": t.source, "model": t.name, "task": t.task, "rows": len(t), "classes": len(t.classes), "views": sorted(t.views or [])}
