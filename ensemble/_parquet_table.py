@@ -58,4 +58,8 @@ def _ids(column: pa.ChunkedArray, source: str) -> pa.ChunkedArray:
 def write(path: Path, ids: np.ndarray, classes: list[str], probs: np.ndarray, meta: dict[str, Any]) -> None:
     """Write `id` then one float32 column per class, with the sidecar's metadata in the schema."""
     table = table_of(ids, probs, ["id", *classes]).replace_schema_metadata({META_KEY: json.dumps(meta, default=json_default).encode("utf-8")})
-    pq.write_table(table, path)
+    # No dictionary encoding: unique ids and continuous probabilities never fit pyarrow's default
+    # dictionary page, so every column paid a failed dictionary build before falling back to plain.
+    # Measured at 1M x 18: ~4-5x less CPU to write, a smaller file (73 vs 83 MB), ~10% faster reads;
+    # one-hot (hard label) columns still shrink under the default snappy compression.
+    pq.write_table(table, path, use_dictionary=False)
