@@ -2,7 +2,9 @@
 
 The steps of `run_group` are small functions over small records: `FoldModel` (a loaded runner's
 key), `Norm` (a normalisation shared by models), `StackKey` (a stack of views shared by models),
-`Batch` (a decoded batch) and `Pending` (an item's buffers until its last row is done).
+`Batch` (a decoded batch) and `TorchPending` (an item's buffers until its last row is done). The
+per-batch bookkeeping (rows left, progress, seconds, finished parts) is `work.GroupWork`, shared
+with the torch-free path (`lite.py`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -17,11 +20,11 @@ import torch
 from ensemble._progress import Progress
 from ensemble.predict import resume
 from ensemble.predict.config import Runner
-from ensemble.predict.data import Preprocess, decode_error, make_loader, normalise
+from ensemble.predict.data import Preprocess, make_loader, normalise
 from ensemble.predict.plan import Plan
 from ensemble.predict.stacking import Stacked, run_stacked, stack_views
 from ensemble.predict.tta import activate_views, merge_views
-from ensemble.predict.work import RunStats, finish_part, locate, row_blocks
+from ensemble.predict.work import GroupWork, Pending, RunStats, locate, row_blocks
 
 RunnerFactory = Callable[..., Runner]  # (cfg, fold, *, device, amp, channels_last, fuse_bn) -> Runner
 
@@ -51,27 +54,17 @@ class StackKey:
     nhwc: bool
 
 
-@dataclass
-class Pending:
-    """An item being computed: its output buffers, filled batch by batch until `left` is 0.
+@dataclass(kw_only=True)
+class TorchPending(Pending):
+    """`work.Pending` with what the torch engine needs to know of its model's input.
 
     Attributes:
-        index: the item's index in the plan.
         norm: the normalisation its model reads.
         nhwc: whether its model reads NHWC (a channels_last torch model).
-        left: rows not yet seen.
-        probs: merged probabilities, float32 (n, C).
-        ok: which rows were decoded, bool (n,).
-        views: per-view probabilities, float32 (V, n, C), or None when views are not kept.
     """
 
-    index: int
     norm: Norm
     nhwc: bool
-    left: int
-    probs: np.ndarray | None = None
-    ok: np.ndarray | None = None
-    views: np.ndarray | None = None
 
 
 @dataclass
@@ -96,39 +89,22 @@ def run_group(
 
     Each step is a function below: load the runners, check a decoded batch, normalise it once per
     norm, run each fold model on its rows of it (views stacked, shared by models that read the same
-    stack), and store an item's part when its last row is done.
+    stack); `work.GroupWork` counts the rows off and stores an item's part when its last row is done.
     """
     runners = _load_runners(plan, items, make_runner, device=device, amp=amp, channels_last=channels_last, fuse_bn=fuse_bn)
-    pending = {i: _pending(plan, i, channels_last) for i in items}
-    for i in items:
-        stats.seconds[i] = 0.0
+    work = GroupWork(plan, {i: _pending(plan, i, channels_last) for i in items}, parts, stats, progress, skip_bad=skip_bad)
     order, blocks = row_blocks([plan.items[i].rows for i in items])
     loader = make_loader(plan.data, order, pre, batch_size=batch_size, workers=workers, device=device, blocks=blocks)
     t_wait = time.perf_counter()
     for rows_b, images, errors in loader:
         decode_s = time.perf_counter() - t_wait
-        batch = _checked_batch(plan, rows_b.numpy(), images, errors, stats, skip_bad)
-        xs = _normalised(batch, pending.values(), device)
+        rows = rows_b.numpy()
+        batch = Batch(rows, images, work.check(rows, errors))
+        xs = _normalised(batch, work.pending.values(), device)
         stacks: dict[StackKey, Stacked] = {}  # views of this batch, shared by the fold models
-        for i in items:
-            p = pending[i]
-            it = plan.items[i]
-            done = 0 if p.left == 0 else int(locate(it.rows, batch.rows)[1].sum())
-            if not done:
-                continue
-            t0 = time.perf_counter()
-            runner = runners[FoldModel(it.model, it.fold)]
-            _predict_rows(plan, p, batch, xs, stacks, runner, batch_size, device)
-            p.left -= done
-            progress.advance(done)
-            stats.seconds[i] += time.perf_counter() - t0 + decode_s
-            decode_s = 0.0  # the batch's decode wait is charged once, to the first item that reads it
-            if p.left == 0:
-                parts[i] = finish_part(plan, i, p.probs, p.ok, p.views, stats)
+        work.step(rows, decode_s, partial(_predict_rows, plan, runners, batch, xs, stacks, batch_size, device))
         t_wait = time.perf_counter()
-    unfinished = [i for i in items if pending[i].left > 0]
-    if unfinished:  # a bug, not a user error: the loader yields every row once
-        raise RuntimeError(f"{len(unfinished)} work items did not receive all their rows")
+    work.close()
 
 
 def _load_runners(
@@ -145,27 +121,14 @@ def _load_runners(
     return runners
 
 
-def _pending(plan: Plan, i: int, channels_last: bool) -> Pending:
+def _pending(plan: Plan, i: int, channels_last: bool) -> TorchPending:
     """An item before its first batch (buffers are allocated when it gets one)."""
     it = plan.items[i]
     cfg = plan.configs[it.model]
-    return Pending(i, Norm(*cfg.normalise_key()), channels_last and cfg.backend == "torch", len(it.rows))
+    return TorchPending(i, len(it.rows), norm=Norm(*cfg.normalise_key()), nhwc=channels_last and cfg.backend == "torch")
 
 
-def _checked_batch(
-    plan: Plan, rows: np.ndarray, images: torch.Tensor, errors: list[str], stats: RunStats, skip_bad: bool,
-) -> Batch:
-    """The loader's batch with its undecodable images recorded (skip_bad) or raised."""
-    for j, e in enumerate(errors):
-        if not e:
-            continue
-        if not skip_bad:
-            raise decode_error(plan.data, int(rows[j]), e)
-        stats.bad[int(rows[j])] = e
-    return Batch(rows, images, np.array([not e for e in errors]))
-
-
-def _normalised(batch: Batch, readers: Iterable[Pending], device: torch.device) -> dict[Norm, torch.Tensor]:
+def _normalised(batch: Batch, readers: Iterable[TorchPending], device: torch.device) -> dict[Norm, torch.Tensor]:
     """The decoded images of a batch normalised once per norm, float32 (b, 3, H, W) on `device`.
 
     Laid out NHWC straight from the uint8 batch when a model reading that norm takes NHWC (values
@@ -179,11 +142,12 @@ def _normalised(batch: Batch, readers: Iterable[Pending], device: torch.device) 
 
 
 def _predict_rows(
-    plan: Plan, p: Pending, batch: Batch, xs: dict[Norm, torch.Tensor], stacks: dict[StackKey, Stacked],
-    runner: Runner, chunk: int, device: torch.device,
+    plan: Plan, runners: dict[FoldModel, Runner], batch: Batch, xs: dict[Norm, torch.Tensor], stacks: dict[StackKey, Stacked],
+    chunk: int, device: torch.device, p: TorchPending,
 ) -> None:
-    """Run one fold model on its decoded rows of a batch and put the results in its buffers."""
+    """Run an item's fold model on its decoded rows of a batch and put the results in its buffers."""
     it = plan.items[p.index]
+    runner = runners[FoldModel(it.model, it.fold)]
     if p.probs is None:
         c, v = plan.configs[it.model].num_classes, len(plan.views) if plan.save_views else 0
         p.probs, p.ok = np.zeros((len(it.rows), c), np.float32), np.zeros(len(it.rows), bool)

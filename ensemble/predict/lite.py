@@ -18,6 +18,7 @@ import time
 from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,15 +27,16 @@ from ensemble._progress import NoProgress, Progress
 from ensemble.predict import resume
 from ensemble.predict.config import ModelConfig
 from ensemble.predict.cpu import usable_cores
-from ensemble.predict.data import Preprocess, batch_indices, decode, decode_error
+from ensemble.predict.data import Preprocess, batch_indices, decode
 from ensemble.predict.distributed import launcher_env
 from ensemble.predict.onnx_model import OnnxModel
 from ensemble.predict.plan import Plan
 from ensemble.predict.tta import MERGES, View, activate_array
 from ensemble.predict.work import (
+    GroupWork,
+    Pending,
     RunStats,
     by_preprocess,
-    finish_part,
     locate,
     reuse_parts,
     row_blocks,
@@ -106,17 +108,6 @@ def run_plan(
     return parts, stats
 
 
-@dataclass
-class _Item:
-    """An item being computed: its buffers, filled batch by batch until `left` is 0."""
-
-    index: int
-    left: int
-    probs: np.ndarray
-    ok: np.ndarray
-    views: np.ndarray | None
-
-
 def _run_group(
     plan: Plan, pre: Preprocess, items: list[int], parts: dict[int, resume.Part], stats: RunStats, *,
     pool: ThreadPoolExecutor, threads: int, batch_size: int, skip_bad: bool, progress: Progress,
@@ -133,9 +124,9 @@ def _run_group(
     state = {}
     for i in items:
         it, c = plan.items[i], plan.configs[plan.items[i].model].num_classes
-        state[i] = _Item(i, len(it.rows), np.zeros((len(it.rows), c), np.float32), np.zeros(len(it.rows), bool),
-                         np.zeros((n_views, len(it.rows), c), np.float32) if n_views else None)
-        stats.seconds[i] = 0.0
+        state[i] = Pending(i, len(it.rows), np.zeros((len(it.rows), c), np.float32), np.zeros(len(it.rows), bool),
+                           np.zeros((n_views, len(it.rows), c), np.float32) if n_views else None)
+    work = GroupWork(plan, state, parts, stats, progress, skip_bad=skip_bad)
     order, blocks = row_blocks([plan.items[i].rows for i in items])
     batches = [order[b] for b in batch_indices(len(order), batch_size, blocks)]
     paths = plan.data.paths
@@ -145,31 +136,10 @@ def _run_group(
         images, errors = ahead.result()
         ahead = pool.submit(_decode_batch, paths, batches[k + 1], pre) if k + 1 < len(batches) else None
         decode_s = time.perf_counter() - t_wait
-        keep = np.array([not e for e in errors])
-        for j, e in enumerate(errors):
-            if e:
-                if not skip_bad:
-                    raise decode_error(plan.data, int(rows[j]), e)
-                stats.bad[int(rows[j])] = e
-        good, images = rows[keep], images[keep]
+        keep = work.check(rows, errors)
         stacks: dict[tuple, np.ndarray] = {}  # (mean, std, rows) -> the views of this batch, shared by fold models
-        for i in items:
-            s, it = state[i], plan.items[i]
-            at, sel = locate(it.rows, rows)
-            done = int(sel.sum()) if s.left else 0
-            if not done:
-                continue
-            t0 = time.perf_counter()
-            _predict(plan, s, good, images, stacks, models[(it.model, it.fold)], batch_size)
-            s.left -= done
-            progress.advance(done)
-            stats.seconds[i] += time.perf_counter() - t0 + decode_s
-            decode_s = 0.0  # the batch's decode wait is charged once, to the first item that reads it
-            if s.left == 0:
-                parts[i] = finish_part(plan, i, s.probs, s.ok, s.views, stats)
-    unfinished = [i for i in items if state[i].left > 0]
-    if unfinished:  # a bug, not a user error: every row is decoded once
-        raise RuntimeError(f"{len(unfinished)} work items did not receive all their rows")
+        work.step(rows, decode_s, partial(_predict, plan, models, rows[keep], images[keep], stacks, batch_size))
+    work.close()
 
 
 def _decode_batch(paths: Any, rows: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, list[str]]:
@@ -178,11 +148,12 @@ def _decode_batch(paths: Any, rows: np.ndarray, pre: Preprocess) -> tuple[np.nda
     return np.stack([o[0] for o in out]), [o[1] for o in out]
 
 
-def _predict(plan: Plan, s: _Item, good: np.ndarray, images: np.ndarray, stacks: dict[tuple, np.ndarray],
-             model: OnnxModel, chunk: int) -> None:
-    """One fold model on its decoded rows of a batch: views stacked, one forward per chunk, merged."""
+def _predict(plan: Plan, models: dict[tuple[int, int], OnnxModel], good: np.ndarray, images: np.ndarray,
+             stacks: dict[tuple, np.ndarray], chunk: int, s: Pending) -> None:
+    """An item's fold model on its decoded rows of a batch: views stacked, one forward per chunk, merged."""
     it = plan.items[s.index]
     cfg = plan.configs[it.model]
+    model = models[(it.model, it.fold)]
     at, sel = locate(it.rows, good)
     if not sel.any():
         return
