@@ -353,3 +353,24 @@ def test_read_tables_shares_the_ids_of_tables_that_hold_the_same_ones(rng, tmp_p
     for t, order in zip(got, orders.values()):
         assert t.ids.tolist() == order
         np.testing.assert_array_equal(t.probs, read_table(t.path).probs)
+
+
+def test_read_tables_can_read_into_one_stack_of_members(rng, tmp_path):
+    from ensemble import tables
+
+    ids = [f"{i:03d}" for i in range(25)]
+    for name in "abc":
+        write_table(make_table(ids, ["x", "y", "z"], random_probs(rng, 25, 3)), tmp_path / name / "oof.csv")
+    write_table(make_table(ids[:10], ["x", "y", "z"], random_probs(rng, 10, 3)), tmp_path / "short" / "oof.csv")
+    got = tables.read_tables([tmp_path / n for n in "abc"], stack=True)
+    base = tables.stacked_probs(got)
+    assert base is not None and base.shape == (25, 3, 3) and base.dtype == np.float32
+    for i, t in enumerate(got):
+        np.testing.assert_array_equal(t.probs, read_table(t.path).probs)
+        assert np.shares_memory(t.probs, base[:, i])
+    assert tables.stacked_probs(got[1:]) is None and tables.stacked_probs(got[::-1]) is None
+    assert tables.stacked_probs(tables.read_tables([tmp_path / n for n in "abc"])) is None  # each its own array
+    mixed = tables.read_tables([tmp_path / n for n in ("a", "short", "b")], stack=True)  # a table of another shape
+    assert tables.stacked_probs(mixed) is None
+    for t in mixed:
+        np.testing.assert_array_equal(t.probs, read_table(t.path).probs)

@@ -15,7 +15,7 @@ import numpy as np
 from ensemble.blend import methods as M
 from ensemble.blend.units import Unit
 from ensemble.recipe import LabelsRef, MemberRef, MemberScore, Recipe, Scores
-from ensemble.tables import PredTable, make_table
+from ensemble.tables import PredTable, make_table, stacked_probs
 
 
 @dataclass(eq=False)
@@ -94,7 +94,15 @@ def _path(t: PredTable) -> str | None:
 
 
 def stack_units(units: list[Unit], tables: list[PredTable]) -> np.ndarray:
-    """The units' probabilities side by side, float32 of shape (n, U, C)."""
+    """The units' probabilities side by side, float32 of shape (n, U, C).
+
+    When the units are the tables themselves, in order, and the tables were read into one stack
+    (`read_tables(..., stack=True)`), that stack is returned: no second copy of every member.
+    """
+    if [u.members for u in units] == [(i,) for i in range(len(tables))]:
+        base = stacked_probs(tables)
+        if base is not None:
+            return base
     return np.ascontiguousarray(np.stack([u.probs(tables) for u in units], axis=1))
 
 

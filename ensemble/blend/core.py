@@ -145,7 +145,7 @@ def blend(
     spec = _spec(o, meth, units, o.resolve_metric(lab, joined.classes, joined.task), joined.task)
     X = stack_units(units, members)  # (n, U, C)
     same = len(units) == len(members)  # no family averaged anything: units are the members
-    Xm = X if same else np.ascontiguousarray(np.stack([t.probs for t in members], axis=1))  # (n, M, C)
+    Xm = X if same else stack_units(build_units(members, seed_average=False), members)  # (n, M, C)
     member_scores_ = M.unit_scores(Xm, y, spec.metric)
 
     fitted = M.fit(o.method, X, y, C, spec, progress)

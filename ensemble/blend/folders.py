@@ -40,7 +40,7 @@ def read_members(
     """
     if not pred_dirs:
         raise ConfigError("no prediction folders given; pass the folders holding oof.csv and test.csv")
-    oofs = read_tables(pred_dirs, kind="oof", progress=progress)
+    oofs = read_tables(pred_dirs, kind="oof", progress=progress, stack=True)
     folders = [Path(t.path).parent for t in oofs]
     has_test = [any((f / f"test{suffix}").is_file() for suffix in TABLE_FORMATS.values()) for f in folders]
     missing = [f"{t.name} ({f / 'test.csv'})" for t, f, h in zip(oofs, folders, has_test) if not h]
@@ -51,7 +51,7 @@ def read_members(
             f"test table missing for member(s) {preview(missing)}; run `ens predict --split test` for them "
             "or leave those members out — every member of a blend needs test.csv (or .parquet) beside oof.csv"
         )
-    return oofs, read_tables([resolve_table_path(f, "test") for f in folders], kind="test", progress=progress)
+    return oofs, read_tables([resolve_table_path(f, "test") for f in folders], kind="test", progress=progress, stack=True)
 
 
 def blend_folders(

@@ -38,12 +38,15 @@ class Method:
             nothing is fitted.
         takes_weights: whether `--weights` (fixed weights) applies.
         help: one line for the CLI.
+        rowwise: each output row depends on that row alone, so `apply` may blend the rows a block
+            at a time (false for `rank`, whose ranks run over all rows).
     """
 
     combine: Callable[..., np.ndarray]
     fit: Callable[..., tuple[np.ndarray, str]] | None = None
     takes_weights: bool = False
     help: str = ""
+    rowwise: bool = True
 
 
 CALIBRATIONS = ("none", "temperature", "temperature+bias")
@@ -170,7 +173,7 @@ def _fit_greedy(X: np.ndarray, y: np.ndarray, n_classes: int, spec: Spec, index:
 METHODS: Registry[Method] = Registry("blend method")
 METHODS.add("soft", Method(soft, takes_weights=True, help="mean of probabilities"))
 METHODS.add("hard", Method(hard, takes_weights=True, help="majority vote (per class for multi-label), ties by summed probabilities"))
-METHODS.add("rank", Method(rank, help="per-class rank averaging"))
+METHODS.add("rank", Method(rank, help="per-class rank averaging", rowwise=False))
 METHODS.add("geometric", Method(geometric, takes_weights=True, help="mean of log-probabilities (logits for multi-label), activated"))
 METHODS.add("weighted", Method(soft, fit=_fit_weighted, help="weights that optimise the OOF metric"))
 METHODS.add("greedy", Method(soft, fit=_fit_greedy, help="Caruana selection with replacement (best round kept)"))
@@ -262,13 +265,48 @@ def _combine(m: Method, fitted: Fitted, X: np.ndarray) -> np.ndarray:
     return m.combine(X, fitted.weights, fitted.task)
 
 
-def apply(method: str, fitted: Fitted, X: np.ndarray) -> np.ndarray:
-    """Blend rows with a fitted blend: float32 probabilities of shape (n_samples, n_classes)."""
+# Rows blended at a time by `apply` (row-wise methods): the copy of the used units' columns and the
+# float64 work stay ~10 MB instead of a second (n, U, C) stack (0.7 GB for 10 members x 1M x 18).
+# Each row is computed by the same operations in the same order as in one whole-array pass, so
+# the output is bit for bit the same (tested).
+APPLY_ROWS = 1 << 14
+
+
+def apply(method: str, fitted: Fitted, X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Blend rows with a fitted blend: float32 probabilities of shape (n_samples, n_classes).
+
+    Args:
+        method: a METHODS key.
+        fitted: the fitted blend.
+        X: unit probabilities, float32 of shape (n, U, C).
+        rows: blend only these rows of X (an int64 index or a boolean mask), as `X[rows]` would
+            but without copying X.
+    """
+    import numpy as np
+
+    m = METHODS.get(method)
+    if rows is not None and np.asarray(rows).dtype == bool:
+        rows = np.flatnonzero(rows)
+    n = X.shape[0] if rows is None else len(rows)
+    if not m.rowwise:
+        return _apply_rows(m, fitted, X if rows is None else X[rows])
+    out = None
+    for lo in range(0, max(n, 1), APPLY_ROWS):
+        block = X[lo:lo + APPLY_ROWS] if rows is None else X[rows[lo:lo + APPLY_ROWS]]
+        probs = _apply_rows(m, fitted, block)
+        if out is None:
+            out = np.empty((n, probs.shape[1]), dtype=probs.dtype)
+        out[lo:lo + len(probs)] = probs
+    return out
+
+
+def _apply_rows(m: Method, fitted: Fitted, X: np.ndarray) -> np.ndarray:
+    """`apply` on the rows of X in one pass."""
     import numpy as np
 
     keep = fitted.weights > 0  # units a fit dropped need not be read
     part = Fitted(fitted.units[keep], fitted.weights[keep], pool=fitted.pool, task=fitted.task)
-    probs = _combine(METHODS.get(method), part, X[:, fitted.units[keep]])
+    probs = _combine(m, part, X[:, fitted.units[keep]])
     if fitted.bias is not None or fitted.temperature != 1.0:
         from ensemble.blend.bias import apply_bias
 

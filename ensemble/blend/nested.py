@@ -10,6 +10,8 @@ paired bootstrap of the two pooled predictions says whether the gain is outside 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -87,11 +89,49 @@ def nested_predictions(
     for k in values:
         test = folds == k
         train = ~test
-        fitted = M.fit(method, np.ascontiguousarray(X[train]), y[train], n_classes, spec, index=rows[train])
-        out[test] = M.apply(method, fitted, np.ascontiguousarray(X[test]))
+        with train_first(X, test) as (X_train, X_test):
+            fitted = M.fit(method, X_train, y[train], n_classes, spec, index=rows[train])
+            out[test] = M.apply(method, fitted, X_test)
         progress.advance()
     progress.stop()
     return out
+
+
+_MOVE_ROWS = 1 << 14  # rows moved at a time by `train_first` (its temporary copies stay ~10 MB)
+
+
+@contextmanager
+def train_first(X: np.ndarray, test: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`X[~test]` and `X[test]` as contiguous views, without a copy of the training rows.
+
+    The kernels fit on contiguous rows, and `X[~test]` would copy 80% of the stack for every outer
+    fold (0.55 GB for 10 members x 1M x 18). Instead X's rows are moved in place, a block at a
+    time, so the training rows come first in their order and the held-out rows last (only those
+    are copied aside); the fit sees exactly the array `X[~test]` would be. X's order is restored on
+    leaving the block, also on an error inside it. X is shared with the members' tables (the stack
+    they were read into), which is why the order must come back. A read-only or non-contiguous X is
+    copied as before.
+
+    Yields:
+        (train rows, held-out rows), float32 of shapes (n_train, U, C) and (n_test, U, C).
+    """
+    train, held = np.flatnonzero(~test), np.flatnonzero(test)
+    if not (X.flags.writeable and X.flags.c_contiguous):
+        yield np.ascontiguousarray(X[train]), np.ascontiguousarray(X[held])
+        return
+    aside = X[held]  # the held-out rows, copied
+    n = len(train)
+    for lo in range(0, n, _MOVE_ROWS):  # forwards: a block's source rows lie at or after its destination
+        src = train[lo:lo + _MOVE_ROWS]
+        X[lo:lo + len(src)] = X[src]
+    X[n:] = aside
+    try:
+        yield X[:n], X[n:]
+    finally:
+        for hi in range(n, 0, -_MOVE_ROWS):  # backwards: a block's destination rows lie at or after its source
+            lo = max(0, hi - _MOVE_ROWS)
+            X[train[lo:hi]] = X[lo:hi].copy()
+        X[held] = aside
 
 
 def nested_best_single(X: np.ndarray, y: np.ndarray, metric: Metric, folds: np.ndarray) -> np.ndarray:
@@ -100,7 +140,10 @@ def nested_best_single(X: np.ndarray, y: np.ndarray, metric: Metric, folds: np.n
     rows = np.arange(len(y))
     for k in np.unique(folds):
         test = folds == k
-        scores = M.unit_scores(X[~test], y[~test], metric, rows[~test])
+        train = rows[~test]
+        # one member's training rows at a time, not every member's at once (a metric reads rows
+        # whatever their layout: the scores are bit for bit those of `X[~test][:, u]`)
+        scores = np.array([metric.score(y[train], X[train, u], train) for u in range(X.shape[1])])
         out[test] = X[test, metric.best(scores)]
     return out
 
