@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ensemble.cli import _render
 from ensemble.swa.select import MODES
 from ensemble.swa.write import FORMATS
+
+if TYPE_CHECKING:  # torch loads when the command runs, not when `ens --help` lists it
+    from ensemble.swa.write import SwaResult
 
 
 def _opt(name: str, help: str) -> typer.models.OptionInfo:  # noqa: A002 (typer's own name)
@@ -20,13 +24,14 @@ def swa(
     out: Annotated[Path, typer.Option(
         "--out", "-o",
         help=f"Output checkpoint; its suffix picks the format ({', '.join(FORMATS.names())}); "
-        "a sidecar .json is written beside it.",
+        "a sidecar .json is written beside it. With {fold} and no --fold: every fold of a --glob "
+        "with {fold}, each into its own file, in one command.",
     )],
     checkpoints: Annotated[Optional[list[Path]], typer.Argument(
         help="Checkpoint files to average (any layout ens predict reads).", show_default=False
     )] = None,
     card: Annotated[Optional[Path], _opt("--card", "Model card: checks the average fits its arch; needed for --bn-data.")] = None,
-    fold: Annotated[Optional[int], _opt("--fold", "Fold: fills {fold} in --glob; its rows are left out of the BN refresh.")] = None,
+    fold: Annotated[Optional[int], _opt("--fold", "Fold: fills {fold} in --glob and --out; its rows are left out of the BN refresh.")] = None,
     glob: Annotated[Optional[str], _opt("--glob", "More checkpoints by pattern, e.g. 'runs/fold{fold}/epoch*.pth' (quoted).")] = None,
     weights: Annotated[Optional[str], _opt("--weights", "One weight per checkpoint, comma-separated (default: uniform).")] = None,
     top_n: Annotated[Optional[int], _opt("--top-n", "Average only the best N by --metrics (needs --mode).")] = None,
@@ -58,10 +63,12 @@ def swa(
 
     The output loads like any checkpoint: score it with ens predict, then ens oof-report.
     --bn-data refreshes BatchNorm statistics after averaging; it can hurt, so compare both on OOF.
+    Every fold at once: --glob 'runs/fold{fold}/epoch*.pth' --out 'swa/fold{fold}.safetensors'.
     """
     from ensemble.labels import Columns
-    from ensemble.swa.core import BN_NOTE, SwaOptions, run
+    from ensemble.swa.core import BN_NOTE, SwaOptions, run_folds
 
+    _passive_openmp()
     _render.setup_logging(quiet)
     to_stdout = _render.json_to_stdout(json_out)
     _render.check_json_dest(json_out, force=force)
@@ -73,13 +80,25 @@ def swa(
     )
     progress = _render.RichProgress(quiet)
     try:
-        res = run(checkpoints or [], options, progress=progress)
+        results = run_folds(checkpoints or [], options, progress=progress)
     finally:
         progress.stop()
-    record = {"out": str(res.out), "sidecar": str(res.sidecar), **res.meta}
+    records = [{"out": str(res.out), "sidecar": str(res.sidecar), **res.meta} for res in results]
+    # every fold of an --out pattern: a list, one record per fold; else the one record
+    every_fold = "{fold}" in str(out) and fold is None
+    record: object = records if every_fold else records[0]
     if to_stdout:  # stdout holds the JSON only
         _render.emit_json(record, json_out)
         return
+    for res in results:
+        _print_result(res)
+    if any(res.meta["bn_refresh"] is not None for res in results) and not quiet:
+        _render.err().print(f"note: {BN_NOTE}", highlight=False)
+    _render.emit_json(record, json_out, force=force)
+
+
+def _print_result(res: SwaResult) -> None:
+    """The sources table of one output, its BatchNorm refresh and the files written (stdout)."""
     sel = res.meta["selection"]
     title = f"averaged {len(res.used)} checkpoint(s)" + (" (EMA weights)" if res.meta["ema"] else "")
     if sel["top_n"] is not None:
@@ -98,9 +117,19 @@ def swa(
             f"BatchNorm statistics refreshed on {bn['images']} images of {bn['data']} ({bn['batches']} batches{left_out})"
         )
     con.print(f"wrote {res.out} (sha256 {res.sha256[:12]}) and {res.sidecar}")
-    if bn is not None and not quiet:
-        _render.err().print(f"note: {BN_NOTE}", highlight=False)
-    _render.emit_json(record, json_out, force=force)
+
+
+def _passive_openmp() -> None:
+    """Idle OpenMP threads sleep instead of spinning when other processes keep the cores busy (the
+    BatchNorm refresh's forwards), as in ens predict; chosen before torch loads, a user's policy kept.
+
+    Measured: the digits example's BN-refresh `ens swa` took 30 CPU s against 11 without the refresh
+    beside one CPU-bound process at load ~8 (spinning threads), see examples/digits/README figures.
+    """
+    from ensemble.predict.cpu import choose_wait_policy
+
+    if "OMP_WAIT_POLICY" not in os.environ and (policy := choose_wait_policy()) is not None:
+        os.environ["OMP_WAIT_POLICY"] = policy
 
 
 def _parse_weights(text: str | None) -> list[float] | None:

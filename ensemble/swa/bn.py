@@ -129,7 +129,13 @@ def data_batches(
         LabelError: a bad CSV, or no fold column while `fold` is given.
         DataError: a missing or undecodable image.
     """
-    from ensemble.predict.data import Preprocess, check_files, make_loader, normalise, read_data
+    from ensemble.predict.data import (
+        Preprocess,
+        check_files,
+        make_loader,
+        normalise,
+        read_data,
+    )
 
     if n_batches < 1 or batch_size < 1:
         raise ConfigError(f"--bn-batches {n_batches} and --batch-size {batch_size} must both be at least 1")

@@ -14,10 +14,16 @@ from ensemble.labels import Columns
 from ensemble.swa.average import StateDict, average_checkpoints
 from ensemble.swa.bn import BnRefresh, has_batchnorm
 from ensemble.swa.options import SwaOptions
-from ensemble.swa.plan import Source, SwaPlan, gather_checkpoints, plan_swa
+from ensemble.swa.plan import (
+    Source,
+    SwaPlan,
+    fold_options,
+    gather_checkpoints,
+    plan_swa,
+)
 from ensemble.swa.write import SwaResult, write_swa
 
-__all__ = ["BN_NOTE", "Source", "SwaOptions", "SwaResult", "average", "gather_checkpoints", "run", "swa"]
+__all__ = ["BN_NOTE", "Source", "SwaOptions", "SwaResult", "average", "gather_checkpoints", "run", "run_folds", "swa"]
 
 BN_NOTE = (
     "BatchNorm refresh can hurt as well as help: score this model and the one without --bn-data on OOF "
@@ -58,6 +64,7 @@ def swa(
         checkpoints: checkpoint files (any layout `ens predict` reads).
         out: the output; its suffix picks the format (`.safetensors`, or `.pth`/`.pt`, a plain state
             dict loadable with weights_only=True). A sidecar `out` with `.json` records the inputs.
+            A `{fold}` in it is filled with `fold` (every fold at once: `run_folds`).
         progress: hook for long steps.
 
     Returns:
@@ -77,8 +84,34 @@ def swa(
 
 
 def run(checkpoints: Sequence[str | os.PathLike], options: SwaOptions, *, progress: Progress | None = None) -> SwaResult:
-    """`swa` with its options in one record (what the CLI calls): plan, average, write."""
-    plan = plan_swa(checkpoints, options)
+    """`swa` with its options in one record: plan, average, write.
+
+    Raises:
+        ConfigError: `out` holds `{fold}` for several folds (no `fold`): that is `run_folds`' work.
+    """
+    (one, *more) = fold_options(checkpoints, options)
+    if more:
+        raise ConfigError(
+            f"out={str(options.out)!r} holds {{fold}} and no fold is given, which means every fold of the glob; "
+            "call ensemble.swa.core.run_folds for that, or give fold=k"
+        )
+    return _average_and_write(plan_swa(checkpoints, one), one, progress)
+
+
+def run_folds(
+    checkpoints: Sequence[str | os.PathLike], options: SwaOptions, *, progress: Progress | None = None
+) -> list[SwaResult]:
+    """`run` for each output of `fold_options` (what the CLI calls): every fold of a `{fold}` glob when
+    `out` holds `{fold}` (K folds in one process), else `options`' one output.
+
+    Every fold is planned (options, inputs, outputs checked) before any is averaged; each fold's
+    files are the ones `run` with `fold=k` writes.
+    """
+    plans = [(plan_swa(checkpoints, o), o) for o in fold_options(checkpoints, options)]
+    return [_average_and_write(plan, o, progress) for plan, o in plans]
+
+
+def _average_and_write(plan: SwaPlan, options: SwaOptions, progress: Progress | None) -> SwaResult:
     avg, bn = average(plan, options, progress=progress)
     selection = {"top_n": options.top_n, "mode": options.mode,
                  "metrics": str(options.metrics) if options.metrics else None, "metric": plan.metric_name}

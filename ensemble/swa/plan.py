@@ -5,8 +5,9 @@ from __future__ import annotations
 import glob as globlib
 import logging
 import os
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # torch and the model side load when a card is given
     from ensemble.predict.config import ModelConfig
 
 log = logging.getLogger(__name__)
+
+FOLD = "{fold}"  # the placeholder of a fold number in --glob and --out
 
 
 @dataclass
@@ -89,10 +92,13 @@ def gather_checkpoints(
         if not p.is_file():
             raise ConfigError(f"{p}: no such checkpoint file; check the path")
     if glob is not None:
-        if "{fold}" in glob:
+        if FOLD in glob:
             if fold is None:
-                raise ConfigError(f"--glob {glob!r} has {{fold}} but no --fold was given; pass --fold k")
-            glob = glob.replace("{fold}", str(fold))
+                raise ConfigError(
+                    f"--glob {glob!r} has {{fold}} but no --fold was given; pass --fold k, or an --out with {{fold}} "
+                    "to average every fold"
+                )
+            glob = glob.replace(FOLD, str(fold))
         found = sorted(Path(p) for p in globlib.glob(glob, recursive=True) if Path(p).is_file())
         if not found:
             raise ConfigError(f"--glob {glob!r} matches no files (from {Path.cwd()}); fix the pattern")
@@ -105,6 +111,76 @@ def gather_checkpoints(
             raise ConfigError(f"{p} is given twice (also as {seen[p.resolve()]}); give each checkpoint once")
         seen[p.resolve()] = p
     return paths
+
+
+def glob_folds(glob: str) -> list[int]:
+    """The folds a `{fold}` pattern has files for: each k for which `glob` with k in place of `{fold}`
+    matches a file, ascending (a fold is written as `ensemble` writes it: 0, 1, ..., 10, never 01).
+
+    Raises:
+        ConfigError: no file matches with a fold number in place of `{fold}`.
+    """
+    head, *rest = glob.split(FOLD)
+    # the first {fold} captures the number; later ones must repeat it
+    regex = _glob_regex(head) + r"(?P<fold>0|[1-9][0-9]*)" + r"(?P=fold)".join(_glob_regex(p) for p in rest)
+    found = {m["fold"] for p in globlib.glob(glob.replace(FOLD, "*"), recursive=True)
+             if (m := re.fullmatch(regex, p)) and Path(p).is_file()}
+    if not found:
+        raise ConfigError(
+            f"--glob {glob!r} matches no files with a fold number in place of {{fold}} (from {Path.cwd()}); fix the pattern"
+        )
+    return sorted(int(k) for k in found)
+
+
+def _glob_regex(pattern: str) -> str:
+    """The regular expression of a `glob.glob` pattern (`**` spans folders, `*` and `?` stay in one)."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append(r"(?:[^/]*/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(r".*")
+            i += 2
+            continue
+        end = pattern.find("]", i + 2) if c == "[" else -1
+        if end > 0:  # a character class; glob's [!...] is regex's [^...]
+            body = pattern[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
+            i = end + 1
+            continue
+        out.append({"*": r"[^/]*", "?": r"[^/]"}.get(c, re.escape(c)))
+        i += 1
+    return "".join(out)
+
+
+def fold_options(checkpoints: Sequence[str | os.PathLike], options: SwaOptions) -> list[SwaOptions]:
+    """One `SwaOptions` per output: `options` itself, or one per fold when `out` holds `{fold}`.
+
+    With `{fold}` in `out` and no `fold`, every fold `glob`'s `{fold}` has files for is averaged
+    (`glob_folds`), each into `out` with its number: K folds in one command, one `import torch`.
+
+    Raises:
+        ConfigError: `{fold}` in `out` without a `{fold}` glob or `fold`, or with checkpoint files given.
+    """
+    out = str(options.out)
+    if FOLD not in out:
+        return [options]
+    if options.fold is not None:
+        return [replace(options, out=Path(out.replace(FOLD, str(options.fold))))]
+    if options.glob is None or FOLD not in options.glob:
+        raise ConfigError(
+            f"--out {out!r} has {{fold}} but neither --fold nor a --glob with {{fold}} says which folds; "
+            "give --glob 'runs/fold{fold}/*.pth' to average every fold, or --fold k"
+        )
+    if checkpoints:
+        raise ConfigError(
+            f"--out {out!r} averages every fold of --glob, so checkpoint files ({Path(checkpoints[0])}, ...) have no "
+            "fold; give them by --glob alone, or --fold k for one fold"
+        )
+    return [replace(options, out=Path(out.replace(FOLD, str(k))), fold=k) for k in glob_folds(options.glob)]
 
 
 def plan_swa(checkpoints: Sequence[str | os.PathLike], options: SwaOptions) -> SwaPlan:

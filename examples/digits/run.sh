@@ -35,17 +35,22 @@ PY
 echo "TTA chosen by OOF: --tta $TTA"
 
 step "4. SWA: average the last 3 epochs of resnet_s0 per fold, without and with a BatchNorm refresh"
-for k in 0 1 2 3 4; do
-    compgen -G "$W/checkpoints/resnet_s0_epochs/fold${k}_epoch*.pth" > /dev/null || continue
-    snaps="$W/checkpoints/resnet_s0_epochs/fold{fold}_epoch*.pth"
-    [ -e "$W/checkpoints/resnet_swa/fold$k.safetensors" ] || $ENS swa --glob "$snaps" --fold "$k" \
-        --card "$MODELS/digits_resnet_swa.toml" --out "$W/checkpoints/resnet_swa/fold$k.safetensors" --quiet > /dev/null
-    # BN statistics of averaged weights are stale; refresh them on the rows this fold's model trained on
-    [ -e "$W/checkpoints/resnet_swa_bn/fold$k.safetensors" ] || $ENS swa --glob "$snaps" --fold "$k" \
-        --card "$MODELS/digits_resnet_swa_bn.toml" --bn-data "$W/train.csv" --workers 0 \
-        --out "$W/checkpoints/resnet_swa_bn/fold$k.safetensors" --quiet > /dev/null
-done
-if ls "$W"/checkpoints/resnet_swa/fold*.safetensors > /dev/null 2>&1; then
+snaps="$W/checkpoints/resnet_s0_epochs/fold{fold}_epoch*.pth"
+missing() {  # a fold with snapshots but no averaged checkpoint under $W/checkpoints/$1 yet
+    local f k
+    for f in "$W"/checkpoints/resnet_s0_epochs/fold*_epoch*.pth; do
+        k=${f##*/fold}; k=${k%%_*}
+        [ -e "$W/checkpoints/$1/fold$k.safetensors" ] || return 0
+    done
+    return 1
+}
+if compgen -G "${snaps/\{fold\}/*}" > /dev/null; then
+    # every fold in one command: {fold} in --glob and --out (one start-up of torch, not one per fold)
+    missing resnet_swa && $ENS swa --glob "$snaps" --card "$MODELS/digits_resnet_swa.toml" \
+        --out "$W/checkpoints/resnet_swa/fold{fold}.safetensors" --force --quiet > /dev/null
+    # BN statistics of averaged weights are stale; refresh them on the rows each fold's model trained on
+    missing resnet_swa_bn && $ENS swa --glob "$snaps" --card "$MODELS/digits_resnet_swa_bn.toml" \
+        --bn-data "$W/train.csv" --workers 0 --out "$W/checkpoints/resnet_swa_bn/fold{fold}.safetensors" --force --quiet > /dev/null
     CARDS+=("$MODELS/digits_resnet_swa.toml" "$MODELS/digits_resnet_swa_bn.toml")
 fi
 

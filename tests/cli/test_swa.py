@@ -118,7 +118,10 @@ def _pickled(tmp_path: Path) -> Path:
         (["{a}", "{b}", "--out", "{b}", "--force"], "is one of the checkpoints being averaged; choose another output"),
         (["{a}", "{a}"], "is given twice"),
         (["{a}", "missing.pth"], "missing.pth: no such checkpoint file"),
-        (["--glob", "runs/fold{{fold}}/*.pth"], "has {fold} but no --fold was given; pass --fold k"),
+        (["--glob", "runs/fold{{fold}}/*.pth"], "has {fold} but no --fold was given; pass --fold k, or an --out with {fold} to average every fold"),
+        (["{a}", "--out", "o{{fold}}.pth"], "has {fold} but neither --fold nor a --glob with {fold} says which folds; give --glob"),
+        (["{a}", "--glob", "runs/fold{{fold}}/*.pth", "--out", "o{{fold}}.pth"], "have no fold; give them by --glob alone, or --fold k for one fold"),
+        (["--glob", "nothing{{fold}}/x.pth", "--out", "o{{fold}}.pth"], "matches no files with a fold number in place of {fold}"),
         (["{a}", "{b}", "--top-n", "1", "--metrics", "none.json", "--mode", "max"], "none.json: no such metrics file"),
         (["{a}", "{b}", "--card", "none.toml"], "none.toml: no such model card"),
     ],
@@ -220,3 +223,27 @@ def test_read_only_out_folder_is_one_line_before_any_work(ckpts, tmp_path):
         assert line.startswith(f"error: cannot write {tmp_path / 'ro' / 'swa.pth'}") and "permission denied" in line
     finally:
         (tmp_path / "ro").chmod(0o755)
+
+
+def test_every_fold_in_one_command(tmp_path, monkeypatch):
+    """--glob and --out with {fold}, no --fold: each fold's average in its own file, as --fold k writes it."""
+    monkeypatch.chdir(tmp_path)
+    models = {(k, e): make_model(seed=10 * k + e, num_classes=3) for k in (0, 1) for e in (0, 1)}
+    for (k, e), m in models.items():
+        save(m.state_dict(), tmp_path / "runs" / f"fold{k}" / f"epoch{e}.pth")
+    r = run("--glob", "runs/fold{fold}/epoch*.pth", "--out", "swa/fold{fold}.safetensors", "--json", "-")
+    assert r.exit_code == 0, r.output
+    records = json.loads(r.stdout)
+    assert [(rec["fold"], rec["out"]) for rec in records] == [(0, "swa/fold0.safetensors"), (1, "swa/fold1.safetensors")]
+    for k in (0, 1):
+        got = load_state_dict(tmp_path / "swa" / f"fold{k}.safetensors")
+        want = oracle([models[k, 0], models[k, 1]])
+        torch.testing.assert_close(got["fc.weight"], want["fc.weight"], rtol=0, atol=1e-6)
+        assert [s["path"] for s in records[k]["sources"]] == [f"runs/fold{k}/epoch0.pth", f"runs/fold{k}/epoch1.pth"]
+    r = run("--glob", "runs/fold{fold}/epoch*.pth", "--out", "one/fold{fold}.safetensors", "--fold", 1)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.count("averaged 2 checkpoint(s)") == 1 and "wrote one/fold1.safetensors" in r.stdout
+    assert sha(tmp_path / "one" / "fold1.safetensors") == sha(tmp_path / "swa" / "fold1.safetensors")
+    r = run("--glob", "runs/fold{fold}/epoch*.pth", "--out", "swa/fold{fold}.safetensors", "--force")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.count("averaged 2 checkpoint(s)") == 2 and "wrote swa/fold0.safetensors" in r.stdout

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import save_file
 
