@@ -19,10 +19,12 @@ and the ratios (d)/(a), (d)/(a'), (d)/(c), (e)/(d). `--workers auto` (the defaul
 CPU-bound competing process, with OpenMP threads forced to spin (OMP_WAIT_POLICY=ACTIVE, as
 before `ensemble.predict.cpu`) and with ens's own choice, and prints the start-up (process start
 to first batch), the whole wall and their ratios.
-`--startup` runs an ONNX-only `ens predict` (the model exported by `ens export-onnx`) as a user
-does, as subprocesses: the torch-free path (`ensemble.predict.lite`, what an ONNX run on the CPU
-takes) beside the torch engine (`ENS_PREDICT_TORCH=1`), interleaved, and prints the start-up
-(process start to the first batch's normalisation), the whole wall, and `import torch` alone.
+`--startup` runs `ens predict` as a user does, as subprocesses, interleaved: the ONNX model (exported
+by `ens export-onnx`) on the torch-free path (`ensemble.predict.lite`, what an ONNX run on the CPU
+takes) and on the torch engine (`ENS_PREDICT_TORCH=1`), and the timm checkpoints themselves (torch
+engine, timm imported); it prints the start-up (process start to the first batch's normalisation,
+in wall and CPU seconds), the whole wall, and the `python -c` cost of `import torch`, `import torch,
+torch._dynamo`, `import timm` and `import pandas` measured in the same rounds.
 In the default mode, (e) is that torch-free path and (e') the torch engine on the same ONNX files.
 Usage:
 
@@ -115,29 +117,39 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-# Run inside the `ens predict` subprocesses: prints the seconds from process start to the first batch.
+# Run inside the `ens predict` subprocesses: prints the seconds from process start to the first batch
+# (its normalisation) and the process's CPU seconds by then. `data.normalise` (torch engine) and
+# `lite._normalise` (torch-free path) are wrapped before the engine imports them; both modules are
+# torch-free and every `ens predict` imports them, so the import order is the command's own.
 _FIRST_BATCH = """
-import os, sys, time
+import os, sys
+import ensemble.predict.data as D
+import ensemble.predict.lite as L
 def since_start():
     start = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
     return float(open("/proc/uptime").read().split()[0]) - start
-if os.environ.get("ENS_BENCH_LITE"):  # the torch-free ONNX path normalises in lite.py (importing group loads torch)
-    import ensemble.predict.lite as G
-    name = "_normalise"
-else:
-    import ensemble.predict.group as G
-    name = "normalise"
-first, seen = getattr(G, name), []
-def normalise(*a, **k):
-    if not seen:
-        seen.append(1)
-        print(f"FIRST_BATCH {since_start()}", file=sys.stderr)
-    return first(*a, **k)
-setattr(G, name, normalise)
+seen = []
+def wrap(mod, name):
+    first = getattr(mod, name)
+    def hooked(*a, **k):
+        if not seen:
+            seen.append(1)
+            t = os.times()
+            print(f"FIRST_BATCH {since_start()} {t.user + t.system}", file=sys.stderr)
+        return first(*a, **k)
+    setattr(mod, name, hooked)
+wrap(D, "normalise")
+wrap(L, "_normalise")
 from ensemble.cli import main
 sys.argv = ["ens", *sys.argv[1:]]
 main()
 """
+
+
+def first_batch(stderr: str) -> tuple[float, float]:
+    """(seconds since process start, CPU seconds) at the first batch, from the probe's line."""
+    line = next(s for s in stderr.splitlines() if s.startswith("FIRST_BATCH"))
+    return float(line.split()[1]), float(line.split()[2])
 
 
 def busy(args: argparse.Namespace) -> None:
@@ -160,7 +172,7 @@ def busy(args: argparse.Namespace) -> None:
                     t = time.perf_counter()
                     run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
                     wall = time.perf_counter() - t
-                    first = float(next(s for s in run.stderr.splitlines() if s.startswith("FIRST_BATCH")).split()[1])
+                    first = first_batch(run.stderr)[0]
                     if label not in best or wall < best[label][1]:
                         best[label] = (first, wall)
         finally:
@@ -173,8 +185,19 @@ def busy(args: argparse.Namespace) -> None:
     print(f"ens's choice / spinning: wall {w1 / w0:.2f}, after the first batch {(w1 - f1) / (w0 - f0):.2f}")
 
 
+# `python -c` import costs beside the start-up: what the torch engine cannot skip (torch itself) and
+# what timm's own `import timm` brings (its model zoo, and torchvision, whose ops import torch._dynamo).
+_IMPORTS = {"import torch": "import torch", "import torch, torch._dynamo": "import torch, torch._dynamo",
+            "import timm": "import timm", "import pandas": "import pandas"}
+
+
 def startup(args: argparse.Namespace) -> None:
-    """An ONNX-only `ens predict` as subprocesses: the torch-free path vs the torch engine, start-up and wall."""
+    """`ens predict` as subprocesses, start-up and wall: ONNX torch-free vs ONNX torch engine vs a timm checkpoint.
+
+    Start-up is timed from process start to the first batch, in wall and in the process's CPU
+    seconds (user + sys: what load from other processes changes least). Interleaved, best of
+    --repeat; `python -c` import costs of the same libraries are measured in the same rounds.
+    """
     from ensemble.predict.export import export_onnx
 
     root = str(Path(__file__).resolve().parents[1])
@@ -182,34 +205,47 @@ def startup(args: argparse.Namespace) -> None:
         d = Path(tmp)
         csv = make_images(d, args.n)
         export_onnx(make_config(d, args.arch, args.folds, args.size, args.classes), d / "onnx")
-        cmd = [sys.executable, "-c", _FIRST_BATCH, "predict", "--data", str(csv), "--split", "test", "--card",
-               str(d / "onnx" / "bench.toml"), "--tta", args.tta, "--batch-size", str(args.batch_size),
-               "--workers", str(args.workers), "--device", "cpu", "--out", str(d / "preds"), "--no-resume", "--force", "--quiet"]
-        paths = {"torch-free": {"ENS_BENCH_LITE": "1"}, "torch engine": {"ENS_PREDICT_TORCH": "1"}}
-        best: dict[str, tuple[float, float]] = {}
-        torch_import = float("inf")
-        for _ in range(args.repeat):  # interleaved, best of: drift in machine load hits both alike
-            for label, extra in paths.items():
-                env = {k: v for k, v in os.environ.items() if k not in ("ENS_PREDICT_TORCH", "ENS_BENCH_LITE")}
+        common = ["--data", str(csv), "--split", "test", "--tta", args.tta, "--batch-size", str(args.batch_size),
+                  "--workers", str(args.workers), "--device", "cpu", "--out", str(d / "preds"), "--no-resume", "--force", "--quiet"]
+        onnx = ["--card", str(d / "onnx" / "bench.toml")]
+        timm_ckpt = ["--arch", args.arch, "--checkpoint", str(d / "fold{fold}.pth"), "--num-classes", str(args.classes),
+                     "--img-size", str(args.size)]
+        paths = {"ONNX, torch-free": (onnx, {}), "ONNX, torch engine": (onnx, {"ENS_PREDICT_TORCH": "1"}),
+                 "timm checkpoint": (timm_ckpt, {})}
+        best: dict[str, tuple[float, float, float]] = {}  # label -> (first batch wall, its CPU, whole wall)
+        imports = dict.fromkeys(_IMPORTS, (float("inf"), float("inf")))  # (wall, CPU)
+        for _ in range(args.repeat):  # interleaved, best of: drift in machine load hits every path alike
+            for label, (model, extra) in paths.items():
+                env = {k: v for k, v in os.environ.items() if k != "ENS_PREDICT_TORCH"}
                 env.update({"PYTHONPATH": root, **extra})
                 t = time.perf_counter()
-                run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                run = subprocess.run([sys.executable, "-c", _FIRST_BATCH, "predict", *model, *common], env=env,
+                                     capture_output=True, text=True)
                 wall = time.perf_counter() - t
                 if run.returncode:
                     sys.exit(f"ens predict failed ({label}): {run.stderr.strip()}")
-                first = float(next(s for s in run.stderr.splitlines() if s.startswith("FIRST_BATCH")).split()[1])
-                if label not in best or wall < best[label][1]:
-                    best[label] = (first, wall)
-            t = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import torch"], check=True)
-            torch_import = min(torch_import, time.perf_counter() - t)
-    print(f"ens predict, ONNX ({args.arch} at {args.size}), {args.n} JPEGs, K={args.folds} folds, tta {args.tta}, "
-          f"--device cpu, {os.cpu_count()} cores, best of {args.repeat}")
-    for label, (first, wall) in best.items():
-        print(f"  {label:<13} first batch {first:6.2f} s   wall {wall:6.2f} s")
-    print(f"  python -c 'import torch' alone: {torch_import:.2f} s")
-    (f0, w0), (f1, w1) = best["torch-free"], best["torch engine"]
-    print(f"torch-free / torch engine: first batch {f0 / f1:.2f}, wall {w0 / w1:.2f}")
+                first, cpu = first_batch(run.stderr)
+                if label not in best or first < best[label][0]:
+                    best[label] = (first, cpu, wall)
+            for label, code in _IMPORTS.items():
+                before, t = os.times(), time.perf_counter()
+                subprocess.run([sys.executable, "-c", code], check=True)
+                wall, after = time.perf_counter() - t, os.times()
+                cpu = after.children_user + after.children_system - before.children_user - before.children_system
+                imports[label] = (min(imports[label][0], wall), min(imports[label][1], cpu))
+    load = os.getloadavg()[0]
+    print(f"ens predict ({args.arch} at {args.size}), {args.n} JPEGs, K={args.folds} folds, tta {args.tta}, "
+          f"--device cpu, {os.cpu_count()} cores, load {load:.1f}, best of {args.repeat}")
+    for label, (first, cpu, wall) in best.items():
+        print(f"  {label:<19} first batch {first:6.2f} s ({cpu:5.2f} CPU s)   wall {wall:6.2f} s")
+    for label, (wall, cpu) in imports.items():
+        print(f"  python -c '{label}': {wall:5.2f} s ({cpu:5.2f} CPU s)")
+    (f0, c0, w0), (f1, c1, w1) = best["ONNX, torch-free"], best["ONNX, torch engine"]
+    print(f"ONNX torch-free / torch engine: first batch {f0 / f1:.2f} (CPU {c0 / c1:.2f}), wall {w0 / w1:.2f}")
+    dynamo = imports["import torch, torch._dynamo"][1] - imports["import torch"][1]
+    timm_cpu = best["timm checkpoint"][1]
+    print(f"timm checkpoint: torch._dynamo (imported by torchvision's ops, which timm imports) is "
+          f"{dynamo:.2f} of its {timm_cpu:.2f} CPU s to the first batch")
 
 
 def main() -> None:
