@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -65,9 +64,12 @@ def swa(
     --bn-data refreshes BatchNorm statistics after averaging; it can hurt, so compare both on OOF.
     Every fold at once: --glob 'runs/fold{fold}/epoch*.pth' --out 'swa/fold{fold}.safetensors'.
     """
+    from ensemble.cli.predict import _passive_openmp
     from ensemble.labels import Columns
     from ensemble.swa.core import BN_NOTE, SwaOptions, run_folds
 
+    # the BatchNorm refresh's forwards, as ens predict's: beside a busy process its spinning OpenMP
+    # threads took 27.6 CPU s against 11.9 sleeping (one digits fold at load ~9; the same bytes)
     _passive_openmp()
     _render.setup_logging(quiet)
     to_stdout = _render.json_to_stdout(json_out)
@@ -117,19 +119,6 @@ def _print_result(res: SwaResult) -> None:
             f"BatchNorm statistics refreshed on {bn['images']} images of {bn['data']} ({bn['batches']} batches{left_out})"
         )
     con.print(f"wrote {res.out} (sha256 {res.sha256[:12]}) and {res.sidecar}")
-
-
-def _passive_openmp() -> None:
-    """Idle OpenMP threads sleep instead of spinning when other processes keep the cores busy (the
-    BatchNorm refresh's forwards), as in ens predict; chosen before torch loads, a user's policy kept.
-
-    Measured: the digits example's BN-refresh `ens swa` took 30 CPU s against 11 without the refresh
-    beside one CPU-bound process at load ~8 (spinning threads), see examples/digits/README figures.
-    """
-    from ensemble.predict.cpu import choose_wait_policy
-
-    if "OMP_WAIT_POLICY" not in os.environ and (policy := choose_wait_policy()) is not None:
-        os.environ["OMP_WAIT_POLICY"] = policy
 
 
 def _parse_weights(text: str | None) -> list[float] | None:

@@ -247,3 +247,16 @@ def test_every_fold_in_one_command(tmp_path, monkeypatch):
     r = run("--glob", "runs/fold{fold}/epoch*.pth", "--out", "swa/fold{fold}.safetensors", "--force")
     assert r.exit_code == 0, r.output
     assert r.stdout.count("averaged 2 checkpoint(s)") == 2 and "wrote swa/fold0.safetensors" in r.stdout
+
+
+def test_openmp_threads_sleep_when_busy_unless_the_user_chose(ckpts, tmp_path, monkeypatch):
+    from ensemble.predict import cpu
+
+    _, paths, _ = ckpts
+    monkeypatch.setattr(cpu, "choose_wait_policy", lambda: cpu.PASSIVE)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert run(*paths, "--out", tmp_path / "a.pth").exit_code == 0
+    assert os.environ["OMP_WAIT_POLICY"] == cpu.PASSIVE
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert run(*paths, "--out", tmp_path / "b.pth").exit_code == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
