@@ -202,3 +202,61 @@ def test_small_inputs_take_the_numpy_twins_with_the_same_results(rng, monkeypatc
         for g, e in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
             np.testing.assert_array_equal(g, e, err_msg=name)
             assert np.asarray(g).dtype == np.asarray(e).dtype, name
+
+
+def blend_inputs(rng, n=400, M=4, C=5, quantise=True):
+    """A fit's state: members X (n, M, C) float32, labels, a blend B, its argmax, margins and counts."""
+    from ensemble.blend import _kernels as K
+
+    X = rng.dirichlet(np.ones(C), (n, M)).astype(np.float32)
+    if quantise:  # coarse probabilities: ties in scores, switch points and margins
+        X = (np.round(X * 8) / 8).astype(np.float32)
+    y = rng.integers(0, C, n)
+    B = np.einsum("nmc,m->nc", X, np.array([0.5, 0.25, 0.125, 0.125])[:M], dtype=np.float64)
+    amax, margin = K.argmax_margin(B)
+    return X, y, B, amax, margin, K.class_counts(y, amax, C)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [1, 2, 7])
+def test_blend_argmax_margin_twin_matches_the_kernel_bit_for_bit(rng, dtype, c):
+    from ensemble.blend import _kernels as K
+    from ensemble.blend import _twins
+
+    scores = (np.round(rng.random((999, c)) * 4) / 4).astype(dtype)  # ties: the first maximum wins, margins 0
+    amax, margin = np.empty(999, np.int64), np.empty(999)
+    K._argmax_margin(scores, amax, margin)  # the kernel, at any size
+    got = _twins.argmax_margin(scores)
+    np.testing.assert_array_equal(got[0], amax)
+    assert got[1].dtype == np.float64 and got[1].tobytes() == margin.tobytes()
+    np.testing.assert_array_equal(amax, scores.argmax(1))
+
+
+def test_line_search_refills_a_full_event_buffer(rng, monkeypatch):
+    from ensemble.blend import _kernels as K
+
+    X, y, B, amax, margin, (tp, pc, tc) = blend_inputs(rng)
+    hi, lo = K.row_extremes(X)
+    args = (B, amax, margin, X, hi, lo, 1, -0.5, 2.0, y, tp, pc, tc, _kernels.MACRO_F1)
+    expected = K.line_search(*args)
+    monkeypatch.setattr(K, "_events_cap", lambda n: 1)  # every search overflows its first buffer
+    assert K.line_search(*args) == expected
+
+
+def test_warm_compiles_every_signature_a_fit_calls(rng, monkeypatch):
+    """After `warm()`, fits of every searching kind compile nothing more: the warm-up's types are the fits'."""
+    from ensemble.blend import _kernels as K
+    from ensemble.blend.bias import tune_bias
+    from ensemble.blend.greedy import caruana
+    from ensemble.blend.weighted import optimise_weights
+
+    names = list(K.warm())
+    assert names == ["row_extremes", "eval_adds", "line_search", "bias_search", "argmax_margin"]
+    kernels = [K._row_extremes, K._eval_adds, K._line_events, K._sweep, K._bias_events, K._argmax_margin, K.count_compiled]
+    before = {k: list(k.signatures) for k in kernels}
+    monkeypatch.setattr(_kernels, "_COMPILE_FROM", 0)  # the argmax and margins compiled too
+    X, y, *_ = blend_inputs(rng, quantise=False)
+    w, _, _ = optimise_weights(X, y, 5)
+    caruana(X, y, 5, rounds=5, code=_kernels.ACCURACY)
+    tune_bias(np.einsum("nmc,m->nc", X, w).astype(np.float32), y, 5)
+    assert {k: list(k.signatures) for k in kernels} == before

@@ -17,16 +17,23 @@ accuracy, balanced accuracy, ...), so every argmax metric defined by counts gets
 Only the passes that a fit repeats hundreds of times, or that numpy does many times slower, are
 compiled: each compiled kernel costs a fresh install ~0.2-1 s of compile in its first command, so
 counting, the in-place add and the scalar metric are numpy or plain Python (same arithmetic, so the
-same bits).
+same bits). The kernels allocate nothing and return only scalars: their outputs are numpy arrays made
+by the Python wrappers, because each array that compiled code allocates or returns costs its own
+compile (numba's `np.empty` and boxing: ~0.1-0.25 s per dtype and rank, measured with numba's compile
+events). Below `_kernels._COMPILE_FROM` scores the argmax and margins come from numpy
+(`ensemble.blend._twins`), as fast there as the kernel and the same bits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from numba import njit
 
-from ensemble import _kernels
+from ensemble import _kernels, _warmup
 from ensemble._kernels import row_argmax  # shared: one definition
+from ensemble.blend import _twins
 
 # called (not inlined) by the compiled sweeps below: compiled once, not once into each caller
 count_compiled = njit(cache=True, nogil=True)(_kernels.count_metric.py_func)
@@ -35,12 +42,28 @@ count_compiled = njit(cache=True, nogil=True)(_kernels.count_metric.py_func)
 count_metric = _kernels.count_metric.py_func
 
 
+def _events_cap(n: int) -> int:
+    """Switch events a line search's first buffer holds (float64 rows of 5); more take a second pass.
+
+    Two per row is more than a fit meets (one switch per direction), and pages never written cost nothing.
+    """
+    return max(4096, 2 * n)
+
+
+def argmax_margin(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row argmax (first maximum on ties), int64 (n,), and margin to the runner-up, float64 (n,), of (n, C) scores."""
+    if not _kernels._compiled(scores.size):
+        return _twins.argmax_margin(scores)  # measured as fast as the kernel below 2**20 scores, and no compile
+    amax = np.empty(len(scores), dtype=np.int64)
+    margin = np.empty(len(scores), dtype=np.float64)
+    _warmup.wait("argmax_margin")
+    _argmax_margin(scores, amax, margin)
+    return amax, margin
+
+
 @njit(cache=True, nogil=True)
-def argmax_margin(scores):  # pragma: no cover - compiled
-    """Row argmax (first maximum on ties) and margin to the runner-up of (n, C) scores."""
+def _argmax_margin(scores, amax, margin):  # pragma: no cover - compiled
     n, c = scores.shape
-    amax = np.empty(n, dtype=np.int64)
-    margin = np.empty(n, dtype=np.float64)
     for i in range(n):
         k = row_argmax(scores, i, c)
         best = scores[i, k]
@@ -50,7 +73,6 @@ def argmax_margin(scores):  # pragma: no cover - compiled
                 second = scores[i, j]
         amax[i] = k
         margin[i] = best - second
-    return amax, margin
 
 
 def class_counts(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,12 +83,18 @@ def class_counts(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[np.nd
     return count(y[pred == y]), count(pred), count(y)
 
 
+def row_extremes(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row and member, the largest and smallest probability of X (n, M, C): float32 (n, M) each."""
+    hi = np.empty(X.shape[:2], dtype=np.float32)
+    lo = np.empty(X.shape[:2], dtype=np.float32)
+    _warmup.wait("row_extremes")
+    _row_extremes(X, hi, lo)  # compiled at every size: numpy's reduction over a short last axis is ~9x slower
+    return hi, lo
+
+
 @njit(cache=True, nogil=True)
-def row_extremes(X):  # pragma: no cover - compiled
-    """Per row and member, the largest and smallest probability of X (n, M, C): (n, M) each."""
+def _row_extremes(X, hi, lo):  # pragma: no cover - compiled
     n, M, C = X.shape
-    hi = np.empty((n, M), dtype=np.float32)
-    lo = np.empty((n, M), dtype=np.float32)
     for i in range(n):
         for m in range(M):
             a = X[i, m, 0]
@@ -79,7 +107,6 @@ def row_extremes(X):  # pragma: no cover - compiled
                     b = v
             hi[i, m] = a
             lo[i, m] = b
-    return hi, lo
 
 
 def add_scaled(B: np.ndarray, X: np.ndarray, m: int, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -88,8 +115,10 @@ def add_scaled(B: np.ndarray, X: np.ndarray, m: int, t: float) -> tuple[np.ndarr
     return argmax_margin(B)
 
 
-@njit(cache=True, nogil=True)
-def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, code):  # pragma: no cover - compiled
+def eval_adds(
+    B: np.ndarray, amax: np.ndarray, margin: np.ndarray, X: np.ndarray, hi: np.ndarray, t: float,
+    y: np.ndarray, tp: np.ndarray, pc: np.ndarray, tc: np.ndarray, code: int,
+) -> np.ndarray:
     """The count metric of `B + t * X[:, m]` for every candidate m (Caruana's step), incrementally.
 
     Rows are the outer loop so that one row of every candidate, contiguous in the (n, M, C)
@@ -104,13 +133,17 @@ def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, code):  # pragma: no cov
     Returns:
         float64 (M,) score per candidate.
     """
+    M = X.shape[1]
+    tp2, pc2 = np.tile(tp, (M, 1)), np.tile(pc, (M, 1))  # (M, C): each candidate's counts, updated in place
+    out = np.empty(M, dtype=np.float64)
+    _warmup.wait("eval_adds")
+    _eval_adds(B, amax, margin, X, hi, float(t), y, tp2, pc2, tc, code, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _eval_adds(B, amax, margin, X, hi, t, y, tp2, pc2, tc, code, out):  # pragma: no cover - compiled
     n, M, C = X.shape
-    tp2 = np.empty((M, C), dtype=np.int64)
-    pc2 = np.empty((M, C), dtype=np.int64)
-    for m in range(M):
-        for j in range(C):  # element loops: numba's row assignment costs seconds of compile
-            tp2[m, j] = tp[j]
-            pc2[m, j] = pc[j]
     for i in range(n):
         if margin[i] > t:
             continue  # adding at most t to one score cannot overturn this row
@@ -134,10 +167,8 @@ def eval_adds(B, amax, margin, X, hi, t, y, tp, pc, tc, code):  # pragma: no cov
                     tp2[m, a] -= 1
                 elif k == yi:
                     tp2[m, k] += 1
-    out = np.empty(M, dtype=np.float64)
     for m in range(M):
         out[m] = count_compiled(tp2[m], pc2[m], tc, code)
-    return out
 
 
 def line_search(
@@ -157,7 +188,13 @@ def line_search(
         (t, f1): the midpoint of the best constant piece and its score; t = 0 when no piece
         beats the current blend.
     """
-    ev = _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi)  # (E, 5) float64, integers exact
+    ev = np.empty((_events_cap(len(B)), 5), dtype=np.float64)
+    _warmup.wait("line_search")
+    ne = _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi, ev)
+    if ne > len(ev):  # more switches than the buffer holds: once more, into a buffer of the right size
+        ev = np.empty((ne, 5), dtype=np.float64)
+        _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi, ev)
+    ev = ev[:ne]  # (E, 5) float64, integers exact
     ev_d = np.ascontiguousarray(ev[:, 0])
     ev_s, ev_r, ev_from, ev_to = (ev[:, k].astype(np.int64) for k in range(1, 5))
     best_f = float(count_metric(tp, pc, tc, code))
@@ -169,20 +206,18 @@ def line_search(
         # can leave the blend entirely
         best_t, best_f = _sweep(
             idx, ev_d, ev_from, ev_to, ev_r, t_hi if sign > 0 else -t_lo, float(sign), sign < 0,
-            y, tp, pc, tc, code, best_t, best_f,
+            y, tp.copy(), pc.copy(), tc, code, best_t, best_f,
         )
     return best_t, best_f
 
 
 @njit(cache=True, nogil=True)
-def _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi):  # pragma: no cover - compiled
+def _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi, ev):  # pragma: no cover - compiled
     # every (distance, direction, row, from, to) where a row's argmax switches along +-X[:, m], one
-    # float64 row each (the integers are exact): one growing array, grown in place, compiles far
-    # faster than five arrays grown by a helper
+    # float64 row each of ev (the integers are exact), as many as fit; returns how many there are
     n, C = B.shape
     reach = max(-t_lo, t_hi)
-    cap = 16
-    ev = np.empty((cap, 5), dtype=np.float64)
+    cap = ev.shape[0]
     ne = 0
     for i in range(n):
         if margin[i] > reach:
@@ -212,22 +247,16 @@ def _line_events(B, amax, margin, X, hi, lo, m, t_lo, t_hi):  # pragma: no cover
                         nxt = c
                 if nxt < 0 or best_d > limit:
                     break
-                if ne == cap:
-                    cap *= 2
-                    grown = np.empty((cap, 5), dtype=np.float64)
-                    for q in range(ne):  # a loop: numba's slice assignment costs a second of compile
-                        for r in range(5):
-                            grown[q, r] = ev[q, r]
-                    ev = grown
-                ev[ne, 0] = best_d  # distance from t = 0 along the event's direction
-                ev[ne, 1] = sign  # direction: +1 or -1
-                ev[ne, 2] = i
-                ev[ne, 3] = a
-                ev[ne, 4] = nxt
+                if ne < cap:
+                    ev[ne, 0] = best_d  # distance from t = 0 along the event's direction
+                    ev[ne, 1] = sign  # direction: +1 or -1
+                    ev[ne, 2] = i
+                    ev[ne, 3] = a
+                    ev[ne, 4] = nxt
                 ne += 1
                 a = nxt  # slopes only increase along the envelope: at most C - 1 switches
                 cur = best_d
-    return ev[:ne]
+    return ne
 
 
 @njit(cache=True, nogil=True)
@@ -237,8 +266,8 @@ def _sweep(idx, d, frm, to, rows, end, scale, end_last, y, tp, pc, tc, code, bes
     # one up to `end`) is scored once all its switches are counted, and its middle (its end with
     # `end_last`, for the last piece) scaled by `scale` becomes the best t when it beats best_f.
     # The sort is numpy's, outside: numba's argsort alone cost ~4 s of compile per kernel.
-    tp2 = tp.copy()
-    pc2 = pc.copy()
+    tp2 = tp  # copies, made by the callers (numpy): each compiled allocation costs its own compile
+    pc2 = pc
     for q in range(idx.shape[0]):
         e = idx[q]
         a = frm[e]
@@ -279,7 +308,12 @@ def bias_search(
     Returns:
         (t, f1) as `line_search`.
     """
-    ev_t, ev_r, ev_o = _bias_events(L, c, t_lo, t_hi)
+    ev_t = np.empty(len(L), dtype=np.float64)
+    ev_r = np.empty(len(L), dtype=np.int64)
+    ev_o = np.empty(len(L), dtype=np.int64)
+    _warmup.wait("bias_search")
+    ne = _bias_events(L, c, t_lo, t_hi, ev_t, ev_r, ev_o)
+    ev_t, ev_r, ev_o = ev_t[:ne], ev_r[:ne], ev_o[:ne]
     best_f = float(count_metric(tp, pc, tc, code))
     best_t = 0.0
     order = np.argsort(ev_t)
@@ -294,17 +328,15 @@ def bias_search(
         else:
             idx = np.ascontiguousarray(order[:np.searchsorted(ts, 0.0, side="right")][::-1])
             end, to = t_lo, ev_o
-        best_t, best_f = _sweep(idx, ev_t, frm, to, ev_r, end, 1.0, False, y, tp, pc, tc, code, best_t, best_f)
+        best_t, best_f = _sweep(idx, ev_t, frm, to, ev_r, end, 1.0, False, y, tp.copy(), pc.copy(), tc, code, best_t, best_f)
     return best_t, best_f
 
 
 @njit(cache=True, nogil=True)
-def _bias_events(L, c, t_lo, t_hi):  # pragma: no cover - compiled
-    # each row's switch point t_i, its row and the other class it predicts when it is not c
+def _bias_events(L, c, t_lo, t_hi, ev_t, ev_r, ev_o):  # pragma: no cover - compiled
+    # each row's switch point t_i, its row and the other class it predicts when it is not c, into
+    # the first entries of ev_t, ev_r, ev_o (n,) each; returns how many
     n, C = L.shape
-    ev_t = np.empty(n, dtype=np.float64)
-    ev_r = np.empty(n, dtype=np.int64)
-    ev_o = np.empty(n, dtype=np.int64)  # the other class the row predicts when it is not c
     ne = 0
     for i in range(n):
         k = -1
@@ -320,4 +352,28 @@ def _bias_events(L, c, t_lo, t_hi):  # pragma: no cover - compiled
         ev_r[ne] = i
         ev_o[ne] = k
         ne += 1
-    return ev_t[:ne], ev_r[:ne], ev_o[:ne]
+    return ne
+
+
+def warm() -> Iterator[str]:
+    """Compile (or load from numba's cache) every kernel above on tiny inputs of a fit's types, in the
+    order a fit first calls them, yielding each public name once it is ready (`ensemble._warmup`)."""
+    rng = np.random.default_rng(0)
+    n, M, C = 8, 2, 3
+    X = rng.dirichlet(np.ones(C), (n, M)).astype(np.float32)  # (n, M, C), as the fits stack members
+    y = np.arange(n, dtype=np.int64) % C
+    B = np.einsum("nmc,m->nc", X, np.ones(M) / M, dtype=np.float64)
+    amax, margin = _twins.argmax_margin(B)
+    tp, pc, tc = class_counts(y, amax, C)
+    code = _kernels.MACRO_F1
+    hi, lo = row_extremes(X)
+    yield "row_extremes"
+    eval_adds(B, amax, margin, X, hi, 1.0, y, tp, pc, tc, code)
+    yield "eval_adds"
+    w = np.full(M, 0.5)
+    line_search(B, amax, margin, X, hi, lo, 0, -w[0], 0.1 * w.sum(), y, tp, pc, tc, code)
+    yield "line_search"
+    bias_search(np.log(B), amax, 0, -1.0, 1.0, y, tp, pc, tc, code)
+    yield "bias_search"
+    _argmax_margin(B, np.empty(n, dtype=np.int64), np.empty(n))
+    yield "argmax_margin"

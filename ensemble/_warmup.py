@@ -1,0 +1,119 @@
+"""Compile a command's numba kernels into numba's cache in a second process while the command starts.
+
+A fresh install's first `ens blend` compiled ~3-4 CPU s of kernels (measured with numba's compile
+events, 2-core machine) only after ~3.5 CPU s of imports and table reading that leave the other core
+idle. `start(command)`, called first thing by the command, launches `python -m ensemble._warmup
+<command>`: the child imports numba and compiles the command's kernels (`warm()` of the module
+registered below) on tiny inputs of the real types, saying each kernel's name on its stdout once it
+is in the cache. Before a kernel's first compiled call, `wait(name)` blocks until the child has
+said that name, so the command loads it from the cache instead of compiling it a second time.
+
+A stamp next to numba's cache records a finished warm-up for these kernel sources, numba and
+Python, so later commands start no child. Without numba, with `ENS_NO_NUMBA=1`, or when the child
+cannot start, nothing changes: the command compiles what it calls, as before. Results are the same
+machine code either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+# command -> module whose `warm()` compiles its kernels, yielding each public kernel name when done
+WARMERS = {"blend": "ensemble.blend._kernels"}
+# the files whose kernels a warm-up compiles: a change to any of them makes the stamp stale
+_SOURCES = ("_kernels.py", "blend/_kernels.py")
+
+_lock = threading.Lock()
+_child: subprocess.Popen | None = None
+_ready: set[str] = set()
+
+
+def start(command: str) -> bool:
+    """Start compiling `command`'s kernels into numba's cache in a child process, unless they are there.
+
+    Returns:
+        Whether a child was started.
+    """
+    global _child
+    if command not in WARMERS or _child is not None or os.environ.get("ENS_NO_NUMBA") == "1":
+        return False
+    if importlib.util.find_spec("numba") is None:
+        return False
+    stamp = stamp_path(command)
+    if stamp is None or stamp.exists():
+        return False
+    try:
+        _child = subprocess.Popen(
+            [sys.executable, "-m", "ensemble._warmup", command],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+    except OSError:  # no process to spare: the command compiles what it calls
+        return False
+    return True
+
+
+def wait(kernel: str) -> None:
+    """Block until a started child has put `kernel` in the cache (or has ended); at once when none runs."""
+    if _child is None or kernel in _ready:
+        return
+    with _lock:  # fits in threads wait for the same child
+        if kernel in _ready or _child.stdout is None:
+            return
+        for line in _child.stdout:
+            _ready.add(line.strip())
+            if line.strip() == kernel:
+                return
+        _child.wait()  # ended (everything said, or failed): the command compiles what is missing
+        _ready.add(kernel)
+
+
+def stamp_path(command: str) -> Path | None:
+    """Where a finished warm-up of `command` is recorded: numba's cache folder for the kernels' sources.
+
+    numba caches in `$NUMBA_CACHE_DIR` when set, else in `__pycache__` beside the sources when it can
+    write there; None when neither holds (the command then always warms in a child, as a first run).
+    """
+    root = Path(__file__).resolve().parent
+    folder = Path(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else root / "blend" / "__pycache__"
+    if not os.access(folder if folder.exists() else folder.parent, os.W_OK):
+        return None
+    h = hashlib.sha256(f"{command} {sys.version} {_numba_version()}".encode())
+    for name in _SOURCES:
+        h.update((root / name).read_bytes())
+    return folder / f"ens-warm-{command}-{h.hexdigest()[:16]}.stamp"
+
+
+def _numba_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("numba")
+    except PackageNotFoundError:  # pragma: no cover - checked by the caller
+        return ""
+
+
+def main(command: str) -> None:
+    """The child: compile `command`'s kernels, say each name on stdout, then write the stamp."""
+    quiet = False
+    for name in importlib.import_module(WARMERS[command]).warm():
+        if not quiet:
+            try:
+                print(name, flush=True)
+            except (BrokenPipeError, OSError):  # the command ended first: keep filling the cache
+                quiet = True
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the interpreter's last flush
+    stamp = stamp_path(command)
+    if stamp is not None:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,37 @@
+"""The blend kernels' warm-up in a second process: it fills numba's cache and records it once."""
+
+from __future__ import annotations
+
+import pytest
+
+from ensemble import _warmup
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """An empty numba cache and no child started by this process yet."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("ENS_NO_NUMBA", raising=False)
+    monkeypatch.setattr(_warmup, "_child", None)
+    monkeypatch.setattr(_warmup, "_ready", set())
+    return tmp_path
+
+
+def test_a_cold_cache_warms_in_a_child_once(fresh, monkeypatch):
+    stamp = _warmup.stamp_path("blend")
+    assert stamp is not None and stamp.parent == fresh and not stamp.exists()
+    assert _warmup.start("blend")
+    _warmup.wait("line_search")  # returns once the child has said it
+    assert "line_search" in _warmup._ready
+    assert _warmup._child.wait(timeout=300) == 0
+    assert stamp.exists()
+    assert any(fresh.rglob("*.nbi"))  # numba's index of the kernels the child compiled
+    monkeypatch.setattr(_warmup, "_child", None)
+    assert not _warmup.start("blend")  # the stamp says the cache holds them: no second child
+
+
+def test_no_child_without_numba_or_for_commands_without_kernels(fresh, monkeypatch):
+    assert not _warmup.start("oof-report")
+    monkeypatch.setenv("ENS_NO_NUMBA", "1")
+    assert not _warmup.start("blend")
+    _warmup.wait("line_search")  # nothing started: returns at once
