@@ -73,6 +73,14 @@ def test_parquet_table_has_the_same_contract(tmp_path, rng):
     assert json.loads(sidecar_path(tmp_path / "m" / "oof.parquet").read_text())["classes"] == CLASSES
 
 
+def test_parquet_columns_are_written_without_a_dictionary(tmp_path, rng):
+    """Unique ids and continuous probabilities never fit a dictionary page: none is attempted (see write)."""
+    t = make_table([f"{i:05d}" for i in range(2000)], CLASSES, random_probs(rng, 2000, 3))
+    meta = pq.ParquetFile(write_table(t, tmp_path / "t.parquet")).metadata.row_group(0)
+    for j in range(meta.num_columns):
+        assert not meta.column(j).has_dictionary_page and meta.column(j).compression == "SNAPPY"
+
+
 def test_parquet_written_by_pandas_is_read_and_checked(tmp_path):
     path = tmp_path / "p.parquet"
     pd.DataFrame({"id": [7, 8], "a": [0.25, 1.0], "b": [0.75, 0.0]}).to_parquet(path)
