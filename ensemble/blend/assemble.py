@@ -112,17 +112,21 @@ def assemble(
 ) -> tuple[PredTable, PredTable | None]:
     """The blended OOF table and (with test tables) test table of a fitted blend, of its task; with
     thresholds, each class's probabilities are moved so its threshold sits at 0.5 (the sidecar records them)."""
+    oof = assemble_kind(method, fitted, units, members, members, name, "oof", meta=meta)
+    test = None if tests is None else assemble_kind(method, fitted, units, members, tests, name, "test", meta=meta)
+    return oof, test
+
+
+def assemble_kind(
+    method: str, fitted: M.Fitted, units: list[Unit], members: list[PredTable], tables: list[PredTable],
+    name: str, kind: str, *, meta: dict[str, Any] | None = None,
+) -> PredTable:
+    """One blended table of `assemble`: of `tables` (the members' OOF or test tables), recorded as `kind`."""
     meta = {"model": name, "family": name, "method": method, "units": [units[i].name for i in fitted.units], **(meta or {})}
     if fitted.thresholds is not None:
         meta["thresholds"] = [float(t) for t in fitted.thresholds]
-    out = []
-    for tables, kind in ((members, "oof"), (tests, "test")):
-        if tables is None:
-            out.append(None)
-            continue
-        probs = M.apply(method, fitted, stack_units(units, tables))
-        out.append(make_table(tables[0].ids, members[0].classes, probs, meta={**meta, "kind": kind}, task=fitted.task))
-    return out[0], out[1]
+    probs = M.apply(method, fitted, stack_units(units, tables))
+    return make_table(tables[0].ids, members[0].classes, probs, meta={**meta, "kind": kind}, task=fitted.task)
 
 
 def member_weights(units: list[Unit], fitted: M.Fitted, n_members: int) -> list[float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -14,12 +14,19 @@ from ensemble._io import sha256_file
 from ensemble._progress import NoProgress, Progress
 from ensemble.blend import methods as M
 from ensemble.blend import nested as N
-from ensemble.blend.assemble import BlendResult, assemble, member_weights, stack_units
+from ensemble.blend.assemble import (
+    BlendResult,
+    assemble,
+    assemble_kind,
+    member_weights,
+    stack_units,
+)
 from ensemble.blend.units import build_units, check_members
 from ensemble.bootstrap import bootstrap_metric_ci
 from ensemble.errors import ConfigError, unknown_name
 from ensemble.join import conform_tests, join_labels
 from ensemble.labels import Labels
+from ensemble.memory import release_freed_memory
 from ensemble.metrics.base import Metric
 from ensemble.metrics.choice import MetricChoice
 from ensemble.recipe import BestSingle, LabelsRef, MemberScore, Scores
@@ -28,7 +35,7 @@ from ensemble.task import MULTICLASS, MULTILABEL
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BlendOptions", "BlendResult", "blend"]
+__all__ = ["BlendOptions", "BlendResult", "blend", "with_tests"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,7 @@ def blend(
     member_scores_ = M.unit_scores(Xm, y, spec.metric)
 
     fitted = M.fit(o.method, X, y, C, spec, progress)
+    release_freed_memory()  # the fit's work arrays, before the nested folds allocate theirs
     oof_probs = M.apply(o.method, fitted, X)
     scores = _scores(o, spec, X, Xm, y, C, oof_probs, member_scores_, members, lab, progress)
     weight_of = member_weights(units, fitted, len(members))
@@ -161,6 +169,18 @@ def blend(
         fitted=fitted, oof=oof, test=test, scores=scores, member_scores=member_scores, options=o.recorded(),
         folds_source=scores_folds_source(lab, o), labels=labels_ref(lab),
     )
+
+
+def with_tests(result: BlendResult, test_tables: Sequence[PredTable]) -> BlendResult:
+    """A blend fitted without test tables, with its members' test tables and its blended test table
+    (the same as `blend(..., test_tables=...)` gives; `blend_folders` reads them after the fit).
+
+    Raises:
+        EnsembleError: test tables missing, out of order or not matching (as `blend` raises).
+    """
+    tests = _tests(result.members, test_tables, result.classes)
+    test = assemble_kind(result.method, result.fitted, result.units, result.members, tests, result.name, "test")
+    return replace(result, test_members=tests, test=test)
 
 
 def _tests(members: list[PredTable], test_tables: Sequence[PredTable] | None, classes: list[str]) -> list[PredTable] | None:

@@ -19,6 +19,7 @@ from ensemble._progress import NoProgress, Progress
 from ensemble.blend import methods as M
 from ensemble.bootstrap import bootstrap_metric
 from ensemble.errors import LabelError
+from ensemble.memory import release_freed_memory
 from ensemble.metrics.base import Metric
 from ensemble.task import MULTICLASS, MULTILABEL
 
@@ -92,6 +93,7 @@ def nested_predictions(
         with train_first(X, test) as (X_train, X_test):
             fitted = M.fit(method, X_train, y[train], n_classes, spec, index=rows[train])
             out[test] = M.apply(method, fitted, X_test)
+        release_freed_memory()  # the fold's work arrays, before the next fold allocates its own
         progress.advance()
     progress.stop()
     return out
