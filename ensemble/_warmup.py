@@ -78,7 +78,8 @@ def stamp_path(command: str) -> Path | None:
     """Where a finished warm-up of `command` is recorded: numba's cache folder for the kernels' sources.
 
     numba caches in `$NUMBA_CACHE_DIR` when set, else in `__pycache__` beside the sources when it can
-    write there; None when neither holds (the command then always warms in a child, as a first run).
+    write there; None when neither holds (numba then caches elsewhere, and no child is started: with
+    no stamp to read, one would start at every command).
     """
     root = Path(__file__).resolve().parent
     folder = Path(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else root / "blend" / "__pycache__"
