@@ -65,12 +65,14 @@ def swa(
     Every fold at once: --glob 'runs/fold{fold}/epoch*.pth' --out 'swa/fold{fold}.safetensors'.
     """
     from ensemble.cli.predict import _passive_openmp
+
+    # the BatchNorm refresh's forwards, as ens predict's: beside a busy process its spinning OpenMP
+    # threads took 27.6 CPU s against 11.9 sleeping (one digits fold at load ~9; the same bytes).
+    # Before torch loads (ensemble.swa.core imports it): libgomp reads the policy once, when it loads.
+    _passive_openmp()
     from ensemble.labels import Columns
     from ensemble.swa.core import BN_NOTE, SwaOptions, run_folds
 
-    # the BatchNorm refresh's forwards, as ens predict's: beside a busy process its spinning OpenMP
-    # threads took 27.6 CPU s against 11.9 sleeping (one digits fold at load ~9; the same bytes)
-    _passive_openmp()
     _render.setup_logging(quiet)
     to_stdout = _render.json_to_stdout(json_out)
     _render.check_json_dest(json_out, force=force)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -260,3 +262,18 @@ def test_openmp_threads_sleep_when_busy_unless_the_user_chose(ckpts, tmp_path, m
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert run(*paths, "--out", tmp_path / "b.pth").exit_code == 0
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_wait_policy_is_chosen_before_torch_loads(tmp_path):
+    code = (
+        "import sys\n"
+        "from ensemble.predict import cpu\n"
+        "seen = []\n"
+        "cpu.choose_wait_policy = lambda: seen.append('torch' in sys.modules)\n"
+        "from typer.testing import CliRunner\n"
+        "from ensemble.cli import app\n"
+        "CliRunner().invoke(app, ['swa', 'missing.pth', '--out', 'o.pth'])\n"
+        "print(seen)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.split() == ["[False]"], r.stdout + r.stderr
