@@ -94,6 +94,49 @@ def test_unreadable_images_are_skipped_or_named_as_the_torch_engine_does(onnx_ca
     assert [s["id"] for s in res.skipped] == ["00003"] and "00003" not in set(res["m/test"].ids)
 
 
+class _Events:
+    """A progress bar that records what it is told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def start(self, description: str, total: int | None) -> None:
+        self.events.append(("start", description, total))
+
+    def advance(self, n: int = 1) -> None:
+        self.events.append(("advance", n))
+
+    def stop(self) -> None:
+        self.events.append(("stop",))
+
+
+def test_progress_parts_and_skipped_rows_follow_the_torch_engine(onnx_case, monkeypatch):
+    d, data, card, fixed = onnx_case
+    (d / "img" / "0004.png").write_bytes(b"not a png")
+    kw = dict(tta="hflip", workers=0, device="cpu", skip_bad=True, batch_size=4)
+    runs = {}
+    for engine in ("lite", "torch"):
+        if engine == "torch":
+            monkeypatch.setenv("ENS_PREDICT_TORCH", "1")
+        bar = _Events()
+        res = predict([card, fixed], data, split="oof", out_dir=d / engine, progress=bar, **kw)
+        parts = {p.relative_to(d / engine): np.load(p) for p in sorted((d / engine).rglob(".parts/*.npz"))}
+        runs[engine] = bar.events, [s["id"] for s in res.skipped], parts
+    (lite_bar, lite_skipped, lite_parts), (torch_bar, torch_skipped, torch_parts) = runs["lite"], runs["torch"]
+    assert lite_bar == torch_bar and lite_bar[0] == ("start", "predicting", 2 * 11)  # two models, 11 rows each
+    assert sum(e[1] for e in lite_bar if e[0] == "advance") == 2 * 11
+    assert lite_skipped == torch_skipped == ["00004"]
+    assert lite_parts.keys() == torch_parts.keys() and len(lite_parts) == 4  # 2 models x 2 folds
+    for name, part in lite_parts.items():
+        other = torch_parts[name]
+        assert part.files == other.files
+        for k in part.files:
+            if part[k].dtype.kind == "f":
+                np.testing.assert_allclose(part[k], other[k], atol=1e-6, err_msg=f"{name} {k}")
+            else:
+                np.testing.assert_array_equal(part[k], other[k], err_msg=f"{name} {k}")
+
+
 def test_when_the_torch_free_path_is_taken(onnx_case, monkeypatch, tmp_path):
     _, _, card, _ = onnx_case
     cfg = resolve_config(card)
