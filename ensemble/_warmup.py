@@ -20,10 +20,13 @@ import hashlib
 import importlib
 import importlib.util
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
 
 # command -> module whose `warm()` compiles its kernels, yielding each public kernel name when done
 WARMERS = {"blend": "ensemble.blend._kernels"}
@@ -31,7 +34,7 @@ WARMERS = {"blend": "ensemble.blend._kernels"}
 _SOURCES = ("_kernels.py", "blend/_kernels.py")
 
 _lock = threading.Lock()
-_child: subprocess.Popen | None = None
+_child: subprocess.Popen[str] | None = None
 _ready: set[str] = set()
 
 
@@ -49,6 +52,8 @@ def start(command: str) -> bool:
     stamp = stamp_path(command)
     if stamp is None or stamp.exists():
         return False
+    import subprocess  # only to start a child: ~40 ms of import a warm command does not pay
+
     try:
         _child = subprocess.Popen(
             [sys.executable, "-m", "ensemble._warmup", command],
@@ -85,19 +90,18 @@ def stamp_path(command: str) -> Path | None:
     folder = Path(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else root / "blend" / "__pycache__"
     if not os.access(folder if folder.exists() else folder.parent, os.W_OK):
         return None
-    h = hashlib.sha256(f"{command} {sys.version} {_numba_version()}".encode())
+    h = hashlib.sha256(f"{command} {sys.version} {_numba_stamp()}".encode())
     for name in _SOURCES:
         h.update((root / name).read_bytes())
     return folder / f"ens-warm-{command}-{h.hexdigest()[:16]}.stamp"
 
 
-def _numba_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("numba")
-    except PackageNotFoundError:  # pragma: no cover - checked by the caller
-        return ""
+def _numba_stamp() -> str:
+    # numba's install (its path and when it was written): an upgrade makes the stamp stale. Stat, not
+    # importlib.metadata's version lookup, which cost a warm command ~36 ms of CPU
+    spec = importlib.util.find_spec("numba")
+    origin = spec.origin if spec is not None and spec.origin else ""
+    return f"{origin} {os.stat(origin).st_mtime_ns if origin else 0}"
 
 
 def main(command: str) -> None:
