@@ -243,7 +243,7 @@ def test_line_search_refills_a_full_event_buffer(rng, monkeypatch):
     assert K.line_search(*args) == expected
 
 
-def test_warm_compiles_every_signature_a_fit_calls(rng, monkeypatch):
+def test_warm_compiles_every_signature_a_fit_calls(rng):
     """After `warm()`, fits of every searching kind compile nothing more: the warm-up's types are the fits'."""
     from ensemble.blend import _kernels as K
     from ensemble.blend.bias import tune_bias
@@ -251,10 +251,9 @@ def test_warm_compiles_every_signature_a_fit_calls(rng, monkeypatch):
     from ensemble.blend.weighted import optimise_weights
 
     names = list(K.warm())
-    assert names == ["row_extremes", "eval_adds", "line_search", "bias_search", "argmax_margin"]
-    kernels = [K._row_extremes, K._eval_adds, K._line_events, K._sweep, K._bias_events, K._argmax_margin, K.count_compiled]
+    assert names == ["row_extremes", "eval_adds", "line_search", "bias_search"]
+    kernels = [K._row_extremes, K._eval_adds, K._line_events, K._sweep, K._bias_events, K.count_compiled]
     before = {k: list(k.signatures) for k in kernels}
-    monkeypatch.setattr(_kernels, "_COMPILE_FROM", 0)  # the argmax and margins compiled too
     X, y, *_ = blend_inputs(rng, quantise=False)
     w, _, _ = optimise_weights(X, y, 5)
     caruana(X, y, 5, rounds=5, code=_kernels.ACCURACY)
