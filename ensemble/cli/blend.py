@@ -112,6 +112,10 @@ def blend(
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Blend members' OOF and test probabilities; print in-sample and nested scores and an honest verdict."""
+    if recipe is None:  # a fit: numba compiles its kernels in a second process while the tables are read (once)
+        from ensemble import _warmup
+
+        _warmup.start("blend")
     from ensemble.blend.core import BlendOptions
     from ensemble.blend.folders import blend_folders
     from ensemble.labels import Columns
