@@ -110,8 +110,14 @@ def _row_extremes(X, hi, lo):  # pragma: no cover - compiled
 
 def add_scaled(B: np.ndarray, X: np.ndarray, m: int, t: float) -> tuple[np.ndarray, np.ndarray]:
     """B += t * X[:, m] in place (in float64, as the sweeps compute it), and return the new argmax and margins."""
-    np.add(B, np.multiply(X[:, m], t, dtype=np.float64), out=B)  # dtype: a float32 product would round
+    # dtype: a float32 product would round. In blocks of rows: one float64 temporary of the whole
+    # (n, C) member would add ~115 MB to a 1M-row fit's peak; element by element the same bits
+    for a in range(0, len(B), _ADD_ROWS):
+        np.add(B[a : a + _ADD_ROWS], np.multiply(X[a : a + _ADD_ROWS, m], t, dtype=np.float64), out=B[a : a + _ADD_ROWS])
     return argmax_margin(B)
+
+
+_ADD_ROWS = 1 << 14
 
 
 def eval_adds(
