@@ -14,6 +14,8 @@ def fresh(monkeypatch, tmp_path):
     monkeypatch.delenv("ENS_NO_NUMBA", raising=False)
     monkeypatch.setattr(_warmup, "_child", None)
     monkeypatch.setattr(_warmup, "_ready", set())
+    monkeypatch.setattr(_warmup.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle core for the child
+    monkeypatch.setattr(_warmup.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     return tmp_path
 
 
@@ -35,3 +37,13 @@ def test_no_child_without_numba_or_for_commands_without_kernels(fresh, monkeypat
     monkeypatch.setenv("ENS_NO_NUMBA", "1")
     assert not _warmup.start("blend")
     _warmup.wait("line_search")  # nothing started: returns at once
+
+
+def test_no_child_when_no_core_is_idle(fresh, monkeypatch):
+    # a busy machine: the child's compile would only compete with the command (measured slower)
+    monkeypatch.setattr(_warmup.os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert not _warmup.start("blend")
+    monkeypatch.setattr(_warmup.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    monkeypatch.setattr(_warmup.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert _warmup.start("blend")
+    assert _warmup._child.wait(timeout=300) == 0
