@@ -12,34 +12,46 @@ Writes, under examples/digits/work/ (cached: a second run skips what exists):
                          effnet_s0: safetensors
 The model cards for them are in models/digits_*.toml.
 
-Usage: python examples/digits/prepare.py [--work DIR] [--epochs N] [--folds K]
+Each model trains on ONE torch thread, several at once in worker processes (`--jobs`, default the
+usable cores): a single-threaded training repeats bit for bit for its seed, so the checkpoints are
+the same bytes whatever --jobs and however busy the machine is (two OpenMP threads in lockstep beside
+a busy process trained at 15.2 s a model against 8.0 s on one thread, measured on 2 shared cores).
+
+Usage: python examples/digits/prepare.py [--work DIR] [--epochs N] [--folds K] [--jobs N]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import sys
 import time
+import traceback
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import forkserver
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ensemble.predict.cpu import choose_wait_policy
+from ensemble.predict.cpu import choose_wait_policy, usable_cores
 
 # Beside another busy process, torch's spinning OpenMP threads take each other's cores (one fold's
 # training went from 2 s to over 2 min on 2 shared cores): they sleep instead, as in ens predict.
-# Chosen before torch loads libgomp, which reads it once; the thread count, hence the numbers, unchanged.
+# Chosen before torch loads libgomp, which reads it once (here, in the forkserver and its workers).
 if "OMP_WAIT_POLICY" not in os.environ and (policy := choose_wait_policy()):
     os.environ["OMP_WAIT_POLICY"] = policy
 
 import numpy as np
 import pandas as pd
-import timm
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import save_file
-from sklearn.datasets import load_digits
-from sklearn.model_selection import StratifiedKFold, train_test_split
+
+if TYPE_CHECKING:
+    import torch
+
+# torch, timm and safetensors are imported where they are used: with --jobs > 1 only the forkserver
+# (which the workers fork from) imports them, once, while this process writes the data
+TORCH_MODULES = ["torch", "timm", "safetensors.torch"]
 
 HERE = Path(__file__).resolve().parent
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -58,6 +70,9 @@ def build_data(work: Path, n_folds: int) -> None:
     """Images, train.csv with folds, test.csv and the held-back test labels."""
     if (work / "test_labels.csv").exists():
         return
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
     digits = load_digits()
     (work / "images").mkdir(parents=True, exist_ok=True)
     ids = np.array([f"{i:05d}" for i in range(len(digits.images))], dtype=object)
@@ -77,6 +92,8 @@ def build_data(work: Path, n_folds: int) -> None:
 
 def load_images(work: Path, frame: pd.DataFrame) -> torch.Tensor:
     """Decode the PNGs once into normalised float tensors (N, 3, 32, 32)."""
+    import torch
+
     arr = np.stack([np.asarray(Image.open(work / p).convert("RGB")) for p in frame["path"]])
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)
     return (x - MEAN) / STD
@@ -89,6 +106,10 @@ def train_one(
 
     `snapshot(model, epoch)` is called after each epoch (the SWA step averages the last ones).
     """
+    import timm
+    import torch
+    import torch.nn.functional as F
+
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = timm.create_model(arch, pretrained=False, num_classes=len(CLASSES))
@@ -113,6 +134,9 @@ def train_one(
 
 
 def save(model: torch.nn.Module, path: Path, layout: str) -> None:
+    import torch
+    from safetensors.torch import save_file
+
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     if layout == "plain":
@@ -124,41 +148,92 @@ def save(model: torch.nn.Module, path: Path, layout: str) -> None:
     tmp.replace(path)  # a killed run leaves no half-written checkpoint behind
 
 
+# what a worker trains on: set once per process by `init_worker` (train.csv, its images and labels)
+_DATA: dict[str, object] = {}
+
+
+def init_worker(work: Path) -> None:
+    """Load the training rows once per process, on one torch thread (the checkpoints' bytes depend on it)."""
+    import torch
+
+    torch.set_num_threads(1)
+    train = pd.read_csv(work / "train.csv", dtype={"id": str})
+    y = torch.as_tensor(pd.Categorical(train["label"], categories=CLASSES).codes.astype(np.int64))
+    _DATA.update(work=work, folds=train["fold"].to_numpy(), x=load_images(work, train), y=y)
+
+
+def train_fold(name: str, k: int, epochs: int) -> tuple[float, float]:
+    """Train `name` on every fold but k, save its checkpoint (and SWA snapshots); (held-out accuracy, seconds)."""
+    import torch
+
+    t0 = time.time()
+    work, x, y = _DATA["work"], _DATA["x"], _DATA["y"]
+    arch, seed, layout = MODELS[name]
+    path = work / "checkpoints" / name / f"fold{k}{SUFFIX[layout]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tr = torch.from_numpy(_DATA["folds"] != k)
+
+    def snapshot(model: torch.nn.Module, epoch: int) -> None:
+        # the last epochs of the first model, plain state_dicts: what `ens swa` averages
+        if name == SWA_SOURCE and epoch >= epochs - SWA_EPOCHS:
+            snap = work / "checkpoints" / f"{name}_epochs" / f"fold{k}_epoch{epoch}.pth"
+            snap.parent.mkdir(parents=True, exist_ok=True)
+            save(model, snap, "plain")
+
+    model = train_one(arch, seed * 100 + k, x[tr], y[tr], epochs, snapshot)
+    with torch.inference_mode():
+        acc = (model(x[~tr]).argmax(1) == y[~tr]).float().mean().item()
+    save(model, path, layout)
+    return acc, time.time() - t0
+
+
+def start_pool(jobs: int) -> ProcessPoolExecutor:
+    """A pool of `jobs` workers; its forkserver starts importing torch now, beside the caller's work."""
+    # forkserver: its server imports torch and timm once and forks each worker from it; a plain fork
+    # after torch has loaded is unsafe, spawn would import torch once per worker
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", *TORCH_MODULES])
+    forkserver.ensure_running()
+    return ProcessPoolExecutor(jobs, context, initializer=init_worker, initargs=(_DATA["work"],))
+
+
+def train_all(pending: list[tuple[str, int]], epochs: int, pool: ProcessPoolExecutor | None) -> None:
+    """Train the pending (model, fold) pairs in `pool` (or here); print one line each, in `pending` order."""
+    if pool:
+        futures = [pool.submit(train_fold, name, k, epochs) for name, k in pending]
+    else:
+        init_worker(_DATA["work"])
+    try:
+        for i, (name, k) in enumerate(pending):
+            acc, seconds = futures[i].result() if pool else train_fold(name, k, epochs)
+            print(f"trained {name} fold {k}: held-out accuracy {acc:.3f} ({seconds:.1f} s)", flush=True)
+    except Exception as e:  # a worker's error or death: one failure, the rest cancelled, no hang
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+        traceback.print_exception(e)  # a worker's error carries the worker's traceback as its cause
+        sys.exit(f"prepare.py: training {name} fold {k} failed: {type(e).__name__}: {e}")
+    if pool:
+        pool.shutdown()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    ap.add_argument("--jobs", type=int, default=0, help="models trained at once, one thread each (default: usable cores)")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    work = args.work.resolve()
+    work = _DATA["work"] = args.work.resolve()
+    pending = [
+        (name, k) for name in args.models.split(",") for k in range(args.folds)
+        if not (work / "checkpoints" / name / f"fold{k}{SUFFIX[MODELS[name][2]]}").exists()
+    ]
+    jobs = min(args.jobs or usable_cores(), len(pending))
+    pool = start_pool(jobs) if jobs > 1 else None  # its workers start on the first submit, after the data
     build_data(work, args.folds)
-    train = pd.read_csv(work / "train.csv", dtype={"id": str})
-    x = load_images(work, train)
-    y = torch.as_tensor(pd.Categorical(train["label"], categories=CLASSES).codes.astype(np.int64))
-    for name in args.models.split(","):
-        arch, seed, layout = MODELS[name]
-        for k in range(args.folds):
-            path = work / "checkpoints" / name / f"fold{k}{SUFFIX[layout]}"
-            if path.exists():
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            t0 = time.time()
-            tr = torch.from_numpy((train["fold"] != k).to_numpy(copy=True))
-
-            def snapshot(model: torch.nn.Module, epoch: int) -> None:
-                # the last epochs of the first model, plain state_dicts: what `ens swa` averages
-                if name == SWA_SOURCE and epoch >= args.epochs - SWA_EPOCHS:
-                    snap = work / "checkpoints" / f"{name}_epochs" / f"fold{k}_epoch{epoch}.pth"
-                    snap.parent.mkdir(parents=True, exist_ok=True)
-                    save(model, snap, "plain")
-
-            model = train_one(arch, seed * 100 + k, x[tr], y[tr], args.epochs, snapshot)
-            with torch.inference_mode():
-                acc = (model(x[~tr]).argmax(1) == y[~tr]).float().mean().item()
-            save(model, path, layout)
-            print(f"trained {name} fold {k}: held-out accuracy {acc:.3f} ({time.time() - t0:.1f} s)", flush=True)
+    if pending:
+        train_all(pending, args.epochs, pool)
     print(f"data and checkpoints in {work}")
 
 
