@@ -17,15 +17,24 @@ Two stages, so that the folds are made by the CLI between them (examples/mosaics
       checkpoints/<model>/fold<k>.safetensors
 The model cards for them are in models/mosaic_*.toml (task = "multilabel").
 
+Each model trains on ONE torch thread, several at once in worker processes (`--jobs`, default the
+usable cores): a single-threaded training repeats bit for bit for its seed, so the checkpoints are
+the same bytes whatever --jobs and however busy the machine is.
+
 Usage: python examples/mosaics/prepare.py {data,train} [--work DIR] [--n-train N] [--n-test N]
-       [--epochs N] [--models a,b]
+       [--epochs N] [--models a,b] [--jobs N]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import sys
 import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -158,36 +167,77 @@ def save(model: torch.nn.Module, path: Path) -> None:
     tmp.replace(path)  # a killed run leaves no half-written checkpoint behind
 
 
-def train_models(work: Path, models: list[str], epochs: int) -> None:
-    """Train every (model, fold) whose checkpoint is missing, on the fold column the CLI wrote."""
-    if "OMP_WAIT_POLICY" not in os.environ and (policy := choose_wait_policy()) is not None:
-        # read once, when torch loads OpenMP: idle threads sleep instead of spinning beside other busy
-        # processes (spinning threads on a shared 2-core machine made training ~10x slower)
-        os.environ["OMP_WAIT_POLICY"] = policy
+# torch, timm and safetensors: with --jobs > 1 only the forkserver (which the workers fork from) imports them
+TORCH_MODULES = ["torch", "timm", "safetensors.torch"]
+# what a worker trains on: set once per process by `init_worker` (train.csv, its images and indicators)
+_DATA: dict[str, object] = {}
+
+
+def init_worker(work: Path) -> None:
+    """Load the training rows once per process, on one torch thread (the checkpoints' bytes depend on it)."""
     import torch
 
-    # the forwards are tiny: more than a few threads only add synchronisation
-    torch.set_num_threads(max(1, min(4, usable_cores())))
+    torch.set_num_threads(1)
+    train = pd.read_csv(work / "train.csv", dtype={"id": str, "label": str}, keep_default_na=False)
+    y = torch.from_numpy(read_indicators(train["label"]))
+    _DATA.update(work=work, folds=train["fold"].to_numpy(), x=load_images(work, train), y=y)
+
+
+def train_fold(name: str, k: int, epochs: int) -> tuple[float, float]:
+    """Train `name` on every fold but k and save it; (held-out exact-set accuracy, seconds)."""
+    import torch
+
+    t0 = time.time()
+    work, x, y = _DATA["work"], _DATA["x"], _DATA["y"]
+    arch, seed, lr = MODELS[name]
+    path = work / "checkpoints" / name / f"fold{k}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tr = torch.from_numpy(_DATA["folds"] != k)
+    model = train_one(arch, seed * 100 + int(k), lr, x[tr], y[tr], epochs)
+    with torch.inference_mode():
+        exact = ((model(x[~tr]) > 0) == y[~tr].bool()).all(1).float().mean().item()
+    save(model, path)
+    return exact, time.time() - t0
+
+
+def train_models(work: Path, models: list[str], epochs: int, jobs: int = 0) -> None:
+    """Train every (model, fold) whose checkpoint is missing, on the fold column the CLI wrote.
+
+    `jobs` trainings at once (0: the usable cores), one torch thread each; 1 trains here, in turn.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ and (policy := choose_wait_policy()) is not None:
+        # read once, when torch loads OpenMP (here or in the forkserver): idle threads sleep instead of
+        # spinning beside other busy processes (spinning threads on a shared 2-core machine made
+        # training ~10x slower)
+        os.environ["OMP_WAIT_POLICY"] = policy
     train = pd.read_csv(work / "train.csv", dtype={"id": str, "label": str}, keep_default_na=False)
     if "fold" not in train.columns:
         raise SystemExit(f"{work / 'train.csv'} has no fold column: run `ens folds --method multilabel-stratified` first")
-    x = load_images(work, train)
-    y = torch.from_numpy(read_indicators(train["label"]))
-    folds = sorted(train["fold"].unique())
-    for name in models:
-        arch, seed, lr = MODELS[name]
-        for k in folds:
-            path = work / "checkpoints" / name / f"fold{k}.safetensors"
-            if path.exists():
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            t0 = time.time()
-            tr = torch.from_numpy((train["fold"] != k).to_numpy(copy=True))
-            model = train_one(arch, seed * 100 + int(k), lr, x[tr], y[tr], epochs)
-            with torch.inference_mode():
-                exact = ((model(x[~tr]) > 0) == y[~tr].bool()).all(1).float().mean().item()
-            save(model, path)
-            print(f"trained {name} fold {k}: held-out exact-set accuracy {exact:.3f} ({time.time() - t0:.1f} s)", flush=True)
+    folds = sorted(int(k) for k in train["fold"].unique())
+    pending = [(name, k) for name in models for k in folds if not (work / "checkpoints" / name / f"fold{k}.safetensors").exists()]
+    jobs = min(jobs or usable_cores(), len(pending))
+    pool = None
+    if jobs > 1:
+        # forkserver: its server imports torch and timm once and forks each worker from it; a plain fork
+        # after torch has loaded is unsafe, spawn would import torch once per worker
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["__main__", *TORCH_MODULES])
+        forkserver.ensure_running()
+        pool = ProcessPoolExecutor(jobs, context, initializer=init_worker, initargs=(work,))
+        futures = [pool.submit(train_fold, name, k, epochs) for name, k in pending]
+    elif pending:
+        init_worker(work)
+    try:
+        for i, (name, k) in enumerate(pending):
+            exact, seconds = futures[i].result() if pool else train_fold(name, k, epochs)
+            print(f"trained {name} fold {k}: held-out exact-set accuracy {exact:.3f} ({seconds:.1f} s)", flush=True)
+    except Exception as e:  # a worker's error or death: one failure, the rest cancelled, no hang
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+        traceback.print_exception(e)  # a worker's error carries the worker's traceback as its cause
+        sys.exit(f"prepare.py: training {name} fold {k} failed: {type(e).__name__}: {e}")
+    if pool:
+        pool.shutdown()
 
 
 def main() -> None:
@@ -198,6 +248,7 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=800, help="test mosaics, all held back (data stage)")
     ap.add_argument("--epochs", type=int, default=5, help="training epochs (train stage)")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    ap.add_argument("--jobs", type=int, default=0, help="models trained at once, one thread each (default: usable cores)")
     args = ap.parse_args()
     work = args.work.resolve()
     if args.stage == "data":
@@ -205,7 +256,7 @@ def main() -> None:
         n_train, n_test = (len(pd.read_csv(work / f)) for f in ("mosaics.csv", "test.csv"))  # as cached
         print(f"mosaics in {work} ({n_train} train, {n_test} held-back test)")
     else:
-        train_models(work, args.models.split(","), args.epochs)
+        train_models(work, args.models.split(","), args.epochs, args.jobs)
         print(f"checkpoints in {work / 'checkpoints'}")
 
 
