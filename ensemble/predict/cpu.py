@@ -52,6 +52,8 @@ def wait_policy(cores: int, others: float, threads: int | None = None) -> str | 
         others: runnable tasks of other processes (`others_running`).
         threads: compute threads when fixed (OMP_NUM_THREADS), else torch's default, at most `cores`.
     """
+    if threads == 1:  # one compute thread: OpenMP starts no workers, so none can spin or sleep
+        return None
     return PASSIVE if (threads or cores) + others > cores else None
 
 

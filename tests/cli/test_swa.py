@@ -256,7 +256,10 @@ def test_openmp_threads_sleep_when_busy_unless_the_user_chose(ckpts, tmp_path, m
 
     _, paths, _ = ckpts
     monkeypatch.setattr(cpu, "choose_wait_policy", lambda: cpu.PASSIVE)
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    # set, then removed: monkeypatch records the variable's state before the test (usually absent), so
+    # the policy the command sets does not leak into later tests' subprocesses (torchrun ranks)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.delenv("OMP_WAIT_POLICY")
     assert run(*paths, "--out", tmp_path / "a.pth").exit_code == 0
     assert os.environ["OMP_WAIT_POLICY"] == cpu.PASSIVE
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
@@ -275,5 +278,6 @@ def test_wait_policy_is_chosen_before_torch_loads(tmp_path):
         "CliRunner().invoke(app, ['swa', 'missing.pth', '--out', 'o.pth'])\n"
         "print(seen)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # a user's own policy skips the choice
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0 and r.stdout.split() == ["[False]"], r.stdout + r.stderr

@@ -11,6 +11,7 @@ from ensemble.predict import cpu
     (2, 0, None, None),        # a free machine: threads may spin
     (2, 1, None, cpu.PASSIVE),  # one busy process beside 2 threads on 2 cores
     (2, 1, 1, None),           # OMP_NUM_THREADS=1 leaves it a core
+    (2, 3, 1, None),           # one thread starts no OpenMP workers: nothing to put to sleep (torchrun's ranks)
     (16, 1, 8, None),
     (16, 9, 8, cpu.PASSIVE),
     (1, 0.5, None, cpu.PASSIVE),

@@ -29,7 +29,8 @@ FAULTS = Path(__file__).with_name("_torchrun_faults.py")
 
 def torchrun(*args: str, fault: tuple[int, str] | None = None) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc_per_node 2` of `ens` (or of the fault-injecting wrapper)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    # no OpenMP wait policy inherited from an earlier in-process test (the ranks choose their own)
+    env = {**{k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     target = ["-m", "ensemble"]
     if fault:
         env.update(ENS_TEST_RANK=str(fault[0]), ENS_TEST_FAULT=fault[1])
