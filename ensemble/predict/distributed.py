@@ -99,10 +99,14 @@ class Session:
             previous = signal.signal(signal.SIGTERM, session._on_sigterm)
         except ValueError:  # not the main thread: the launcher's SIGTERM ends the process as usual
             previous = None
+        done = False
         try:
             yield session
+            done = True
         finally:
             if created:
+                if done:  # leave together: a rank tearing gloo down while a peer still talks to it can abort
+                    dist.barrier()  # ("terminate called without an active exception", seen on resumed runs)
                 dist.destroy_process_group()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
