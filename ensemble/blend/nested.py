@@ -87,6 +87,22 @@ def nested_predictions(
     progress.start("nested CV", len(values))
     out = np.empty(X.shape[::2], dtype=np.float32)
     rows = np.arange(len(y))
+    workers = _fold_workers(X, spec, len(values))
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(k: int) -> tuple[np.ndarray, np.ndarray]:
+            test = folds == k
+            train = ~test
+            fitted = M.fit(method, np.ascontiguousarray(X[train]), y[train], n_classes, spec, index=rows[train])
+            return test, M.apply(method, fitted, X, rows=test)
+
+        with ThreadPoolExecutor(workers) as pool:
+            for test, probs in pool.map(one, values):
+                out[test] = probs
+                progress.advance()
+        progress.stop()
+        return out
     for k in values:
         test = folds == k
         train = ~test
@@ -97,6 +113,22 @@ def nested_predictions(
         progress.advance()
     progress.stop()
     return out
+
+
+# Stacks up to this size fit their outer folds side by side in threads, each on its own copy of the
+# training rows (at most `workers` copies of 80% of the stack); larger ones in turn, in place
+# (`train_first`), where the kernels split each pass's rows across the cores instead.
+_PARALLEL_BYTES = 64 << 20
+
+
+def _fold_workers(X: np.ndarray, spec: M.Spec, n_folds: int) -> int:
+    """Threads the outer folds are fitted in: the usable cores for a small stack and a built-in
+    metric (a metric file's Python would only queue for the interpreter lock), else 1."""
+    from ensemble._kernels import threads
+
+    if X.nbytes > _PARALLEL_BYTES or spec.metric.runs_user_code:
+        return 1
+    return max(1, min(threads(), n_folds))
 
 
 _MOVE_ROWS = 1 << 14  # rows moved at a time by `train_first` (its temporary copies stay ~10 MB)

@@ -1,11 +1,18 @@
-"""`nested.train_first`: the training rows as one contiguous block, moved in place and put back."""
+"""`nested.train_first`: the training rows as one contiguous block, moved in place and put back; and
+small stacks' outer folds fitted side by side in threads, each on its own copy."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from benchmarks.synthetic import make_problem
+from ensemble import _kernels
+from ensemble.blend import methods as M
 from ensemble.blend import nested
+from ensemble.labels import read_labels
+from ensemble.metrics.file import resolve_metric
 
 
 @pytest.mark.parametrize("block", [1, 5, 64, 10_000])
@@ -39,3 +46,40 @@ def test_train_first_copies_a_read_only_stack():
         assert not np.shares_memory(tr, X)
         np.testing.assert_array_equal(tr, X[~test])
         np.testing.assert_array_equal(te, X[test])
+
+
+@pytest.mark.parametrize("method,spec", [
+    ("weighted", M.Spec(tune_bias=True)),
+    ("greedy", M.Spec(rounds=15)),
+    ("soft", M.Spec(top=2)),
+])
+@pytest.mark.parametrize("parallel", [True, False])
+def test_nested_folds_in_threads_or_in_turn_are_the_fits_on_each_folds_training_rows(method, spec, parallel, monkeypatch):
+    # the oracle: each outer fold fitted on its own copy of the other folds' rows, one after another
+    monkeypatch.setattr(_kernels, "threads", lambda: 2)
+    if not parallel:
+        monkeypatch.setattr(nested, "_PARALLEL_BYTES", 0)
+    p = make_problem(n_models=5, n_samples=900, n_classes=4, seed=3)
+    X = np.ascontiguousarray(p.probs.transpose(1, 0, 2))
+    before = X.copy()
+    expected = np.empty((900, 4), dtype=np.float32)
+    for k in np.unique(p.folds):
+        test = p.folds == k
+        fitted = M.fit(method, X[~test].copy(), p.y[~test], 4, spec, index=np.flatnonzero(~test))
+        expected[test] = M.apply(method, fitted, X[test].copy())
+    assert nested._fold_workers(X, spec, 5) == (2 if parallel else 1)
+    got = nested.nested_predictions(method, X, p.y, 4, spec, p.folds)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(X, before)
+
+
+def test_a_metric_file_fits_its_folds_in_turn(tmp_path, monkeypatch):
+    monkeypatch.setattr(_kernels, "threads", lambda: 4)
+    (tmp_path / "metric.py").write_text("higher_is_better = True\n\n\ndef score(solution, submission, row_id_column_name):\n    return 0.0\n")
+    pd.DataFrame({"id": ["a", "b", "c"], "label": ["x", "y", "x"]}).to_csv(tmp_path / "l.csv", index=False)
+    metric = resolve_metric(str(tmp_path / "metric.py"), labels=read_labels(tmp_path / "l.csv"))
+    assert metric.runs_user_code
+    X = np.zeros((10, 2, 3), dtype=np.float32)
+    assert nested._fold_workers(X, M.Spec(metric=metric), 5) == 1
+    assert nested._fold_workers(X, M.Spec(), 5) == 4
+    assert nested._fold_workers(X, M.Spec(), 3) == 3
