@@ -1,6 +1,6 @@
 """`python -m ensemble` (and `torchrun -m ensemble`) runs the `ens` CLI."""
 
-from ensemble.cli import main
+from ensemble.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

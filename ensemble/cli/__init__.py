@@ -1,5 +1,5 @@
 """The `ens` command line: the only package that imports typer or rich."""
 
-from ensemble.cli.app import app, main
+from ensemble.cli.app import app, main, run
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]

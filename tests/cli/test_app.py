@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -81,3 +84,40 @@ def test_os_error_escaping_a_command_is_one_line_naming_the_file(monkeypatch, tm
     monkeypatch.setenv("ENS_DEBUG", "1")
     r = runner.invoke(app, ["check", str(tmp_path / "oof.csv")])
     assert isinstance(r.exception, PermissionError)
+
+
+def _ens(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """`python -m ensemble ARGS` in a subprocess (the console script's `run`: its quick exit included)."""
+    return subprocess.run([sys.executable, "-m", "ensemble", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_the_quick_exit_keeps_the_status_and_every_buffered_line(tmp_path):
+    r = _ens("--version")  # stdout is a pipe here: block-buffered until the exit flushes it
+    assert r.returncode == 0 and r.stdout.strip() == f"ens {ensemble.__version__}"
+    bad = write_csv_table(tmp_path / "bad.csv", ["1", "2"], ["a", "b"], [[0.5, 0.5], [0.2, 0.9]])
+    r = _ens("check", str(bad))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "bad.csv: 1 rows do not sum to 1" in r.stderr
+    good = write_csv_table(tmp_path / "good.csv", ["1", "2"], ["a", "b"], [[0.5, 0.5], [0.1, 0.9]])
+    r = _ens("check", str(good))
+    assert r.returncode == 0 and "good.csv" in r.stdout
+
+
+@pytest.mark.parametrize("daemon", [False, True])
+def test_the_quick_exit_runs_exit_handlers_and_waits_for_a_running_thread(tmp_path, daemon):
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import atexit, pathlib, sys, threading, time\n"
+        "from ensemble.cli import run\n"
+        "out = pathlib.Path(sys.argv[1])\n"
+        "atexit.register(lambda: (out / 'handler').write_text('ran'))\n"
+        "threading.Thread(target=lambda: (time.sleep(1.5), (out / 'thread').write_text('ran')),"
+        f" daemon={daemon}).start()\n"
+        "sys.argv = ['ens', '--version']\n"
+        "run()\n"
+    )
+    r = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "handler").read_text() == "ran"
+    # a non-daemon thread is waited for (the normal exit); a daemon one is not, as Python never waits for them
+    assert (tmp_path / "thread").exists() is not daemon
