@@ -78,3 +78,25 @@ def test_labels_with_a_single_fold_are_one_line_naming_the_file_not_an_empty_fit
     with pytest.raises(LabelError, match=r"train.csv: the fold column holds a single fold.*pass --no-nested"):
         blend(oof, lab, method="weighted", n_boot=20)
     assert blend(oof, lab, method="weighted", n_boot=20, nested=False).scores.nested is None
+
+
+@pytest.mark.parametrize("name", ["macro_f1", "qwk", "accuracy", "log_loss"])
+def test_nested_best_single_takes_each_folds_best_member_on_its_training_rows(name):
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, log_loss
+
+    from ensemble.metrics import get_metric
+
+    oracle = {
+        "macro_f1": lambda y, p: f1_score(y, p.argmax(1), average="macro"),
+        "qwk": lambda y, p: cohen_kappa_score(y, p.argmax(1), weights="quadratic"),
+        "accuracy": lambda y, p: accuracy_score(y, p.argmax(1)),
+        "log_loss": lambda y, p: -log_loss(y, p, labels=range(5)),
+    }[name]
+    p = make_problem(n_models=0, n_noise=6, n_samples=1200, n_classes=5, seed=11)  # near-equal members: the best changes by fold
+    X = np.ascontiguousarray(p.probs.transpose(1, 0, 2))
+    expected = np.empty((1200, 5), dtype=np.float32)
+    for k in np.unique(p.folds):
+        test = p.folds == k
+        best = int(np.argmax([oracle(p.y[~test], X[~test, u]) for u in range(6)]))
+        expected[test] = X[test, best]
+    np.testing.assert_array_equal(N.nested_best_single(X, p.y, get_metric(name), p.folds), expected)
