@@ -67,7 +67,7 @@ def test_nested_folds_in_threads_or_in_turn_are_the_fits_on_each_folds_training_
         test = p.folds == k
         fitted = M.fit(method, X[~test].copy(), p.y[~test], 4, spec, index=np.flatnonzero(~test))
         expected[test] = M.apply(method, fitted, X[test].copy())
-    assert nested._fold_workers(X, spec, 5) == (2 if parallel else 1)
+    assert nested.fold_workers(X, spec, 5) == (2 if parallel else 1)
     got = nested.nested_predictions(method, X, p.y, 4, spec, p.folds)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(X, before)
@@ -80,6 +80,6 @@ def test_a_metric_file_fits_its_folds_in_turn(tmp_path, monkeypatch):
     metric = resolve_metric(str(tmp_path / "metric.py"), labels=read_labels(tmp_path / "l.csv"))
     assert metric.runs_user_code
     X = np.zeros((10, 2, 3), dtype=np.float32)
-    assert nested._fold_workers(X, M.Spec(metric=metric), 5) == 1
-    assert nested._fold_workers(X, M.Spec(), 5) == 4
-    assert nested._fold_workers(X, M.Spec(), 3) == 3
+    assert nested.fold_workers(X, M.Spec(metric=metric), 5) == 1
+    assert nested.fold_workers(X, M.Spec(), 5) == 4
+    assert nested.fold_workers(X, M.Spec(), 3) == 3
