@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ from ensemble.errors import ClassMismatchError, TableError, preview
 from ensemble.memory import release_freed_memory
 from ensemble.table_align import align, align_ids, conform_classes  # noqa: F401 - public here, as ever
 from ensemble.task import MULTICLASS, MULTILABEL, check_task, sigmoid, task_of_meta
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 SUM_ATOL = 1e-4
 FLOAT_FORMAT = "%.9g"  # 9 significant digits: every float32 survives the round trip exactly (for pandas writers)
@@ -102,8 +105,72 @@ class PredTable:
         return replace(self, ids=self.ids[index], probs=self.probs[index], views=views)
 
     def file_sha256(self) -> str | None:
-        """SHA-256 of the file the table was read from (None for an in-memory table)."""
-        return sha256_file(self.path) if self.path is not None else None
+        """SHA-256 of the file the table was read from (None for an in-memory table).
+
+        Kept once computed while the file's size and modification time stay the same: a blend's
+        recipe is built twice (written, then shown), and hashing its 40 tables took ~0.06 s each time.
+        """
+        if self.path is None:
+            return None
+        key = _file_key(self.path)
+        memo = self.__dict__.get("_sha256")
+        if memo is None or memo[0] != key:
+            memo = (key, _hashed(key) or sha256_file(self.path))
+            self.__dict__["_sha256"] = memo
+        return memo[1]
+
+
+# file (path, size, mtime) -> its SHA-256, being computed by `hash_in_background`'s thread
+_HASHING: dict[tuple[str, int, int], Future[str]] = {}
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
+def _hashed(key: tuple[str, int, int]) -> str | None:
+    """The background hash of the file `key` names (waiting for it), or None when none was started or it failed."""
+    future = _HASHING.get(key)
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except OSError:  # the file went away or became unreadable: the caller hashes it and says why
+        return None
+
+
+def hash_in_background(paths: Sequence[str | os.PathLike]) -> None:
+    """Hash these files in a daemon thread, in order, for `PredTable.file_sha256` of tables read from them.
+
+    A blend's recipe records every member table's hash; hashed at the end, the 40 tables of
+    bench_cli.py's problem cost ~0.06 s of a ~1.8 s command, while hashlib releases the interpreter
+    lock and a core is often idle before that (imports, labels, the serial parts of the fit). A
+    file that changes after this call is hashed again when asked (its size or time differ).
+    """
+    from concurrent.futures import Future
+    from threading import Thread
+
+    jobs = []
+    for p in paths:
+        try:
+            key = _file_key(Path(p))
+        except OSError:
+            continue
+        if key not in _HASHING:
+            _HASHING[key] = future = Future()
+            jobs.append((p, future))
+    if not jobs:
+        return
+
+    def work() -> None:
+        for p, future in jobs:
+            try:
+                future.set_result(sha256_file(p))
+            except OSError as e:
+                future.set_exception(e)
+
+    Thread(target=work, name="ens-hash", daemon=True).start()
 
 
 def make_table(

@@ -374,3 +374,15 @@ def test_read_tables_can_read_into_one_stack_of_members(rng, tmp_path):
     assert tables.stacked_probs(mixed) is None
     for t in mixed:
         np.testing.assert_array_equal(t.probs, read_table(t.path).probs)
+
+
+def test_file_sha256_is_the_files_bytes_and_follows_a_rewrite(tmp_path):
+    import hashlib
+
+    p = write_table(make_table(["a", "b"], ["x", "y"], np.array([[0.25, 0.75], [0.5, 0.5]], np.float32)), tmp_path / "t.csv")
+    t = read_table(p)
+    assert t.file_sha256() == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert t.file_sha256() == hashlib.sha256(p.read_bytes()).hexdigest()  # kept, the same
+    p.write_text(p.read_text() + "c,0.125,0.875\n")
+    assert t.file_sha256() == hashlib.sha256(p.read_bytes()).hexdigest()  # the file changed: hashed again
+    assert make_table(["a"], ["x"], np.ones((1, 1), np.float32)).file_sha256() is None

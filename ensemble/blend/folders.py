@@ -18,7 +18,7 @@ from ensemble.errors import ConfigError, TableError, preview
 from ensemble.labels import Columns, read_labels
 from ensemble.memory import release_freed_memory
 from ensemble.submission import SubmissionFormat
-from ensemble.tables import TABLE_FORMATS, PredTable, read_tables, resolve_table_path
+from ensemble.tables import TABLE_FORMATS, PredTable, hash_in_background, read_tables, resolve_table_path
 from ensemble.task import common_task
 
 
@@ -137,6 +137,7 @@ def blend_folders(
         raise ConfigError("no --labels given; blending needs the labels CSV (id, label, fold)")
     oofs = read_oofs(pred_dirs, progress)
     tests_at = test_paths(oofs)
+    hash_in_background([t.path for t in oofs] + (tests_at or []))  # for the recipe (or its check), meanwhile
     # the test tables are read after the first fit (a recipe reads them at once): while the blend is
     # fitted and scored, the members' test stack (0.18 GB for 10 x 250k x 18) is not in memory too
     tests = None if tests_at is None or recipe is None else read_tests(tests_at, progress)
