@@ -66,9 +66,15 @@ def start(command: str) -> bool:
 
 
 def _core_to_spare() -> bool:
-    """Whether a core is idle for the child beside the command (the last minute's load, the command's own
-    core counted). Measured on 2 cores at load ~2.5: a child there made a cold `ens blend` slower
-    (10.7 s vs 8.9-9.7 s without it, 7.0-7.8 s warm), its compile competing with the command's own work."""
+    """Whether a core is idle for the child beside the command: fewer threads running right now than
+    cores (the command's own counted), and the last minute's load below the cores less half of one.
+
+    Measured on 2 cores (bench_cli.py's blend problem, cold): quiet but for the benchmark's own
+    earlier commands (load 0.6-1.0), the child made the first blend 2.4 s instead of 2.6-2.8 s; beside
+    one CPU-bound process, 3.0 s either way; at load ~2.5, slower (10.7 s vs 8.9-9.7 s without it),
+    its compile competing with the command's own work. The load alone lags by a minute and counts
+    finished work, so the running count decides where the system tells it (Linux).
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -77,7 +83,19 @@ def _core_to_spare() -> bool:
         load = os.getloadavg()[0]
     except OSError:  # no load average to read: assume busy, as compiling in the command is always correct
         return False
-    return load + 1 <= cores - 0.5
+    running = _running_now()
+    if running is None:
+        return load + 1 <= cores - 0.5
+    return running < cores and load <= cores - 0.5
+
+
+def _running_now() -> int | None:
+    """Threads running or runnable system-wide at this instant, this one included (/proc/loadavg), or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def wait(kernel: str) -> None:
