@@ -15,7 +15,7 @@ import csv
 import io
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,9 @@ import pyarrow.csv as pacsv
 from ensemble._arrow import probs_from_columns, table_of
 from ensemble._io import csv_shape_problem, first_line
 from ensemble.errors import TableError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 # what pandas read as NaN before, so a missing cell is still "NaN or inf" rather than a parse error
 _NULLS = ["", "nan", "NaN", "NA"]
@@ -65,16 +68,23 @@ def _read_header(p: Path, source: str) -> list[str]:
     return header
 
 
-def _parse(p: Path, source: str, header: list[str], *, newlines_in_values: bool = False) -> pa.Table:
-    names = [f"c{i}" for i in range(len(header))]  # by position: the header is checked above
+def _read_csv(p: Path, n_columns: int, newlines_in_values: bool = False) -> pa.Table:
+    """pyarrow's parse of the rows: column 0 as strings, the others as float32, named by position."""
+    names = [f"c{i}" for i in range(n_columns)]  # by position: the header is checked by the caller
     types = {name: pa.string() if i == 0 else pa.float32() for i, name in enumerate(names)}
+    return pacsv.read_csv(
+        p,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values),
+        convert_options=pacsv.ConvertOptions(column_types=types, null_values=_NULLS, strings_can_be_null=False),
+    )
+
+
+def _parse(p: Path, source: str, header: list[str], *, newlines_in_values: bool = False) -> pa.Table:
+    if not newlines_in_values and (early := _prefetched(p, len(header))) is not None:
+        return early
     try:
-        return pacsv.read_csv(
-            p,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-            parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values),
-            convert_options=pacsv.ConvertOptions(column_types=types, null_values=_NULLS, strings_can_be_null=False),
-        )
+        return _read_csv(p, len(header), newlines_in_values)
     except pa.ArrowInvalid as e:
         message = str(e)
         if (m := _CONVERSION.search(message)) is not None:
@@ -119,3 +129,86 @@ def write(path: Path, ids: np.ndarray, classes: list[str], probs: np.ndarray, me
     with open(path, "wb") as f:
         f.write(text.getvalue().encode("utf-8"))
         pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style=quoting))
+
+
+# Files together at most this large are parsed ahead by `prefetch` (the parsed tables wait in memory
+# until read; larger inputs are read one at a time, as the memory targets of big blends need).
+PREFETCH_BYTES = 256 << 20
+# file (path, size, mtime) -> its parse by the prefetch thread: (column count, table)
+_PREFETCHED: dict[tuple[str, int, int], Future[tuple[int, pa.Table]]] = {}
+
+
+def _key(p: Path) -> tuple[str, int, int]:
+    st = p.stat()
+    return str(p.resolve()), st.st_size, st.st_mtime_ns
+
+
+def prefetch(paths: list[Path]) -> None:
+    """Parse these CSV tables in a daemon thread, in order, for `read` to take when it gets to them.
+
+    A command starts this before its heavy imports: pyarrow parses without the interpreter lock, so
+    the parse of a blend's tables runs on the core the imports leave idle (bench_cli.py's blend
+    problem: ~0.15 s of 40 tables). Only a hint: `read` checks each file itself (header, shape,
+    values) and parses it again when no early parse of the same file (size, mtime) and column count
+    is ready; files together larger than PREFETCH_BYTES, or unreadable ones, are left alone.
+    """
+    from concurrent.futures import Future
+    from threading import Thread
+
+    jobs = []
+    total = 0
+    for p in paths:
+        try:
+            key = _key(p)
+        except OSError:
+            continue
+        total += key[1]
+        if total > PREFETCH_BYTES:
+            return
+        jobs.append((p, key))
+    futures = []
+    for p, key in jobs:
+        _PREFETCHED[key] = future = Future()
+        futures.append((p, future))
+
+    def work() -> None:
+        for p, future in futures:
+            try:
+                with open(p, newline="", encoding="utf-8-sig") as f:
+                    n_columns = len(next(csv.reader(f), []))
+                future.set_result((n_columns, _read_csv(p, n_columns)))
+            except Exception as e:  # noqa: BLE001 - any failure: `read` parses the file itself and says why
+                future.set_exception(e)
+
+    if futures:
+        Thread(target=work, name="ens-prefetch", daemon=True).start()
+
+
+def prefetch_folders(folders: list[Path], kinds: tuple[str, ...]) -> None:
+    """`prefetch` of each prediction folder's `<kind>.csv` for each kind (a `.csv` path given instead of
+    a folder is taken as it is), as `read_tables` will resolve them."""
+    paths = []
+    for kind in kinds:
+        for d in folders:
+            d = Path(d)
+            if d.is_dir():
+                if (d / f"{kind}.csv").is_file():
+                    paths.append(d / f"{kind}.csv")
+            elif d.suffix == ".csv" and kind == kinds[0]:
+                paths.append(d)
+    prefetch(paths)
+
+
+def _prefetched(p: Path, n_columns: int) -> pa.Table | None:
+    """The early parse of `p` with `n_columns` columns, waiting for it if it is under way; None when there is none."""
+    try:
+        future = _PREFETCHED.pop(_key(p), None)
+    except OSError:
+        return None
+    if future is None:
+        return None
+    try:
+        n, table = future.result()
+    except Exception:  # noqa: BLE001 - parsed again by the caller, whose errors say what is wrong
+        return None
+    return table if n == n_columns else None

@@ -112,10 +112,15 @@ def blend(
     quiet: _render.QuietOpt = False,
 ) -> None:
     """Blend members' OOF and test probabilities; print in-sample and nested scores and an honest verdict."""
+    compiling = False
     if recipe is None:  # a fit: numba compiles its kernels in a second process while the tables are read (once)
         from ensemble import _warmup
 
-        _warmup.start("blend")
+        compiling = _warmup.start("blend")
+    if not compiling:  # the tables are parsed beside the imports below, on the core a warm-up would take
+        from ensemble._csv_table import prefetch_folders
+
+        prefetch_folders(pred_dirs, ("oof", "test"))
     from ensemble.blend.core import BlendOptions
     from ensemble.blend.folders import blend_folders
     from ensemble.labels import Columns

@@ -69,6 +69,9 @@ def oof_report(
     row in every table. Multi-label tables (sigmoid, the sidecar's task) get per-class AUC, AP, F1 at
     0.5 and at the best in-sample threshold, positive vs predicted rates and label cardinality.
     """
+    from ensemble._csv_table import prefetch_folders
+
+    prefetch_folders(preds, ("oof",))  # parsed beside the imports below, on the idle core
     from ensemble.labels import Columns
     from ensemble.metrics.choice import MetricChoice
     from ensemble.report import oof_report_files

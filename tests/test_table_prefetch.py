@@ -1,0 +1,88 @@
+"""`_csv_table.prefetch`: tables parsed ahead in a thread read exactly as tables parsed when read, and
+a file that changed, went bad or does not match is parsed again, with the usual one-line error."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ensemble import _csv_table, read_table
+from ensemble.errors import TableError
+from ensemble.tables import read_tables
+from tests.conftest import random_probs, write_csv_table
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """The threads each `_read_csv` ran in, in order."""
+    seen: list[str] = []
+    real = _csv_table._read_csv
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_csv_table, "_read_csv", spy)
+    monkeypatch.setattr(_csv_table, "_PREFETCHED", {})
+    return seen
+
+
+def _folders(tmp_path, rng, n=3):
+    dirs = []
+    for m in range(n):
+        d = tmp_path / f"m{m}"
+        write_csv_table(d / "oof.csv", [f"r{i}" for i in range(50)], ["a", "b", "c"], random_probs(rng, 50, 3))
+        write_csv_table(d / "test.csv", [f"t{i}" for i in range(20)], ["a", "b", "c"], random_probs(rng, 20, 3))
+        dirs.append(d)
+    return dirs
+
+
+def test_prefetched_tables_read_as_pandas_reads_them_and_are_not_parsed_twice(tmp_path, rng, parses):
+    dirs = _folders(tmp_path, rng)
+    _csv_table.prefetch_folders(dirs, ("oof", "test"))
+    oofs = read_tables(dirs, kind="oof", stack=True)
+    tests = read_tables(dirs, kind="test")
+    assert parses == ["ens-prefetch"] * 6  # every file parsed once, by the prefetch thread
+    for d, o, t in zip(dirs, oofs, tests):
+        for table, path in ((o, d / "oof.csv"), (t, d / "test.csv")):
+            ref = pd.read_csv(path, dtype={"id": str})
+            assert list(table.ids) == list(ref["id"]) and table.classes == ["a", "b", "c"]
+            np.testing.assert_array_equal(table.probs, ref[["a", "b", "c"]].to_numpy(np.float32))
+    assert not _csv_table._PREFETCHED  # nothing left waiting
+
+
+def test_a_file_rewritten_after_the_prefetch_is_read_as_it_is_now(tmp_path, rng, parses):
+    (d,) = _folders(tmp_path, rng, 1)
+    _csv_table.prefetch_folders([d], ("oof",))
+    _csv_table._PREFETCHED[next(iter(_csv_table._PREFETCHED))].result()  # the early parse is done
+    new = random_probs(rng, 7, 3)
+    write_csv_table(d / "oof.csv", [f"x{i}" for i in range(7)], ["a", "b", "c"], new)
+    t = read_table(d, kind="oof")
+    assert list(t.ids) == [f"x{i}" for i in range(7)]
+    np.testing.assert_allclose(t.probs, new, rtol=1e-6)
+    assert parses[-1] == threading.main_thread().name
+
+
+def test_a_bad_file_gives_the_same_one_line_error_with_or_without_the_prefetch(tmp_path, rng, parses):
+    (d,) = _folders(tmp_path, rng, 1)
+    text = (d / "oof.csv").read_text().splitlines()
+    text[3] = text[3].rsplit(",", 1)[0] + ",oops"
+    (d / "oof.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(TableError) as plain:
+        read_table(d, kind="oof")
+    _csv_table.prefetch_folders([d], ("oof",))
+    with pytest.raises(TableError) as early:
+        read_table(d, kind="oof")
+    assert str(early.value) == str(plain.value) and "'c' holds a non-numeric value (row 3: 'oops')" in str(plain.value)
+
+
+def test_files_over_the_budget_are_left_to_the_reader(tmp_path, rng, parses, monkeypatch):
+    dirs = _folders(tmp_path, rng)
+    monkeypatch.setattr(_csv_table, "PREFETCH_BYTES", (dirs[0] / "oof.csv").stat().st_size * 2)
+    _csv_table.prefetch_folders(dirs, ("oof",))
+    assert not _csv_table._PREFETCHED
+    read_tables(dirs, kind="oof")
+    assert parses == [threading.main_thread().name] * 3
