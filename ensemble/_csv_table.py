@@ -7,6 +7,9 @@ written by Python's `csv` module so it is quoted only where needed, as before.
 
 The shape checks (ragged rows, trailing commas, header) keep their one-line messages from
 `ensemble._io`; pyarrow only parses well-formed files, and its errors lead to those messages.
+
+`prefetch` parses a command's tables in a thread while the command is still importing; `read` takes
+such an early parse of an unchanged file and checks it like any other.
 """
 
 from __future__ import annotations
