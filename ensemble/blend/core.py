@@ -218,10 +218,18 @@ def _nested_beside_fit(
     if N.fold_workers(X, spec, len(np.unique(folds))) < 2:
         yield None
         return
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(1) as pool:  # an error in the fit waits for the folds, then propagates
-        yield pool.submit(N.nested_predictions, o.method, X, y, C, spec, folds)
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(1)
+    try:
+        yield pool.submit(N.nested_predictions, o.method, X, y, C, spec, folds, stop=stop)
+    except BaseException:  # the fit failed or was interrupted: folds not yet begun are skipped
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _scores(

@@ -9,6 +9,7 @@ paired bootstrap of the two pooled predictions says whether the gain is outside 
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +68,8 @@ def nested_predictions(
     spec: M.Spec,
     folds: np.ndarray,
     progress: Progress | None = None,
+    *,
+    stop: threading.Event | None = None,
 ) -> np.ndarray:
     """Pooled held-out probabilities of the blend fitted on the other folds.
 
@@ -78,6 +81,8 @@ def nested_predictions(
         spec: what the blend fits (its metric included).
         folds: int64 fold of each row, shape (n_samples,).
         progress: told about each outer fold.
+        stop: once set, folds not yet begun are not fitted (a caller that no longer needs the
+            result; what is returned then is incomplete).
 
     Returns:
         float32 probabilities of shape (n_samples, n_classes): row i blended by a fit that never saw it.
@@ -91,19 +96,24 @@ def nested_predictions(
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        def one(k: int) -> tuple[np.ndarray, np.ndarray]:
+        def one(k: int) -> tuple[np.ndarray, np.ndarray] | None:
+            if stop is not None and stop.is_set():
+                return None
             test = folds == k
             train = ~test
             fitted = M.fit(method, np.ascontiguousarray(X[train]), y[train], n_classes, spec, index=rows[train])
             return test, M.apply(method, fitted, X, rows=test)
 
         with ThreadPoolExecutor(workers) as pool:
-            for test, probs in pool.map(one, values):
-                out[test] = probs
+            for done in pool.map(one, values):
+                if done is not None:
+                    out[done[0]] = done[1]
                 progress.advance()
         progress.stop()
         return out
     for k in values:
+        if stop is not None and stop.is_set():
+            break
         test = folds == k
         train = ~test
         with train_first(X, test) as (X_train, X_test):
@@ -123,10 +133,11 @@ _PARALLEL_BYTES = 64 << 20
 
 def fold_workers(X: np.ndarray, spec: M.Spec, n_folds: int) -> int:
     """Threads the outer folds are fitted in: the usable cores for a small stack and a built-in
-    metric (a metric file's Python would only queue for the interpreter lock), else 1."""
+    metric (`Metric.thread_safe`: a metric file's Python would only queue for the interpreter lock,
+    and a caller's own metric object may keep state), else 1."""
     from ensemble._kernels import threads
 
-    if X.nbytes > _PARALLEL_BYTES or spec.metric.runs_user_code:
+    if X.nbytes > _PARALLEL_BYTES or not spec.metric.thread_safe:
         return 1
     return max(1, min(threads(), n_folds))
 

@@ -57,6 +57,13 @@ class Metric:
     runs_user_code: ClassVar[bool] = False
     USER_CODE_RESAMPLES: ClassVar[int] = 200
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether fits may call this metric from several threads at once: the built-in metrics (defined
+        in `ensemble.metrics`, holding no state). A metric file, or a caller's own Metric subclass
+        (which may keep scratch state), is called from one thread at a time."""
+        return type(self).__module__.startswith("ensemble.metrics.") and not self.runs_user_code
+
     def resamples(self, n_boot: int | None, default: int) -> int:
         """`n_boot` when given, else `default` (at most USER_CODE_RESAMPLES for a metric file)."""
         if n_boot is not None:

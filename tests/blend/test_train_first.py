@@ -3,6 +3,10 @@ small stacks' outer folds fitted side by side in threads, each on its own copy."
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +15,12 @@ from benchmarks.synthetic import make_problem
 from ensemble import _kernels
 from ensemble.blend import methods as M
 from ensemble.blend import nested
-from ensemble.labels import read_labels
+from ensemble.blend import blend
+from ensemble.labels import Labels, read_labels
+from ensemble.metrics import get_metric
+from ensemble.metrics.builtin import LogLoss
 from ensemble.metrics.file import resolve_metric
+from ensemble.tables import make_table
 
 
 @pytest.mark.parametrize("block", [1, 5, 64, 10_000])
@@ -82,4 +90,61 @@ def test_a_metric_file_fits_its_folds_in_turn(tmp_path, monkeypatch):
     X = np.zeros((10, 2, 3), dtype=np.float32)
     assert nested.fold_workers(X, M.Spec(metric=metric), 5) == 1
     assert nested.fold_workers(X, M.Spec(), 5) == 4
+    assert nested.fold_workers(X, M.Spec(metric=get_metric("log_loss")), 5) == 4
+
+
+class _Scratch(LogLoss):
+    """A caller's own metric that keeps scratch state between calls: never called from two threads."""
+
+    def score(self, y, probs, index=None):
+        self.__dict__.setdefault("calls", []).append(threading.current_thread().name)
+        return super().score(y, probs, index)
+
+
+def test_a_callers_own_metric_object_fits_its_folds_in_turn(monkeypatch):
+    monkeypatch.setattr(_kernels, "threads", lambda: 4)
+    metric = _Scratch("mine", higher_is_better=False)  # fits call its score (no compiled count code)
+    assert not metric.thread_safe and get_metric("macro_f1").thread_safe
+    p = make_problem(n_models=4, n_samples=400, n_classes=3, seed=2)
+    X = np.ascontiguousarray(p.probs.transpose(1, 0, 2))
+    assert nested.fold_workers(X, M.Spec(metric=metric), 5) == 1
+    ids = np.array([str(i) for i in range(400)], dtype=object)
+    lab = Labels(ids, list("abc"), p.y, p.folds, None, pd.DataFrame(), Path("train.csv"))
+    blend([make_table(ids, list("abc"), p.probs[m], meta={"model": f"m{m}"}) for m in range(4)], lab,
+          method="greedy", metric=metric, n_boot=50)
+    assert set(metric.calls) == {threading.main_thread().name}
     assert nested.fold_workers(X, M.Spec(), 3) == 3
+
+
+def test_a_full_fit_that_fails_stops_the_nested_folds_not_yet_begun(monkeypatch):
+    monkeypatch.setattr(_kernels, "threads", lambda: 2)
+    real, begun = M.fit, []
+
+    def fit(*args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            raise RuntimeError("the full fit failed")
+        begun.append(1)
+        time.sleep(0.5)  # the folds in the pool take a while: the failure arrives while they run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(M, "fit", fit)
+    p = make_problem(n_models=3, n_samples=300, n_classes=3, seed=5)
+    ids = np.array([str(i) for i in range(300)], dtype=object)
+    lab = Labels(ids, list("abc"), p.y, p.folds, None, pd.DataFrame(), Path("train.csv"))
+    with pytest.raises(RuntimeError, match="the full fit failed"):
+        blend([make_table(ids, list("abc"), p.probs[m], meta={"model": f"m{m}"}) for m in range(3)], lab, method="weighted")
+    for t in threading.enumerate():  # the folds' threads, once they have ended
+        if t is not threading.main_thread() and t.name.startswith("ThreadPoolExecutor"):
+            t.join(timeout=30)
+    assert len(begun) <= 2  # the two folds already running; the other three were skipped
+
+
+def test_a_stopped_nested_run_fits_nothing_more(monkeypatch):
+    stop = threading.Event()
+    stop.set()
+    monkeypatch.setattr(M, "fit", lambda *a, **k: pytest.fail("fitted after the stop"))
+    p = make_problem(n_models=3, n_samples=200, n_classes=3, seed=5)
+    X = np.ascontiguousarray(p.probs.transpose(1, 0, 2))
+    for limit in (0, 64 << 20):  # in turn, in place; and in threads
+        monkeypatch.setattr(nested, "_PARALLEL_BYTES", limit)
+        nested.nested_predictions("weighted", X, p.y, 3, M.Spec(), p.folds, stop=stop)
