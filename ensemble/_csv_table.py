@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ensemble._arrow import probs_from_columns, table_of
-from ensemble._io import csv_shape_problem, first_line
+from ensemble._io import csv_shape_problem, file_identity, first_line
 from ensemble.errors import TableError
 
 if TYPE_CHECKING:
@@ -137,13 +137,18 @@ def write(path: Path, ids: np.ndarray, classes: list[str], probs: np.ndarray, me
 # Files together at most this large are parsed ahead by `prefetch` (the parsed tables wait in memory
 # until read; larger inputs are read one at a time, as the memory targets of big blends need).
 PREFETCH_BYTES = 256 << 20
-# file (path, size, mtime) -> its parse by the prefetch thread: (column count, table)
-_PREFETCHED: dict[tuple[str, int, int], Future[tuple[int, pa.Table]]] = {}
+# a file's version (`file_identity`) -> its parse by the prefetch thread: (column count, table)
+_PREFETCHED: dict[tuple, Future[tuple[int, pa.Table]]] = {}
 
 
-def _key(p: Path) -> tuple[str, int, int]:
-    st = p.stat()
-    return str(p.resolve()), st.st_size, st.st_mtime_ns
+def _key(p: Path) -> tuple:
+    return file_identity(p)
+
+
+def forget_prefetched() -> None:
+    """Drop the early parses not read (a command that ended before reading them, e.g. on an error):
+    the CLI calls this after every command, so an in-process caller keeps none."""
+    _PREFETCHED.clear()
 
 
 def prefetch(paths: list[Path]) -> None:
@@ -158,6 +163,7 @@ def prefetch(paths: list[Path]) -> None:
     from concurrent.futures import Future
     from threading import Thread
 
+    forget_prefetched()  # an earlier command's leftovers
     jobs = []
     total = 0
     for p in paths:
@@ -184,7 +190,10 @@ def prefetch(paths: list[Path]) -> None:
                 future.set_exception(e)
 
     if futures:
-        Thread(target=work, name="ens-prefetch", daemon=True).start()
+        try:
+            Thread(target=work, name="ens-prefetch", daemon=True).start()
+        except RuntimeError:  # no thread to spare (a process or thread limit): each read parses its file
+            forget_prefetched()
 
 
 def prefetch_folders(folders: list[Path], kinds: tuple[str, ...]) -> None:

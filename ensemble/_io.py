@@ -237,6 +237,19 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
+def file_identity(path: str | os.PathLike) -> tuple[str, int, int, int, int, int]:
+    """What tells one version of a file from another for the caches of parses and hashes: its resolved
+    path, device, inode, size, and modification and change times (a rewrite moves the change time even
+    when it keeps the size and restores the modification time, as `cp -p` or `rsync -a` do).
+
+    Raises:
+        OSError: the file cannot be stat'ed.
+    """
+    p = Path(path)
+    st = p.stat()
+    return str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble._io import (
+    file_identity,
     atomic_outputs,
     check_writable,
     first_line,
@@ -120,17 +121,16 @@ class PredTable:
         return memo[1]
 
 
-# file (path, size, mtime) -> its SHA-256, being computed by `hash_in_background`'s thread
-_HASHING: dict[tuple[str, int, int], Future[str]] = {}
+# a file's version (`file_identity`) -> its SHA-256, being computed by `hash_in_background`'s thread
+_HASHING: dict[tuple, Future[str]] = {}
 
 
-def _file_key(path: Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return str(path.resolve()), st.st_size, st.st_mtime_ns
+def _file_key(path: Path) -> tuple:
+    return file_identity(path)
 
 
-def _hashed(key: tuple[str, int, int]) -> str | None:
-    """The background hash of the file `key` names (waiting for it), or None when none was started or it failed."""
+def _hashed(key: tuple) -> str | None:
+    """The background hash of the file version `key` names (waiting for it), or None when none was started or it failed."""
     future = _HASHING.get(key)
     if future is None:
         return None
@@ -146,11 +146,13 @@ def hash_in_background(paths: Sequence[str | os.PathLike]) -> None:
     A blend's recipe records every member table's hash; hashed at the end, the 40 tables of
     bench_cli.py's problem cost ~0.06 s of a ~1.8 s command, while hashlib releases the interpreter
     lock and a core is often idle before that (imports, labels, the serial parts of the fit). A
-    file that changes after this call is hashed again when asked (its size or time differ).
+    file rewritten after this call is hashed again when asked (`file_identity` differs). Where no
+    thread can be started, nothing is: `file_sha256` hashes the files itself.
     """
     from concurrent.futures import Future
     from threading import Thread
 
+    _HASHING.clear()  # an earlier command's hashes (an in-process caller): only this one's are kept
     jobs = []
     for p in paths:
         try:
@@ -170,7 +172,10 @@ def hash_in_background(paths: Sequence[str | os.PathLike]) -> None:
             except OSError as e:
                 future.set_exception(e)
 
-    Thread(target=work, name="ens-hash", daemon=True).start()
+    try:
+        Thread(target=work, name="ens-hash", daemon=True).start()
+    except RuntimeError:  # no thread to spare (a process or thread limit): hashed when asked
+        _HASHING.clear()
 
 
 def make_table(

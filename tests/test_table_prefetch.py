@@ -86,3 +86,51 @@ def test_files_over_the_budget_are_left_to_the_reader(tmp_path, rng, parses, mon
     assert not _csv_table._PREFETCHED
     read_tables(dirs, kind="oof")
     assert parses == [threading.main_thread().name] * 3
+
+
+def test_a_rewrite_that_keeps_size_and_modification_time_is_parsed_and_hashed_again(tmp_path, rng, parses):
+    import hashlib
+    import os
+
+    (d,) = _folders(tmp_path, rng, 1)
+    p = d / "oof.csv"
+    st = p.stat()
+    t = read_table(d, kind="oof")
+    first_hash = t.file_sha256()
+    _csv_table.prefetch_folders([d], ("oof",))
+    lines = p.read_text().splitlines()
+    lines[1], lines[2] = lines[2].split(",", 1)[0] + "," + lines[1].split(",", 1)[1], lines[1].split(",", 1)[0] + "," + lines[2].split(",", 1)[1]
+    p.write_text("\n".join(lines) + "\n")  # rows 1 and 2 swap probabilities: the same bytes in all
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old modification time (cp -p, rsync -a)
+    assert p.stat().st_size == st.st_size and p.stat().st_mtime_ns == st.st_mtime_ns
+    again = read_table(d, kind="oof")
+    ref = pd.read_csv(p, dtype={"id": str})
+    np.testing.assert_array_equal(again.probs, ref[["a", "b", "c"]].to_numpy(np.float32))
+    assert t.file_sha256() == hashlib.sha256(p.read_bytes()).hexdigest() != first_hash
+
+
+def test_no_thread_to_spare_means_no_prefetch_and_no_background_hash(tmp_path, rng, parses, monkeypatch):
+    from ensemble import tables
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    dirs = _folders(tmp_path, rng, 2)
+    _csv_table.prefetch_folders(dirs, ("oof",))
+    tables.hash_in_background([d / "oof.csv" for d in dirs])
+    assert not _csv_table._PREFETCHED and not tables._HASHING
+    t = read_table(dirs[0], kind="oof")  # parsed and hashed here, at once (nothing waits for a thread)
+    assert parses == [threading.main_thread().name] and len(t.file_sha256()) == 64
+
+
+def test_the_cli_forgets_early_parses_a_failed_command_did_not_read(tmp_path, rng):
+    from typer.testing import CliRunner
+
+    from ensemble.cli import app
+
+    dirs = _folders(tmp_path, rng, 2)
+    r = CliRunner().invoke(app, ["blend", *map(str, dirs), "--out", str(tmp_path / "b"), "--recipe", "r.json",
+                                 "--method", "soft"])
+    assert r.exit_code == 2
+    assert not _csv_table._PREFETCHED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -83,6 +84,9 @@ class EnsGroup(typer.core.TyperGroup):
             where = f"{e.filename}: " if e.filename is not None else ""
             _render.error_line(f"{where}{(e.strerror or str(e)).lower()}; check the path, its permissions and free space")
             raise typer.Exit(EXIT_USER_ERROR) from None
+        finally:  # early parses a command did not read (it failed first): an in-process caller keeps none
+            if (tables := sys.modules.get("ensemble._csv_table")) is not None:
+                tables.forget_prefetched()
 
 
 app = typer.Typer(
@@ -142,7 +146,6 @@ def run() -> None:
     except SystemExit as e:
         status = e.code
     import atexit
-    import sys
     import threading
 
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
