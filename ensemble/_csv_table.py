@@ -157,8 +157,8 @@ def prefetch(paths: list[Path]) -> None:
     A command starts this before its heavy imports: pyarrow parses without the interpreter lock, so
     the parse of a blend's tables runs on the core the imports leave idle (bench_cli.py's blend
     problem: ~0.15 s of 40 tables). Only a hint: `read` checks each file itself (header, shape,
-    values) and parses it again when no early parse of the same file (size, mtime) and column count
-    is ready; files together larger than PREFETCH_BYTES, or unreadable ones, are left alone.
+    values) and parses it again when no early parse of this version of the file (`file_identity`)
+    and column count is ready; files together larger than PREFETCH_BYTES, or unreadable ones, are left alone.
     """
     from concurrent.futures import Future
     from threading import Thread
@@ -169,9 +169,9 @@ def prefetch(paths: list[Path]) -> None:
     for p in paths:
         try:
             key = _key(p)
+            total += p.stat().st_size
         except OSError:
             continue
-        total += key[1]
         if total > PREFETCH_BYTES:
             return
         jobs.append((p, key))

@@ -81,11 +81,18 @@ def test_a_bad_file_gives_the_same_one_line_error_with_or_without_the_prefetch(t
 
 def test_files_over_the_budget_are_left_to_the_reader(tmp_path, rng, parses, monkeypatch):
     dirs = _folders(tmp_path, rng)
-    monkeypatch.setattr(_csv_table, "PREFETCH_BYTES", (dirs[0] / "oof.csv").stat().st_size * 2)
+    total = sum((d / "oof.csv").stat().st_size for d in dirs)
+    monkeypatch.setattr(_csv_table, "PREFETCH_BYTES", total)  # just enough: all three are parsed ahead
+    _csv_table.prefetch_folders(dirs, ("oof",))
+    assert len(_csv_table._PREFETCHED) == 3
+    for future in list(_csv_table._PREFETCHED.values()):
+        future.result()
+    _csv_table.forget_prefetched()
+    monkeypatch.setattr(_csv_table, "PREFETCH_BYTES", total - 1)  # one byte short: none is
     _csv_table.prefetch_folders(dirs, ("oof",))
     assert not _csv_table._PREFETCHED
     read_tables(dirs, kind="oof")
-    assert parses == [threading.main_thread().name] * 3
+    assert parses == ["ens-prefetch"] * 3 + [threading.main_thread().name] * 3
 
 
 def test_a_rewrite_that_keeps_size_and_modification_time_is_parsed_and_hashed_again(tmp_path, rng, parses):
