@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from ensemble._io import (
-    file_identity,
     atomic_outputs,
     check_writable,
+    file_identity,
     first_line,
     read_json_object,
     sha256_file,
@@ -108,8 +108,8 @@ class PredTable:
     def file_sha256(self) -> str | None:
         """SHA-256 of the file the table was read from (None for an in-memory table).
 
-        Kept once computed while the file's size and modification time stay the same: a blend's
-        recipe is built twice (written, then shown), and hashing its 40 tables took ~0.06 s each time.
+        Kept once computed while the file stays the same version (`file_identity`): a blend's recipe
+        is built twice (written, then shown), and hashing its 40 tables took ~0.06 s each time.
         """
         if self.path is None:
             return None
