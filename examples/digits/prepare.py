@@ -23,37 +23,29 @@ Usage: python examples/digits/prepare.py [--work DIR] [--epochs N] [--folds K] [
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import forkserver
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from ensemble.predict.cpu import choose_wait_policy, usable_cores
-
-# Beside another busy process, torch's spinning OpenMP threads take each other's cores (one fold's
-# training went from 2 s to over 2 min on 2 shared cores): they sleep instead, as in ens predict.
-# Chosen before torch loads libgomp, which reads it once (here, in the forkserver and its workers).
-if "OMP_WAIT_POLICY" not in os.environ and (policy := choose_wait_policy()):
-    os.environ["OMP_WAIT_POLICY"] = policy
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ensemble.predict.cpu import usable_cores
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # examples/fold_training.py, shared with the mosaics example
+from fold_training import sleep_idle_threads, start_pool, train_all  # noqa: E402
+
 if TYPE_CHECKING:
     import torch
 
 # torch, timm and safetensors are imported where they are used: with --jobs > 1 only the forkserver
-# (which the workers fork from) imports them, once, while this process writes the data
-TORCH_MODULES = ["torch", "timm", "safetensors.torch"]
-
-HERE = Path(__file__).resolve().parent
+# (which the workers fork from) imports them, once, while this process writes the data; their idle
+# OpenMP threads sleep beside a busy process (chosen here, before any of them loads libgomp)
+sleep_idle_threads()
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MEAN, STD = 0.5, 0.5
 # name -> (timm arch, seed, checkpoint layout); two seeds of one config make a seed ensemble
@@ -187,35 +179,6 @@ def train_fold(name: str, k: int, epochs: int) -> tuple[float, float]:
     return acc, time.time() - t0
 
 
-def start_pool(jobs: int) -> ProcessPoolExecutor:
-    """A pool of `jobs` workers; its forkserver starts importing torch now, beside the caller's work."""
-    # forkserver: its server imports torch and timm once and forks each worker from it; a plain fork
-    # after torch has loaded is unsafe, spawn would import torch once per worker
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", *TORCH_MODULES])
-    forkserver.ensure_running()
-    return ProcessPoolExecutor(jobs, context, initializer=init_worker, initargs=(_DATA["work"],))
-
-
-def train_all(pending: list[tuple[str, int]], epochs: int, pool: ProcessPoolExecutor | None) -> None:
-    """Train the pending (model, fold) pairs in `pool` (or here); print one line each, in `pending` order."""
-    if pool:
-        futures = [pool.submit(train_fold, name, k, epochs) for name, k in pending]
-    else:
-        init_worker(_DATA["work"])
-    try:
-        for i, (name, k) in enumerate(pending):
-            acc, seconds = futures[i].result() if pool else train_fold(name, k, epochs)
-            print(f"trained {name} fold {k}: held-out accuracy {acc:.3f} ({seconds:.1f} s)", flush=True)
-    except Exception as e:  # a worker's error or death: one failure, the rest cancelled, no hang
-        if pool:
-            pool.shutdown(wait=True, cancel_futures=True)
-        traceback.print_exception(e)  # a worker's error carries the worker's traceback as its cause
-        sys.exit(f"prepare.py: training {name} fold {k} failed: {type(e).__name__}: {e}")
-    if pool:
-        pool.shutdown()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=HERE / "work")
@@ -224,16 +187,15 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--jobs", type=int, default=0, help="models trained at once, one thread each (default: usable cores)")
     args = ap.parse_args()
-    work = _DATA["work"] = args.work.resolve()
+    work = args.work.resolve()
     pending = [
         (name, k) for name in args.models.split(",") for k in range(args.folds)
         if not (work / "checkpoints" / name / f"fold{k}{SUFFIX[MODELS[name][2]]}").exists()
     ]
     jobs = min(args.jobs or usable_cores(), len(pending))
-    pool = start_pool(jobs) if jobs > 1 else None  # its workers start on the first submit, after the data
+    pool = start_pool(jobs, init_worker, (work,))  # its workers start on the first submit, after the data
     build_data(work, args.folds)
-    if pending:
-        train_all(pending, args.epochs, pool)
+    train_all(pending, train_fold, args.epochs, pool, lambda: init_worker(work), "accuracy")
     print(f"data and checkpoints in {work}")
 
 

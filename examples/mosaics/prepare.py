@@ -28,13 +28,8 @@ Usage: python examples/mosaics/prepare.py {data,train} [--work DIR] [--n-train N
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import sys
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import forkserver
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,12 +39,15 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from ensemble.predict.cpu import choose_wait_policy, usable_cores
+from ensemble.predict.cpu import usable_cores
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # examples/fold_training.py, shared with the digits example
+from fold_training import sleep_idle_threads, start_pool, train_all  # noqa: E402
 
 if TYPE_CHECKING:  # torch loads in the train stage only: the data stage runs without it
     import torch
 
-HERE = Path(__file__).resolve().parent
 CLASSES = [str(d) for d in range(10)]
 SEP = "|"
 MEAN, STD = 0.5, 0.5
@@ -167,8 +165,6 @@ def save(model: torch.nn.Module, path: Path) -> None:
     tmp.replace(path)  # a killed run leaves no half-written checkpoint behind
 
 
-# torch, timm and safetensors: with --jobs > 1 only the forkserver (which the workers fork from) imports them
-TORCH_MODULES = ["torch", "timm", "safetensors.torch"]
 # what a worker trains on: set once per process by `init_worker` (train.csv, its images and indicators)
 _DATA: dict[str, object] = {}
 
@@ -205,39 +201,15 @@ def train_models(work: Path, models: list[str], epochs: int, jobs: int = 0) -> N
 
     `jobs` trainings at once (0: the usable cores), one torch thread each; 1 trains here, in turn.
     """
-    if "OMP_WAIT_POLICY" not in os.environ and (policy := choose_wait_policy()) is not None:
-        # read once, when torch loads OpenMP (here or in the forkserver): idle threads sleep instead of
-        # spinning beside other busy processes (spinning threads on a shared 2-core machine made
-        # training ~10x slower)
-        os.environ["OMP_WAIT_POLICY"] = policy
+    sleep_idle_threads()  # read once, when torch loads OpenMP (here or in the forkserver)
     train = pd.read_csv(work / "train.csv", dtype={"id": str, "label": str}, keep_default_na=False)
     if "fold" not in train.columns:
         raise SystemExit(f"{work / 'train.csv'} has no fold column: run `ens folds --method multilabel-stratified` first")
     folds = sorted(int(k) for k in train["fold"].unique())
     pending = [(name, k) for name in models for k in folds if not (work / "checkpoints" / name / f"fold{k}.safetensors").exists()]
     jobs = min(jobs or usable_cores(), len(pending))
-    pool = None
-    if jobs > 1:
-        # forkserver: its server imports torch and timm once and forks each worker from it; a plain fork
-        # after torch has loaded is unsafe, spawn would import torch once per worker
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["__main__", *TORCH_MODULES])
-        forkserver.ensure_running()
-        pool = ProcessPoolExecutor(jobs, context, initializer=init_worker, initargs=(work,))
-        futures = [pool.submit(train_fold, name, k, epochs) for name, k in pending]
-    elif pending:
-        init_worker(work)
-    try:
-        for i, (name, k) in enumerate(pending):
-            exact, seconds = futures[i].result() if pool else train_fold(name, k, epochs)
-            print(f"trained {name} fold {k}: held-out exact-set accuracy {exact:.3f} ({seconds:.1f} s)", flush=True)
-    except Exception as e:  # a worker's error or death: one failure, the rest cancelled, no hang
-        if pool:
-            pool.shutdown(wait=True, cancel_futures=True)
-        traceback.print_exception(e)  # a worker's error carries the worker's traceback as its cause
-        sys.exit(f"prepare.py: training {name} fold {k} failed: {type(e).__name__}: {e}")
-    if pool:
-        pool.shutdown()
+    pool = start_pool(jobs, init_worker, (work,))
+    train_all(pending, train_fold, epochs, pool, lambda: init_worker(work), "exact-set accuracy")
 
 
 def main() -> None:
