@@ -48,10 +48,10 @@ def start(command: str) -> bool:
     global _child
     if command not in WARMERS or _child is not None or os.environ.get("ENS_NO_NUMBA") == "1":
         return False
-    if importlib.util.find_spec("numba") is None or not _core_to_spare():
+    if importlib.util.find_spec("numba") is None:
         return False
     stamp = stamp_path(command)
-    if stamp is None or stamp.exists():
+    if stamp is None or stamp.exists() or not _core_to_spare():  # the stamp first: a warm command samples no load
         return False
     import subprocess  # only to start a child: ~40 ms of import a warm command does not pay
 
@@ -66,36 +66,26 @@ def start(command: str) -> bool:
 
 
 def _core_to_spare() -> bool:
-    """Whether a core is idle for the child beside the command: fewer threads running right now than
-    cores (the command's own counted), and the last minute's load below the cores less half of one.
+    """Whether a core is idle for the child beside the command: fewer tasks running right now than
+    cores (the command's own counted; `ens predict`'s measure, Linux), and the last minute's load
+    below the cores less half of one.
 
     Measured on 2 cores (bench_cli.py's blend problem, cold): quiet but for the benchmark's own
     earlier commands (load 0.6-1.0), the child made the first blend 2.4 s instead of 2.6-2.8 s; beside
     one CPU-bound process, 3.0 s either way; at load ~2.5, slower (10.7 s vs 8.9-9.7 s without it),
     its compile competing with the command's own work. The load alone lags by a minute and counts
-    finished work, so the running count decides where the system tells it (Linux).
+    finished work, so the running count decides where the system tells it.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    from ensemble.predict.cpu import others_running, usable_cores
+
+    cores = usable_cores()
     try:
         load = os.getloadavg()[0]
     except OSError:  # no load average to read: assume busy, as compiling in the command is always correct
         return False
-    running = _running_now()
-    if running is None:
+    if not sys.platform.startswith("linux"):  # no running count to read: the load alone decides
         return load + 1 <= cores - 0.5
-    return running < cores and load <= cores - 0.5
-
-
-def _running_now() -> int | None:
-    """Threads running or runnable system-wide at this instant, this one included (/proc/loadavg), or None."""
-    try:
-        with open("/proc/loadavg") as f:
-            return int(f.read().split()[3].split("/")[0])
-    except (OSError, IndexError, ValueError):
-        return None
+    return others_running() + 1 < cores and load <= cores - 0.5
 
 
 def wait(kernel: str) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ensemble import _warmup
+from ensemble.predict import cpu
 
 
 @pytest.fixture
@@ -17,7 +16,7 @@ def fresh(monkeypatch, tmp_path):
     monkeypatch.setattr(_warmup, "_child", None)
     monkeypatch.setattr(_warmup, "_ready", set())
     monkeypatch.setattr(_warmup.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle core for the child
-    monkeypatch.setattr(_warmup, "_running_now", lambda: 1)  # only the command runs
+    monkeypatch.setattr(cpu, "others_running", lambda: 0.0)  # only the command runs
     monkeypatch.setattr(_warmup.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     return tmp_path
 
@@ -47,9 +46,9 @@ def test_no_child_when_no_core_is_idle(fresh, monkeypatch):
     monkeypatch.setattr(_warmup.os, "getloadavg", lambda: (64.0, 64.0, 64.0))
     assert not _warmup.start("blend")
     monkeypatch.setattr(_warmup.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
-    monkeypatch.setattr(_warmup, "_running_now", lambda: 2)  # one other process on the 2 cores right now
+    monkeypatch.setattr(cpu, "others_running", lambda: 1.0)  # one other process on the 2 cores right now
     assert not _warmup.start("blend")
-    monkeypatch.setattr(_warmup, "_running_now", lambda: None)  # no running count: the load alone decides
+    monkeypatch.setattr(_warmup.sys, "platform", "darwin")  # no running count: the load alone decides
     monkeypatch.setattr(_warmup.os, "getloadavg", lambda: (0.9, 0.9, 0.9))
     assert not _warmup.start("blend")
     monkeypatch.setattr(_warmup.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
@@ -61,11 +60,6 @@ def test_no_child_when_no_core_is_idle(fresh, monkeypatch):
 def test_a_core_idle_now_warms_even_after_a_busy_minute(fresh, monkeypatch):
     # the benchmark's (or the user's) earlier commands raise the minute's load; nothing else runs now
     monkeypatch.setattr(_warmup.os, "getloadavg", lambda: (0.9, 0.9, 0.9))
-    monkeypatch.setattr(_warmup, "_running_now", lambda: 1)
+    monkeypatch.setattr(cpu, "others_running", lambda: 0.0)
     assert _warmup.start("blend")
     assert _warmup._child.wait(timeout=300) == 0
-
-
-@pytest.mark.skipif(not Path("/proc/loadavg").exists(), reason="Linux only")
-def test_the_running_count_counts_this_process():
-    assert _warmup._running_now() >= 1
