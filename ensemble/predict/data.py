@@ -22,6 +22,7 @@ from ensemble.errors import DataError, preview
 from ensemble.labels import Columns, Labels, read_labels
 from ensemble.predict._card_fields import FIELDS
 from ensemble.predict.config import ModelConfig
+from ensemble.predict.cpu import usable_cores
 from ensemble.predict.images import to_rgb
 from ensemble.predict.options import check_workers
 from ensemble.predict.resize import eval_resize
@@ -239,7 +240,7 @@ def resolve_workers(workers: int | str, device: Any) -> int:
     count = check_workers(workers)
     if count is not None:
         return count
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     cores = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
     if device.type == "cuda":
         return max(0, min(8, cores - 1))

@@ -10,7 +10,6 @@ item's part is stored the moment its last row is done, so an interrupted run res
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
@@ -19,6 +18,7 @@ import torch
 from ensemble._progress import NoProgress, Progress
 from ensemble.predict import resume
 from ensemble.predict.config import ModelConfig, Runner
+from ensemble.predict.cpu import usable_cores
 from ensemble.predict.group import run_group
 from ensemble.predict.plan import Plan
 from ensemble.predict.work import RunStats, by_preprocess, reuse_parts
@@ -102,7 +102,7 @@ def _cpu_threads(device: torch.device, workers: int) -> Iterator[None]:
     if device.type != "cpu" or workers == 0:
         yield
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, min(before, cores - workers)))
     try:
