@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ensemble._arrow import probs_from_columns, table_of
-from ensemble._io import csv_shape_problem, file_identity, first_line
+from ensemble._io import csv_shape_problem, file_identity, first_line, in_background
 from ensemble.errors import TableError
 
 if TYPE_CHECKING:
@@ -141,10 +141,6 @@ PREFETCH_BYTES = 256 << 20
 _PREFETCHED: dict[tuple, Future[tuple[int, pa.Table]]] = {}
 
 
-def _key(p: Path) -> tuple:
-    return file_identity(p)
-
-
 def forget_prefetched() -> None:
     """Drop the early parses not read (a command that ended before reading them, e.g. on an error):
     the CLI calls this after every command, so an in-process caller keeps none."""
@@ -160,40 +156,23 @@ def prefetch(paths: list[Path]) -> None:
     values) and parses it again when no early parse of this version of the file (`file_identity`)
     and column count is ready; files together larger than PREFETCH_BYTES, or unreadable ones, are left alone.
     """
-    from concurrent.futures import Future
-    from threading import Thread
-
     forget_prefetched()  # an earlier command's leftovers
-    jobs = []
     total = 0
     for p in paths:
         try:
-            key = _key(p)
             total += p.stat().st_size
         except OSError:
             continue
         if total > PREFETCH_BYTES:
             return
-        jobs.append((p, key))
-    futures = []
-    for p, key in jobs:
-        _PREFETCHED[key] = future = Future()
-        futures.append((p, future))
+    _PREFETCHED.update(in_background(paths, _parse_ahead, "ens-prefetch"))
 
-    def work() -> None:
-        for p, future in futures:
-            try:
-                with open(p, newline="", encoding="utf-8-sig") as f:
-                    n_columns = len(next(csv.reader(f), []))
-                future.set_result((n_columns, _read_csv(p, n_columns)))
-            except Exception as e:  # noqa: BLE001 - any failure: `read` parses the file itself and says why
-                future.set_exception(e)
 
-    if futures:
-        try:
-            Thread(target=work, name="ens-prefetch", daemon=True).start()
-        except RuntimeError:  # no thread to spare (a process or thread limit): each read parses its file
-            forget_prefetched()
+def _parse_ahead(p: Path) -> tuple[int, pa.Table]:
+    """The column count of `p`'s header and pyarrow's parse of its rows, as `read` would make them."""
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        n_columns = len(next(csv.reader(f), []))
+    return n_columns, _read_csv(p, n_columns)
 
 
 def prefetch_folders(folders: list[Path], kinds: tuple[str, ...]) -> None:
@@ -214,7 +193,7 @@ def prefetch_folders(folders: list[Path], kinds: tuple[str, ...]) -> None:
 def _prefetched(p: Path, n_columns: int) -> pa.Table | None:
     """The early parse of `p` with `n_columns` columns, waiting for it if it is under way; None when there is none."""
     try:
-        future = _PREFETCHED.pop(_key(p), None)
+        future = _PREFETCHED.pop(file_identity(p), None)
     except OSError:
         return None
     if future is None:

@@ -8,12 +8,14 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas loads only when a CSV is read
+    from concurrent.futures import Future
+
     import pandas as pd
 
 from ensemble.errors import OutputError, OutputExistsError
@@ -248,6 +250,41 @@ def file_identity(path: str | os.PathLike) -> tuple[str, int, int, int, int, int
     p = Path(path)
     st = p.stat()
     return str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def in_background(paths: Sequence[str | os.PathLike], work: Callable[[Path], Any], name: str) -> dict[tuple, Future]:
+    """Run `work(path)` on each file in one daemon thread, in order, while the caller goes on.
+
+    Returns:
+        Each file's version (`file_identity`) -> the Future of its result (or of what `work` raised).
+        A file that cannot be stat'ed is left out, a repeated one done once; where no thread can be
+        started (a process or thread limit), nothing is and the mapping is empty.
+    """
+    from concurrent.futures import Future
+    from threading import Thread
+
+    jobs: dict[tuple, tuple[Path, Future]] = {}
+    for p in map(Path, paths):
+        try:
+            key = file_identity(p)
+        except OSError:
+            continue
+        jobs.setdefault(key, (p, Future()))
+
+    def run() -> None:
+        for p, future in jobs.values():
+            try:
+                future.set_result(work(p))
+            except Exception as e:  # noqa: BLE001 - the caller decides (it redoes the work itself)
+                future.set_exception(e)
+
+    if not jobs:
+        return {}
+    try:
+        Thread(target=run, name=name, daemon=True).start()
+    except RuntimeError:
+        return {}
+    return {key: future for key, (_, future) in jobs.items()}
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -29,6 +29,7 @@ from ensemble._io import (
     check_writable,
     file_identity,
     first_line,
+    in_background,
     read_json_object,
     sha256_file,
 )
@@ -113,7 +114,7 @@ class PredTable:
         """
         if self.path is None:
             return None
-        key = _file_key(self.path)
+        key = file_identity(self.path)
         memo = self.__dict__.get("_sha256")
         if memo is None or memo[0] != key:
             memo = (key, _hashed(key) or sha256_file(self.path))
@@ -125,10 +126,6 @@ class PredTable:
 _HASHING: dict[tuple, Future[str]] = {}
 
 
-def _file_key(path: Path) -> tuple:
-    return file_identity(path)
-
-
 def _hashed(key: tuple) -> str | None:
     """The background hash of the file version `key` names (waiting for it), or None when none was started or it failed."""
     future = _HASHING.get(key)
@@ -136,7 +133,7 @@ def _hashed(key: tuple) -> str | None:
         return None
     try:
         return future.result()
-    except OSError:  # the file went away or became unreadable: the caller hashes it and says why
+    except Exception:  # noqa: BLE001 - e.g. the file went away: the caller hashes it and says why
         return None
 
 
@@ -149,33 +146,8 @@ def hash_in_background(paths: Sequence[str | os.PathLike]) -> None:
     file rewritten after this call is hashed again when asked (`file_identity` differs). Where no
     thread can be started, nothing is: `file_sha256` hashes the files itself.
     """
-    from concurrent.futures import Future
-    from threading import Thread
-
     _HASHING.clear()  # an earlier command's hashes (an in-process caller): only this one's are kept
-    jobs = []
-    for p in paths:
-        try:
-            key = _file_key(Path(p))
-        except OSError:
-            continue
-        if key not in _HASHING:
-            _HASHING[key] = future = Future()
-            jobs.append((p, future))
-    if not jobs:
-        return
-
-    def work() -> None:
-        for p, future in jobs:
-            try:
-                future.set_result(sha256_file(p))
-            except OSError as e:
-                future.set_exception(e)
-
-    try:
-        Thread(target=work, name="ens-hash", daemon=True).start()
-    except RuntimeError:  # no thread to spare (a process or thread limit): hashed when asked
-        _HASHING.clear()
+    _HASHING.update(in_background(paths, sha256_file, "ens-hash"))
 
 
 def make_table(
