@@ -159,12 +159,13 @@ def blend(
     Xm = X if same else stack_units(build_units(members, seed_average=False), members)  # (n, M, C)
     member_scores_ = M.unit_scores(Xm, y, spec.metric)
 
-    with _nested_beside_fit(o, spec, X, y, C, lab) as nested_early:
+    folds = N.nested_folds(lab.folds, y, o.seed, source=str(lab.source))[0] if o.nested else None
+    with _nested_beside_fit(o, spec, X, y, C, folds) as nested_early:
         fitted = M.fit(o.method, X, y, C, spec, progress)
         release_freed_memory()  # the fit's work arrays, before the nested folds allocate theirs
         # the in-sample blend goes to `_scores` alone, which frees it once scored (before the nested folds)
         scores = _scores(o, spec, X, Xm, y, C, M.apply(o.method, fitted, X), member_scores_, members, lab, progress,
-                         nested_early)
+                         folds, nested_early)
     weight_of = member_weights(units, fitted, len(members))
     member_scores = [
         MemberScore(t.name, t.family, float(member_scores_[i]), weight_of[i]) for i, t in enumerate(members)
@@ -202,7 +203,7 @@ def _tests(members: list[PredTable], test_tables: Sequence[PredTable] | None, cl
 
 @contextmanager
 def _nested_beside_fit(
-    o: BlendOptions, spec: M.Spec, X: np.ndarray, y: np.ndarray, C: int, lab: Labels,
+    o: BlendOptions, spec: M.Spec, X: np.ndarray, y: np.ndarray, C: int, folds: np.ndarray | None,
 ) -> Iterator[Future[np.ndarray] | None]:
     """The nested predictions, started in a thread beside the full fit when the outer folds are
     fitted in threads anyway (a small stack, a built-in metric: `nested.fold_workers`), else None.
@@ -211,10 +212,9 @@ def _nested_beside_fit(
     they run; the six fits then share the cores instead of the full fit running alone first (0.1 s of
     bench_cli.py's 2 s blend). Their progress is not shown: they finish in about a second.
     """
-    if not (o.nested and M.fits_anything(o.method, spec)):
+    if folds is None or not M.fits_anything(o.method, spec):
         yield None
         return
-    folds, _ = N.nested_folds(lab.folds, y, o.seed, source=str(lab.source))
     if N.fold_workers(X, spec, len(np.unique(folds))) < 2:
         yield None
         return
@@ -235,10 +235,11 @@ def _nested_beside_fit(
 def _scores(
     o: BlendOptions, spec: M.Spec, X: np.ndarray, Xm: np.ndarray, y: np.ndarray, C: int, oof_probs: np.ndarray,
     member_scores: np.ndarray, members: list[PredTable], lab: Labels, progress: Progress,
-    nested_early: Future[np.ndarray] | None = None,
+    folds: np.ndarray | None, nested_early: Future[np.ndarray] | None = None,
 ) -> Scores:
     """In-sample and nested scores in the metric, the best single model, and the paired-bootstrap verdict.
 
+    `folds`: the nested CV's outer folds (`nested.nested_folds`), None without nested estimates;
     `nested_early`: the nested predictions, already started (`_nested_beside_fit`).
     """
     metric = spec.metric
@@ -250,8 +251,7 @@ def _scores(
     fits = M.fits_anything(o.method, spec)
     nested = best_nested = gain = None
     blend_probs, ref_probs = oof_probs, Xm[:, best]
-    if o.nested:
-        folds, _ = N.nested_folds(lab.folds, y, o.seed, source=str(lab.source))
+    if folds is not None:
         if fits:
             del blend_probs, oof_probs  # scored: 0.07 GB at 1M x 18 that the nested folds need not share memory with
             if nested_early is not None:
